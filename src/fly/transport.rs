@@ -1,0 +1,364 @@
+//! One HTTP exchange with the Machines API: token bucket, auth, timeout, metrics, error
+//! classification, and (for idempotent actions only) bounded jittered retries.
+
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use reqwest::{Method, Url};
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use super::Secret;
+use super::error::{Classify, FlyError, parse_retry_after};
+use super::ratelimit::{Limits, RateLimiter};
+use crate::metrics::Metrics;
+
+/// A `Retry-After` longer than this is not slept on inside the client; the error goes
+/// back to the caller, whose own backoff (persisted in the row) takes over.
+const MAX_INLINE_RETRY_AFTER: Duration = Duration::from_secs(10);
+const MACAROON_PREFIXES: [&str; 3] = ["fm1r_", "fm1a_", "fm2_"];
+
+/// Every call the client makes; the label used in metrics and the rate-limit bucket name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    CreateApp,
+    GetApp,
+    DeleteApp,
+    ListApps,
+    ListIps,
+    AssignIp,
+    ListMachines,
+    CreateMachine,
+    GetMachine,
+    UpdateMachine,
+    StartMachine,
+    StopMachine,
+    DestroyMachine,
+    WaitMachine,
+    ListOrgMachines,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::CreateApp => "create_app",
+            Action::GetApp => "get_app",
+            Action::DeleteApp => "delete_app",
+            Action::ListApps => "list_apps",
+            Action::ListIps => "list_ips",
+            Action::AssignIp => "assign_ip",
+            Action::ListMachines => "list_machines",
+            Action::CreateMachine => "create_machine",
+            Action::GetMachine => "get_machine",
+            Action::UpdateMachine => "update_machine",
+            Action::StartMachine => "start_machine",
+            Action::StopMachine => "stop_machine",
+            Action::DestroyMachine => "destroy_machine",
+            Action::WaitMachine => "wait_machine",
+            Action::ListOrgMachines => "list_org_machines",
+        }
+    }
+
+    fn limits(self) -> Limits {
+        match self {
+            Action::GetMachine => Limits::GET_MACHINE,
+            Action::DeleteApp => Limits::APP_DELETES,
+            _ => Limits::PER_ACTION,
+        }
+    }
+
+    /// Reads, deletes, start/stop and waits may be repeated; creates, updates and IP
+    /// assignment may not.
+    fn idempotent(self) -> bool {
+        !matches!(
+            self,
+            Action::CreateApp | Action::CreateMachine | Action::UpdateMachine | Action::AssignIp
+        )
+    }
+
+    /// For `/wait`, a 408 means "not yet" and is handled by the caller's loop.
+    pub fn should_retry(self, err: &FlyError) -> bool {
+        match self {
+            _ if !self.idempotent() => false,
+            Action::WaitMachine => {
+                matches!(err, FlyError::Transient(_) | FlyError::RateLimited { .. })
+            }
+            _ => err.is_retryable(),
+        }
+    }
+
+    fn classify(self) -> Classify {
+        Classify { ambiguous: self == Action::CreateMachine, create_app: self == Action::CreateApp }
+    }
+}
+
+/// A request description; cheap to re-send on retry.
+#[derive(Debug)]
+pub(crate) struct Request<'a> {
+    pub action: Action,
+    pub method: Method,
+    pub path: Vec<&'a str>,
+    pub query: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    /// Rate-limit identifier: the app, machine or org the call is about.
+    pub key: &'a str,
+    pub timeout: Option<Duration>,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(action: Action, method: Method, path: &[&'a str], key: &'a str) -> Self {
+        Request {
+            action,
+            method,
+            path: path.to_vec(),
+            query: Vec::new(),
+            body: None,
+            key,
+            timeout: None,
+        }
+    }
+
+    pub fn query(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.query.push((key.to_owned(), value.into()));
+        self
+    }
+
+    pub fn json<T: serde::Serialize>(mut self, body: &T) -> Result<Self, FlyError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| FlyError::config(format!("encoding request body: {e}")))?;
+        self.body = Some(bytes);
+        Ok(self)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Response {
+    pub status: u16,
+    pub request_id: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// Decode the body; an empty body yields `T::default()`.
+    pub fn json<T: DeserializeOwned + Default>(&self, what: &str) -> Result<T, FlyError> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| FlyError::decode(self.status, self.request_id.clone(), what, &e))
+    }
+}
+
+/// `FlyV1 <token>` for macaroons (as flyctl does), otherwise `Bearer <token>`; a token
+/// that already names its scheme is sent unchanged.
+pub(crate) fn auth_value(token: &str) -> String {
+    let t = token.trim();
+    if t.starts_with("FlyV1 ") || t.starts_with("Bearer ") {
+        t.to_owned()
+    } else if MACAROON_PREFIXES.iter().any(|p| t.starts_with(p)) {
+        format!("FlyV1 {t}")
+    } else {
+        format!("Bearer {t}")
+    }
+}
+
+pub(crate) struct Transport {
+    http: reqwest::Client,
+    base: Url,
+    auth: Option<HeaderValue>,
+    token: Secret,
+    limiter: Option<RateLimiter>,
+    metrics: Option<Metrics>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("base", &self.base.as_str())
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl Transport {
+    pub fn new(
+        base_url: &str,
+        token: Secret,
+        request_timeout: Duration,
+        rate_limit: bool,
+        metrics: Option<Metrics>,
+    ) -> Result<Self, FlyError> {
+        let http = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .connect_timeout(request_timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("fly-preview-controller/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| FlyError::config(format!("building HTTP client: {e}")))?;
+        let auth = if token.is_empty() {
+            None
+        } else {
+            let mut v = HeaderValue::from_str(&auth_value(token.expose())).map_err(|_| {
+                FlyError::config("API token contains characters not allowed in an HTTP header")
+            })?;
+            v.set_sensitive(true);
+            Some(v)
+        };
+        let limiter = rate_limit.then(RateLimiter::new);
+        Ok(Transport { http, base: api_base(base_url)?, auth, token, limiter, metrics })
+    }
+
+    fn url(&self, req: &Request<'_>) -> Result<Url, FlyError> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| FlyError::config("base URL cannot have a path"))?
+            .extend(&req.path);
+        if !req.query.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &req.query {
+                q.append_pair(k, v);
+            }
+        }
+        Ok(url)
+    }
+
+    /// Send, retrying idempotent actions on transient failures (honouring short
+    /// `Retry-After`s); non-idempotent actions are sent exactly once.
+    pub async fn send(&self, req: &Request<'_>) -> Result<Response, FlyError> {
+        if !req.action.idempotent() {
+            return self.send_once(req).await;
+        }
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(2))
+            .with_max_times(3)
+            .with_jitter();
+        (|| self.send_once(req))
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|e| req.action.should_retry(e))
+            .adjust(honour_retry_after)
+            .notify(|e, after| {
+                tracing::debug!(action = req.action.as_str(), kind = e.kind(), error = %e, ?after, "retrying Fly request");
+            })
+            .await
+    }
+
+    async fn send_once(&self, req: &Request<'_>) -> Result<Response, FlyError> {
+        self.throttle(req).await;
+        let mut rb = self.http.request(req.method.clone(), self.url(req)?);
+        if let Some(auth) = &self.auth {
+            rb = rb.header(AUTHORIZATION, auth.clone());
+        }
+        if let Some(body) = &req.body {
+            rb = rb.header(CONTENT_TYPE, "application/json").body(body.clone());
+        }
+        if let Some(t) = req.timeout {
+            rb = rb.timeout(t);
+        }
+        let started = Instant::now();
+        let result = self.execute(rb, req.action.classify()).await;
+        self.record(req.action, &result, started.elapsed());
+        result
+    }
+
+    async fn execute(
+        &self,
+        rb: reqwest::RequestBuilder,
+        how: Classify,
+    ) -> Result<Response, FlyError> {
+        let token = self.token.expose();
+        let resp = rb.send().await.map_err(|e| FlyError::from_transport(&e, how, token))?;
+        let status = resp.status().as_u16();
+        let header = |name| {
+            resp.headers().get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::to_owned)
+        };
+        let request_id = header("fly-request-id");
+        let retry_after = header(RETRY_AFTER.as_str()).as_deref().and_then(parse_retry_after);
+        let body = match resp.bytes().await {
+            Ok(b) => b.to_vec(),
+            Err(e) => {
+                return Err(with_response(
+                    FlyError::from_transport(&e, how, token),
+                    status,
+                    request_id,
+                ));
+            }
+        };
+        if (200..300).contains(&status) {
+            return Ok(Response { status, request_id, body });
+        }
+        Err(FlyError::from_response(status, request_id, retry_after, &body, how, token))
+    }
+
+    async fn throttle(&self, req: &Request<'_>) {
+        let Some(limiter) = &self.limiter else { return };
+        let key = if req.action == Action::DeleteApp { "" } else { req.key };
+        if limiter.acquire(req.action.as_str(), key, req.action.limits()).await {
+            tracing::debug!(
+                action = req.action.as_str(),
+                "Fly request delayed by client-side rate limit"
+            );
+            if let Some(m) = &self.metrics {
+                m.fly_throttled.with_label_values(&[req.action.as_str()]).inc();
+            }
+        }
+    }
+
+    fn record(&self, action: Action, result: &Result<Response, FlyError>, elapsed: Duration) {
+        let status = match result {
+            Ok(r) => Some(r.status),
+            Err(e) => e.status(),
+        };
+        if let Err(e) = result {
+            tracing::debug!(action = action.as_str(), kind = e.kind(), error = %e, "Fly request failed");
+        }
+        let Some(m) = &self.metrics else { return };
+        m.fly_requests.with_label_values(&[action.as_str(), Metrics::status_class(status)]).inc();
+        m.fly_request_duration.with_label_values(&[action.as_str()]).observe(elapsed.as_secs_f64());
+        if status == Some(429) {
+            m.fly_rate_limited.inc();
+        }
+    }
+}
+
+/// `base_url` + `/v1` (not doubled if already present).
+fn api_base(base_url: &str) -> Result<Url, FlyError> {
+    let mut url = Url::parse(base_url.trim())
+        .map_err(|e| FlyError::config(format!("invalid Fly API URL: {e}")))?;
+    if url.cannot_be_a_base() || !matches!(url.scheme(), "http" | "https") {
+        return Err(FlyError::config("Fly API URL must be an http(s) URL"));
+    }
+    url.set_query(None);
+    url.set_fragment(None);
+    let has_v1 = url.path().trim_end_matches('/').ends_with("/v1");
+    let mut segs = url.path_segments_mut().map_err(|()| FlyError::config("invalid Fly API URL"))?;
+    segs.pop_if_empty();
+    if !has_v1 {
+        segs.push("v1");
+    }
+    drop(segs);
+    Ok(url)
+}
+
+fn with_response(mut err: FlyError, status: u16, request_id: Option<String>) -> FlyError {
+    let info = err.info_mut();
+    info.status = Some(status);
+    info.request_id = request_id;
+    err
+}
+
+/// Sleep at least `Retry-After` when one was sent, but give up (return to the caller)
+/// rather than sleep longer than [`MAX_INLINE_RETRY_AFTER`].
+fn honour_retry_after(err: &FlyError, next: Option<Duration>) -> Option<Duration> {
+    let next = next?;
+    match err.retry_after() {
+        Some(ra) if ra > MAX_INLINE_RETRY_AFTER => None,
+        Some(ra) => Some(ra.max(next)),
+        None => Some(next),
+    }
+}
+
+#[cfg(test)]
+#[path = "transport_tests.rs"]
+mod tests;

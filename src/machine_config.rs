@@ -1,0 +1,225 @@
+//! Builds the Fly machine config for one preview: the runner image, the repo to serve (as
+//! environment values only, never in shell text), a public HTTP(S) service with a health
+//! check, scale-to-zero, and the ownership metadata the reconciler relies on.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::fly::{Guest, MachineConfig, MachineService, RestartPolicy, ServiceCheck, ServicePort};
+
+pub const MANAGED_BY_KEY: &str = "managed-by";
+pub const MANAGED_BY: &str = "fly-preview-controller";
+pub const PREVIEW_ID_KEY: &str = "preview-id";
+pub const GENERATION_KEY: &str = "generation";
+pub const LAUNCH_MARKER_KEY: &str = "launch-marker";
+
+/// How preview machines are sized and what they run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunnerSettings {
+    pub image: String,
+    pub port: u16,
+    pub cpu_kind: String,
+    pub cpus: u32,
+    pub memory_mb: u32,
+    /// How often the runner pulls the branch, as a duration string (`"5s"`).
+    pub sync_interval: String,
+}
+
+impl Default for RunnerSettings {
+    fn default() -> Self {
+        RunnerSettings {
+            image: "ghcr.io/roseram/fly-preview-runner:latest".to_owned(),
+            port: 3000,
+            cpu_kind: "shared".to_owned(),
+            cpus: 1,
+            memory_mb: 1024,
+            sync_interval: "5s".to_owned(),
+        }
+    }
+}
+
+/// What one preview row asks for.
+#[derive(Clone, Copy, Debug)]
+pub struct PreviewSpec<'a> {
+    pub preview_id: uuid::Uuid,
+    pub generation: i64,
+    pub repo_url: &'a str,
+    pub branch: &'a str,
+    /// Unique per create attempt; lets an ambiguous create be resolved by listing.
+    pub launch_marker: &'a str,
+}
+
+pub fn build(settings: &RunnerSettings, spec: &PreviewSpec<'_>) -> MachineConfig {
+    MachineConfig {
+        image: settings.image.clone(),
+        env: env(settings, spec),
+        services: vec![service(settings.port)],
+        restart: Some(RestartPolicy { policy: "on-failure".to_owned(), max_retries: Some(3) }),
+        guest: Some(Guest {
+            cpu_kind: settings.cpu_kind.clone(),
+            cpus: settings.cpus,
+            memory_mb: settings.memory_mb,
+        }),
+        metadata: metadata(spec),
+        ..MachineConfig::default()
+    }
+}
+
+/// True when the metadata marks the machine as ours and for this preview.
+pub fn is_ours(metadata: &BTreeMap<String, String>, preview_id: uuid::Uuid) -> bool {
+    metadata.get(MANAGED_BY_KEY).is_some_and(|v| v == MANAGED_BY)
+        && metadata
+            .get(PREVIEW_ID_KEY)
+            .and_then(|v| uuid::Uuid::parse_str(v).ok())
+            .is_some_and(|id| id == preview_id)
+}
+
+fn env(settings: &RunnerSettings, spec: &PreviewSpec<'_>) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("REPO_URL".to_owned(), spec.repo_url.to_owned()),
+        ("REPO_BRANCH".to_owned(), spec.branch.to_owned()),
+        ("PORT".to_owned(), settings.port.to_string()),
+        ("SYNC_INTERVAL".to_owned(), settings.sync_interval.clone()),
+    ])
+}
+
+fn metadata(spec: &PreviewSpec<'_>) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (MANAGED_BY_KEY.to_owned(), MANAGED_BY.to_owned()),
+        (PREVIEW_ID_KEY.to_owned(), spec.preview_id.to_string()),
+        (GENERATION_KEY.to_owned(), spec.generation.to_string()),
+        (LAUNCH_MARKER_KEY.to_owned(), spec.launch_marker.to_owned()),
+    ])
+}
+
+fn service(port: u16) -> MachineService {
+    let handlers = |h: &[&str]| h.iter().map(|s| (*s).to_owned()).collect();
+    MachineService {
+        protocol: "tcp".to_owned(),
+        internal_port: port,
+        ports: vec![
+            ServicePort { port: 80, handlers: handlers(&["http"]), force_https: Some(true) },
+            ServicePort { port: 443, handlers: handlers(&["tls", "http"]), force_https: None },
+        ],
+        autostop: Some(Value::String("suspend".to_owned())),
+        autostart: Some(true),
+        min_machines_running: Some(0),
+        checks: vec![ServiceCheck {
+            type_: "http".to_owned(),
+            port: None,
+            interval: Some("15s".to_owned()),
+            timeout: Some("5s".to_owned()),
+            grace_period: Some("60s".to_owned()),
+            method: Some("GET".to_owned()),
+            path: Some("/".to_owned()),
+        }],
+        concurrency: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const ID: &str = "6f1c0b1e-2a7b-4b8e-9a51-1c2d3e4f5a6b";
+
+    fn spec(marker: &str) -> PreviewSpec<'_> {
+        PreviewSpec {
+            preview_id: uuid::Uuid::parse_str(ID).unwrap(),
+            generation: 7,
+            repo_url: "https://github.com/acme/site.git",
+            branch: "feature/x; rm -rf /",
+            launch_marker: marker,
+        }
+    }
+
+    #[test]
+    fn config_json_shape() {
+        let cfg = build(&RunnerSettings::default(), &spec("01HMARKER"));
+        let expected = json!({
+            "image": "ghcr.io/roseram/fly-preview-runner:latest",
+            "env": {
+                "REPO_URL": "https://github.com/acme/site.git",
+                "REPO_BRANCH": "feature/x; rm -rf /",
+                "PORT": "3000",
+                "SYNC_INTERVAL": "5s"
+            },
+            "services": [{
+                "protocol": "tcp",
+                "internal_port": 3000,
+                "ports": [
+                    {"port": 80, "handlers": ["http"], "force_https": true},
+                    {"port": 443, "handlers": ["tls", "http"]}
+                ],
+                "autostop": "suspend",
+                "autostart": true,
+                "min_machines_running": 0,
+                "checks": [{
+                    "type": "http", "interval": "15s", "timeout": "5s",
+                    "grace_period": "60s", "method": "GET", "path": "/"
+                }]
+            }],
+            "restart": {"policy": "on-failure", "max_retries": 3},
+            "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 1024},
+            "metadata": {
+                "managed-by": "fly-preview-controller",
+                "preview-id": ID,
+                "generation": "7",
+                "launch-marker": "01HMARKER"
+            }
+        });
+        assert_eq!(serde_json::to_value(&cfg).unwrap(), expected);
+    }
+
+    #[test]
+    fn settings_flow_into_config() {
+        let s = RunnerSettings {
+            image: "img@sha256:abc".into(),
+            port: 8080,
+            cpu_kind: "performance".into(),
+            cpus: 2,
+            memory_mb: 4096,
+            sync_interval: "10s".into(),
+        };
+        let v = serde_json::to_value(build(&s, &spec("m"))).unwrap();
+        assert_eq!(v["image"], "img@sha256:abc");
+        assert_eq!(v["env"]["PORT"], "8080");
+        assert_eq!(v["env"]["SYNC_INTERVAL"], "10s");
+        assert_eq!(v["services"][0]["internal_port"], 8080);
+        assert_eq!(v["guest"], json!({"cpu_kind": "performance", "cpus": 2, "memory_mb": 4096}));
+    }
+
+    #[test]
+    fn env_never_contains_a_token() {
+        let cfg = build(&RunnerSettings::default(), &spec("m"));
+        assert!(cfg.env.keys().all(|k| !k.contains("TOKEN") && !k.contains("SECRET")));
+        assert_eq!(cfg.env.len(), 4);
+    }
+
+    #[test]
+    fn config_round_trips_through_decoding() {
+        let cfg = build(&RunnerSettings::default(), &spec("m"));
+        let back: MachineConfig =
+            serde_json::from_value(serde_json::to_value(&cfg).unwrap()).unwrap();
+        assert_eq!(back, cfg);
+    }
+
+    #[test]
+    fn ownership() {
+        let cfg = build(&RunnerSettings::default(), &spec("m"));
+        let id = uuid::Uuid::parse_str(ID).unwrap();
+        assert!(is_ours(&cfg.metadata, id));
+        assert!(!is_ours(&cfg.metadata, uuid::Uuid::nil()));
+        let mut other = cfg.metadata.clone();
+        other.insert(MANAGED_BY_KEY.into(), "someone-else".into());
+        assert!(!is_ours(&other, id));
+        let mut missing = cfg.metadata.clone();
+        missing.remove(MANAGED_BY_KEY);
+        assert!(!is_ours(&missing, id));
+        let mut upper = cfg.metadata;
+        upper.insert(PREVIEW_ID_KEY.into(), ID.to_uppercase());
+        assert!(is_ours(&upper, id));
+    }
+}

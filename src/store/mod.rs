@@ -1,0 +1,174 @@
+//! The database as the work queue: rows, leases, fenced status writes, notifications,
+//! leader election and migrations. Every statement is runtime-checked and exercised by a
+//! `#[sqlx::test]` in `tests/store.rs`.
+
+mod leader;
+mod listen;
+pub mod migrate;
+mod queue;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use uuid::Uuid;
+
+pub use listen::{ListenEvent, Listener, Notification, Op};
+pub use queue::{QueueStats, StatusWrite};
+
+use crate::fly::Secret;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Errors at the database boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database connection failed: {0}")]
+    Connect(String),
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Whether trying again later can succeed (lost connections, pool timeouts, I/O).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Connect(_) => true,
+            StoreError::Query(e) => matches!(
+                e,
+                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
+            ) || e.as_database_error().is_some_and(|d| {
+                // 08: connection exception, 57P: operator intervention (terminated backends), 40: rollback
+                d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("40"))
+            }),
+            StoreError::Migrate(_) => false,
+        }
+    }
+
+    /// A fixed short name for metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Connect(_) => "db_connect",
+            StoreError::Query(_) => "db_query",
+            StoreError::Migrate(_) => "db_migrate",
+        }
+    }
+}
+
+/// One row of `public.fly_preview_apps` as the controller reads it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PreviewRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub project_id: String,
+    pub fly_app_name: String,
+    pub preview_url: Option<String>,
+    pub status: String,
+    pub error_message: Option<String>,
+    pub github_repo_url: Option<String>,
+    pub github_branch: Option<String>,
+    pub desired_state: String,
+    pub generation: i64,
+    pub observed_generation: i64,
+    pub status_reason: Option<String>,
+    pub fly_machine_id: Option<String>,
+    pub machine_state: Option<String>,
+    pub attempts: i32,
+    /// `None` means "never by itself": the row waits for a change (permanent errors, converged rows).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub last_transition_at: DateTime<Utc>,
+    pub requested_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The column list every read uses (uuid project ids are read in canonical text form).
+macro_rules! row_cols {
+    () => {
+        "id, user_id, project_id::text AS project_id, fly_app_name, preview_url, status, \
+         error_message, github_repo_url, github_branch, desired_state, generation, \
+         observed_generation, status_reason, fly_machine_id, machine_state, attempts, \
+         CASE WHEN isfinite(next_attempt_at) THEN next_attempt_at END AS next_attempt_at, \
+         lease_owner, lease_expires_at, last_transition_at, requested_at, created_at, updated_at"
+    };
+}
+pub(crate) use row_cols;
+
+/// Marks the statement as the controller's own write, so the request-translation trigger
+/// leaves it alone (the setting is transaction-local and evaluated once, before any row).
+macro_rules! by_controller {
+    () => {
+        "(SELECT pg_catalog.set_config('fly_preview.controller', 'on', true)) IS NOT NULL"
+    };
+}
+pub(crate) use by_controller;
+
+/// Handle to the database, scoped to one controller replica (the lease owner).
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+    owner: String,
+}
+
+/// Connects a small pool. The URL (it may hold a password) never appears in errors.
+pub async fn connect(url: &Secret, max_connections: u32) -> Result<PgPool, StoreError> {
+    let opts: PgConnectOptions = url
+        .expose()
+        .parse()
+        .map_err(|_| StoreError::Connect("DATABASE_URL could not be parsed".into()))?;
+    let opts = opts.application_name("fly-preview-controller");
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await
+        .map_err(|e| StoreError::Connect(redact(&e.to_string(), url)))
+}
+
+/// Removes any trace of the secret from a message.
+pub fn redact(message: &str, secret: &Secret) -> String {
+    let s = secret.expose();
+    if s.is_empty() { message.to_string() } else { message.replace(s, "***") }
+}
+
+impl Store {
+    pub fn new(pool: PgPool, owner: impl Into<String>) -> Self {
+        Self { pool, owner: owner.into() }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// One row by id.
+    pub async fn get(&self, id: Uuid) -> Result<Option<PreviewRow>, StoreError> {
+        let sql = concat!("SELECT ", row_cols!(), " FROM public.fly_preview_apps WHERE id = $1");
+        Ok(sqlx::query_as::<_, PreviewRow>(sql).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// Every row, oldest first (status command, sweeps).
+    pub async fn list_all(&self) -> Result<Vec<PreviewRow>, StoreError> {
+        let sql = concat!("SELECT ", row_cols!(), " FROM public.fly_preview_apps ORDER BY created_at, id");
+        Ok(sqlx::query_as::<_, PreviewRow>(sql).fetch_all(&self.pool).await?)
+    }
+
+    /// Every app name that has a row (the orphan sweep's view of "ours").
+    pub async fn app_names(&self) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT fly_app_name FROM public.fly_preview_apps";
+        Ok(sqlx::query_scalar::<_, String>(sql).fetch_all(&self.pool).await?)
+    }
+
+    /// Whether a row currently owns this app name.
+    pub async fn app_name_exists(&self, name: &str) -> Result<bool, StoreError> {
+        let sql = "SELECT EXISTS (SELECT 1 FROM public.fly_preview_apps WHERE fly_app_name = $1)";
+        Ok(sqlx::query_scalar::<_, bool>(sql).bind(name).fetch_one(&self.pool).await?)
+    }
+}

@@ -1,0 +1,18 @@
+//! Logging: `tracing` with a human format by default and JSON for production; `RUST_LOG`
+//! overrides the default filter.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,sqlx::postgres::notice=info,hyper=warn,reqwest=warn";
+
+/// Installs the global subscriber (a second call is a no-op, which keeps tests simple).
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Text => builder.with_target(false).try_init(),
+    };
+}

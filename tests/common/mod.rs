@@ -1,0 +1,51 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use fly_preview_controller::naming;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+pub const USER_A: &str = "d20f481d-f7ac-4c72-8b42-c683320a6b6e";
+pub const USER_B: &str = "5b0c7f3e-2a41-4d8e-9c6b-0e1f2a3b4c5d";
+
+/// Inserts a row the way the web app's API does (as a privileged writer, not the controller).
+pub async fn insert_row(pool: &PgPool, user: &str, project: &str, repo: Option<&str>, branch: &str) -> Uuid {
+    let name = naming::app_name("roseram", user, project);
+    sqlx::query_scalar(
+        "INSERT INTO public.fly_preview_apps (user_id, project_id, fly_app_name, preview_url, status, github_repo_url, github_branch) \
+         VALUES ($1::uuid, $2, $3, $4, 'pending', $5, $6) RETURNING id",
+    )
+    .bind(user)
+    .bind(project)
+    .bind(&name)
+    .bind(naming::preview_url(&name))
+    .bind(repo)
+    .bind(branch)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Inserts `n` valid rows for USER_A with projects `p-0..p-n`.
+pub async fn insert_rows(pool: &PgPool, n: usize) -> Vec<Uuid> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        ids.push(insert_row(pool, USER_A, &format!("p-{i}"), Some("https://github.com/acme/site"), "main").await);
+    }
+    ids
+}
+
+/// Switches a transaction to a signed-in Supabase user (`authenticated` + JWT claims).
+pub async fn become_user(conn: &mut PgConnection, user: &str) {
+    sqlx::query("SET LOCAL ROLE authenticated").execute(&mut *conn).await.unwrap();
+    sqlx::query("SELECT set_config('request.jwt.claims', json_build_object('sub', $1::text, 'role', 'authenticated')::text, true)")
+        .bind(user)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
+/// The SQLSTATE of a failed query.
+pub fn sqlstate(e: &sqlx::Error) -> String {
+    e.as_database_error().and_then(|d| d.code()).map(|c| c.to_string()).unwrap_or_default()
+}
