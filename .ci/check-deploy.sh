@@ -97,6 +97,29 @@ for p in panels:
             assert (x, y) not in cells, f"{p['title']} overlaps {cells[(x, y)]}"
             cells[(x, y)] = p["title"]
 EOF
+# promtool parses every dashboard query (Grafana variables substituted) as a recording rule:
+# an offline PromQL syntax check for what Grafana would otherwise only report at view time.
+step "dashboard: every query is valid PromQL (promtool)" "$PY" - "$DASH" <<'EOF'
+import json, re, subprocess, sys, tempfile
+import yaml
+dash = json.load(open(sys.argv[1]))
+exprs = [t["expr"] for p in dash["panels"] if p.get("type") != "row" for t in p.get("targets", [])]
+for v in dash["templating"]["list"]:
+    if v.get("type") == "query":
+        q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+        exprs.append(re.fullmatch(r"label_values\((.*),[^,]*\)", q).group(1))
+subst = {"$__rate_interval": "1m", "$__interval": "1m", "$job": ".*", "$instance": ".*"}
+rules = []
+for n, e in enumerate(exprs):
+    for k, v in subst.items():
+        e = e.replace(k, v)
+    assert "$" not in e, f"unsubstituted variable in {e}"
+    rules.append({"record": f"dashboard:query_{n}", "expr": e})
+with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+    yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, f)
+    f.flush()
+    sys.exit(subprocess.run(["promtool", "check", "rules", f.name]).returncode)
+EOF
 step "chart copy $CHART/files/fly-preview-controller.json is identical" cmp "$DASH" "$CHART/files/fly-preview-controller.json"
 
 # ---- Helm chart ---------------------------------------------------------------------------------

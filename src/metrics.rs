@@ -70,6 +70,7 @@ fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64
 
 /// Metric definitions are compile-time constants; a failure here is a programming error
 /// caught by the unit test below, never by user input.
+#[allow(clippy::needless_pass_by_value)]
 fn bug(name: &str, e: prometheus::Error) -> ! {
     panic!("metric {name} is malformed: {e}")
 }

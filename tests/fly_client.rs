@@ -674,3 +674,59 @@ async fn lenient_config_round_trip_keeps_unknown_fields() {
     let cfg: MachineConfig = got.config.unwrap();
     assert_eq!(serde_json::to_value(&cfg).unwrap(), v);
 }
+
+// ---------------------------------------------------------------- contract (prism)
+
+/// Drives every client call through a Prism validating proxy in front of the simulator.
+/// Run by `.ci/contract-check.sh`, which sets `FLY_CONTRACT_URL` and checks Prism's log.
+#[tokio::test]
+#[ignore = "needs Prism + the simulator; run .ci/contract-check.sh"]
+async fn contract_through_prism() {
+    let url = std::env::var("FLY_CONTRACT_URL").expect("FLY_CONTRACT_URL");
+    let org = std::env::var("FLY_CONTRACT_ORG").unwrap_or_else(|_| "personal".into());
+    let (c, _) = client_with(&url, "fm2_contract_check_token", false, Duration::from_secs(30));
+    let app = format!("contract-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    contract_apps(&c, &app, &org).await;
+    let id = contract_machine_lifecycle(&c, &app).await;
+    let page = c
+        .list_org_machines(&org, Some(chrono::Utc::now() - chrono::TimeDelta::hours(1)), None)
+        .await
+        .unwrap();
+    assert!(page.machines.iter().any(|m| m.id == id), "{page:?}");
+    c.destroy_machine(&app, &id, true).await.unwrap();
+    c.delete_app(&app).await.unwrap();
+    assert!(matches!(c.get_app(&app).await, Err(FlyError::NotFound(_))));
+}
+
+async fn contract_apps(c: &FlyClient, app: &str, org: &str) {
+    c.create_app(app, org).await.unwrap();
+    assert!(matches!(c.create_app(app, org).await, Err(FlyError::NameTaken(_))));
+    assert_eq!(c.get_app(app).await.unwrap().name, app);
+    assert!(c.list_apps(org).await.unwrap().iter().any(|a| a.name == app));
+    assert!(matches!(c.get_app("contract-does-not-exist").await, Err(FlyError::NotFound(_))));
+    assert!(c.assign_ip(app, IpType::V6).await.unwrap().is_v6());
+    assert!(c.assign_ip(app, IpType::SharedV4).await.unwrap().is_shared_v4());
+    assert_eq!(c.list_ips(app).await.unwrap().len(), 2);
+}
+
+async fn contract_machine_lifecycle(c: &FlyClient, app: &str) -> String {
+    let long = Duration::from_secs(30);
+    let m = c.create_machine(app, &create_req()).await.unwrap();
+    let reached =
+        c.wait_machine(app, &m.id, "started", m.instance_id.as_deref(), long).await.unwrap();
+    assert_eq!(reached, WaitOutcome::Reached { state: "started".into() });
+    let got = c.get_machine(app, &m.id).await.unwrap();
+    let filter = [(machine_config::LAUNCH_MARKER_KEY, "01HMARK")];
+    assert_eq!(c.list_machines(app, &filter).await.unwrap().len(), 1);
+    let mut upd = create_req();
+    upd.current_version = got.instance_id.clone();
+    let updated = c.update_machine(app, &m.id, &upd).await.unwrap();
+    c.wait_machine(app, &m.id, "started", updated.instance_id.as_deref(), long).await.unwrap();
+    c.stop_machine(app, &m.id).await.unwrap();
+    c.wait_machine(app, &m.id, "stopped", None, long).await.unwrap();
+    c.start_machine(app, &m.id).await.unwrap();
+    c.wait_machine(app, &m.id, "started", None, long).await.unwrap();
+    let e = c.wait_machine(app, "00000000000000", "started", None, long).await.unwrap_err();
+    assert!(matches!(e, FlyError::NotFound(_)), "{e:?}");
+    m.id
+}

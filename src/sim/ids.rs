@@ -15,7 +15,10 @@ pub(crate) struct SimClock {
 
 impl SimClock {
     pub(crate) fn start() -> Self {
-        Self { base: Instant::now(), wall: Utc::now() }
+        // Whole milliseconds, so rendered timestamps (millisecond precision) are exact.
+        let now = Utc::now();
+        let wall = DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now);
+        Self { base: Instant::now(), wall }
     }
 
     pub(crate) fn wall(&self, at: Instant) -> DateTime<Utc> {

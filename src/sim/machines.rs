@@ -8,7 +8,7 @@ use super::fault::Action;
 use super::lifecycle::NewMachine;
 use super::machine::{MState, Machine};
 use super::query::Query;
-use super::world::World;
+use super::world::{App, World};
 
 const DEFAULT_REGION: &str = "iad";
 const ORG_PAGE_MAX: usize = 1000;
@@ -20,6 +20,18 @@ fn config_of(body: &Value) -> Result<Value, ApiError> {
         return Err(ApiError::invalid("config.image is required"));
     }
     Ok(config)
+}
+
+/// 409 if an active machine of the app already has this name.
+fn name_clash(app: &App, name: &str) -> Option<ApiError> {
+    let clash = app.machines.values().find(|m| m.is_active() && m.name == name)?;
+    Some(ApiError::new(
+        409,
+        format!(
+            "unique machine name violation, machine ID {} already exists with name {:?}",
+            clash.id, clash.name
+        ),
+    ))
 }
 
 fn lease_ttl(body: &Value) -> Option<u64> {
@@ -35,17 +47,8 @@ impl World {
         let region = field("region").unwrap_or(DEFAULT_REGION).to_owned();
         let env = self.env;
         let target = self.app(app, now)?;
-        if let Some(clash) = requested
-            .as_deref()
-            .and_then(|n| target.machines.values().find(|m| m.is_active() && m.name == n))
-        {
-            return Err(ApiError::new(
-                409,
-                format!(
-                    "unique machine name violation, machine ID {} already exists with name {:?}",
-                    clash.id, clash.name
-                ),
-            ));
+        if let Some(clash) = requested.as_deref().and_then(|n| name_clash(target, n)) {
+            return Err(clash);
         }
         let name = requested.unwrap_or_else(|| self.ids.machine_name());
         let new = NewMachine {
@@ -174,7 +177,10 @@ impl World {
             .flat_map(|a| a.machines.values())
             .filter(|m| page.include_deleted || m.is_active())
             .filter(|m| page.states.is_empty() || page.states.iter().any(|s| s == m.state.as_str()))
-            .filter(|m| page.after.is_none_or(|t| clock.wall(m.updated) > t))
+            .filter(|m| {
+                let updated_ms = clock.unix_ms(m.updated);
+                page.after.is_none_or(|t| updated_ms > t.timestamp_millis())
+            })
             .map(|m| (clock.rel_nanos(m.updated), m))
             .collect();
         all.sort_by(|a, b| (a.0, &a.1.id).cmp(&(b.0, &b.1.id)));

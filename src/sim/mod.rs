@@ -28,6 +28,10 @@ mod machines;
 mod query;
 mod routes;
 mod server;
+#[cfg(test)]
+mod tests_api;
+#[cfg(test)]
+mod tests_lifecycle;
 mod wait;
 mod world;
 

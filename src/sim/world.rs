@@ -246,13 +246,7 @@ impl World {
     pub(crate) fn assign_ip(&mut self, app: &str, body: &Value, now: Instant) -> ApiResult {
         let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
         let kind = field("type");
-        let (shared, ip) = match kind.as_str() {
-            "v6" => (false, self.ids.public_v6()),
-            "shared_v4" => (true, self.ids.public_v4(true)),
-            "v4" => (false, self.ids.public_v4(false)),
-            "private_v6" => (false, self.ids.private_ip()),
-            other => return Err(ApiError::invalid(format!("unsupported ip type {other:?}"))),
-        };
+        let (shared, ip) = self.new_ip(&kind)?;
         let org = self.org.clone();
         let clock = self.env.clock;
         let target = self.app(app, now)?;
@@ -283,6 +277,16 @@ impl World {
         }
         target.ips.push(assignment);
         Ok(Reply::ok(json))
+    }
+
+    fn new_ip(&mut self, kind: &str) -> Result<(bool, String), ApiError> {
+        Ok(match kind {
+            "v6" => (false, self.ids.public_v6()),
+            "shared_v4" => (true, self.ids.public_v4(true)),
+            "v4" => (false, self.ids.public_v4(false)),
+            "private_v6" => (false, self.ids.private_ip()),
+            other => return Err(ApiError::invalid(format!("unsupported ip type {other:?}"))),
+        })
     }
 
     /// `DELETE /v1/apps/{app}/ip_assignments/{ip}` → 204.

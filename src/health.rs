@@ -1,0 +1,62 @@
+//! Liveness and readiness state shared by the loops and the admin server.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+/// Liveness fails only if the main loop stops beating for this long (never because the
+/// database or Fly is down: an outage there must not become a restart storm).
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default)]
+pub struct Health {
+    db_ok: AtomicBool,
+    listener_up: AtomicBool,
+    first_sync: AtomicBool,
+    shutting_down: AtomicBool,
+    heartbeat_ms: AtomicI64,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Health {
+    pub fn beat(&self) {
+        self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+    pub fn set_db(&self, ok: bool) {
+        self.db_ok.store(ok, Ordering::Relaxed);
+    }
+    pub fn set_listener(&self, up: bool) {
+        self.listener_up.store(up, Ordering::Relaxed);
+    }
+    pub fn synced(&self) {
+        self.first_sync.store(true, Ordering::Relaxed);
+    }
+    pub fn shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// `/healthz`: the process and its main loop are alive.
+    pub fn live(&self) -> bool {
+        let last = self.heartbeat_ms.load(Ordering::Relaxed);
+        last > 0 && now_ms() - last < STALE_AFTER.as_millis() as i64
+    }
+
+    /// `/readyz`: database reachable, listener up, first sync done, not shutting down.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err("shutting down");
+        }
+        if !self.first_sync.load(Ordering::Relaxed) {
+            return Err("first sync not done");
+        }
+        if !self.db_ok.load(Ordering::Relaxed) {
+            return Err("database unreachable");
+        }
+        if !self.listener_up.load(Ordering::Relaxed) {
+            return Err("notification listener down");
+        }
+        Ok(())
+    }
+}
