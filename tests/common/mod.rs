@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod harness;
+
 use fly_preview_controller::naming;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
