@@ -11,8 +11,8 @@ use crate::plan::{AppSeen, MachineSeen, Observed};
 pub async fn full(fly: &FlyClient, app: &str, preview_id: Uuid) -> Result<Observed, FlyError> {
     match fly.get_app(app).await {
         Ok(_) => {}
-        Err(FlyError::NotFound(_)) => return Ok(missing()),
-        Err(FlyError::Forbidden(_)) => return Ok(Observed { app: AppSeen::Foreign, ..missing() }),
+        Err(FlyError::NotFound(_)) => return Ok(Observed::missing()),
+        Err(FlyError::Forbidden(_)) => return Ok(Observed { app: AppSeen::Foreign, ..Observed::missing() }),
         Err(e) => return Err(e),
     }
     let ips = fly.list_ips(app).await?;
@@ -42,8 +42,4 @@ pub async fn fast(fly: &FlyClient, app: &str, machine_id: &str, preview_id: Uuid
         return Ok(None);
     }
     Ok(Some(Observed { app: AppSeen::Ours, has_v6: true, has_shared_v4: true, machines: vec![seen] }))
-}
-
-fn missing() -> Observed {
-    Observed { app: AppSeen::Missing, has_v6: false, has_shared_v4: false, machines: Vec::new() }
 }

@@ -71,6 +71,11 @@ pub struct Observed {
 }
 
 impl Observed {
+    /// No app.
+    pub fn missing() -> Self {
+        Self { app: AppSeen::Missing, has_v6: false, has_shared_v4: false, machines: Vec::new() }
+    }
+
     /// The picture right after we created the app ourselves: nothing inside yet.
     pub fn fresh_app() -> Self {
         Self { app: AppSeen::Ours, has_v6: false, has_shared_v4: false, machines: Vec::new() }

@@ -131,6 +131,11 @@ impl Deploy<'_> {
 
     async fn observe(&self) -> Result<Observed, ReconcileError> {
         let r = self.row;
+        if r.observed_generation == 0 && r.fly_machine_id.is_none() {
+            // Never acted on: assume nothing exists yet and let create-app find out (a taken
+            // name answers 422 and is then observed fully). Saves a call on the happy path.
+            return Ok(Observed::missing());
+        }
         let known = r.status == "initializing" && r.observed_generation == r.generation;
         if let (true, Some(id)) = (known, r.fly_machine_id.as_deref()) {
             if let Some(seen) = observe::fast(&self.ctx.fly, self.app(), id, r.id).await? {

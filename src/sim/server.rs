@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::LoggedRequest;
 use super::error::{ApiError, ApiResult, Reply};
-use super::fault::{Fault, FaultEngine, FaultPlan};
+use super::fault::{Action, Fault, FaultEngine, FaultPlan};
 use super::ids::{IdGen, SimClock};
 use super::limits::RateLimiter;
 use super::query::Query;
@@ -124,13 +124,17 @@ fn record(shared: &Shared, parts: &Parts, status: u16, action: &'static str, at:
 
 /// Auth, latency, faults and rate limits, then the handler.
 async fn process(shared: &Shared, route: &Route, parts: &Parts, body: Body) -> Answer {
-    let plan = match admit(shared, route, &parts.headers).await {
-        Ok(plan) => plan,
-        Err(answer) => return answer,
-    };
     let body = match read_json(&parts.method, body).await {
         Ok(body) => body,
         Err(err) => return Answer::Error(err),
+    };
+    // App creation is limited per app (its future id), like every other per-app action.
+    let app_key = (route.action == Action::CreateApp)
+        .then(|| body.get("name").or_else(|| body.get("app_name")).and_then(Value::as_str))
+        .flatten();
+    let plan = match admit(shared, route, &parts.headers, app_key).await {
+        Ok(plan) => plan,
+        Err(answer) => return answer,
     };
     let query = Query::parse(parts.uri.query().unwrap_or_default());
     let nonce = parts.headers.get("fly-machine-lease-nonce").and_then(|v| v.to_str().ok());
@@ -145,7 +149,12 @@ async fn process(shared: &Shared, route: &Route, parts: &Parts, body: Body) -> A
 }
 
 /// Everything that happens before the handler; `Err` is the final answer.
-async fn admit(shared: &Shared, route: &Route, headers: &HeaderMap) -> Result<FaultPlan, Answer> {
+async fn admit(
+    shared: &Shared,
+    route: &Route,
+    headers: &HeaderMap,
+    key: Option<&str>,
+) -> Result<FaultPlan, Answer> {
     authenticate(headers, shared.token.as_deref()).map_err(Answer::Error)?;
     if !shared.api_latency.is_zero() {
         tokio::time::sleep(shared.api_latency).await;
@@ -165,7 +174,7 @@ async fn admit(shared: &Shared, route: &Route, headers: &HeaderMap) -> Result<Fa
         let mut limiter = lock(&shared.limiter);
         let now = Instant::now();
         limiter.prune(now);
-        if !limiter.allow(route.action, rate_key(route, &shared.org), now) {
+        if !limiter.allow(route.action, key.unwrap_or_else(|| rate_key(route, &shared.org)), now) {
             shared.rate_limited_total.fetch_add(1, Ordering::Relaxed);
             return Err(Answer::Error(ApiError::rate_limited()));
         }
