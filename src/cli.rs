@@ -29,7 +29,8 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_error(&e),
     };
-    telemetry::init(cli.log_format);
+    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench(_) | Command::Status(_) | Command::AppName(_));
+    telemetry::init(cli.log_format, if quiet { telemetry::QUIET_FILTER } else { telemetry::DEFAULT_FILTER });
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

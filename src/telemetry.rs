@@ -6,10 +6,12 @@ use tracing_subscriber::EnvFilter;
 use crate::config::LogFormat;
 
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn,sqlx::postgres::notice=info,hyper=warn,reqwest=warn";
+/// Commands whose screen output is the point (demo, bench, status) log warnings only.
+pub const QUIET_FILTER: &str = "warn,sqlx::postgres::notice=warn";
 
 /// Installs the global subscriber (a second call is a no-op, which keeps tests simple).
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+pub fn init(format: LogFormat, default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
