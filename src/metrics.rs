@@ -10,6 +10,12 @@ use prometheus::{
 /// Reconcile outcomes used as the `result` label.
 pub const RESULTS: &[&str] = &["ok", "requeue", "error", "permanent", "fenced"];
 /// Row statuses used as the `status` label of `fly_preview_previews`.
+/// Fly API actions the client labels requests with (pre-initialised so rates start at 0).
+pub const FLY_ACTIONS: &[&str] = &[
+    "create_app", "get_app", "delete_app", "list_apps", "list_ips", "assign_ip", "list_machines",
+    "create_machine", "get_machine", "update_machine", "start_machine", "stop_machine",
+    "destroy_machine", "wait_machine", "list_org_machines",
+];
 pub const STATUSES: &[&str] = &["pending", "initializing", "running", "stopped", "error"];
 
 #[derive(Clone)]
@@ -136,6 +142,13 @@ impl Metrics {
         }
         for s in STATUSES {
             self.previews.with_label_values(&[s]);
+        }
+        for action in FLY_ACTIONS {
+            self.fly_request_duration.with_label_values(&[action]);
+            self.fly_throttled.with_label_values(&[action]);
+            for class in ["2xx", "4xx", "429", "5xx", "transport"] {
+                self.fly_requests.with_label_values(&[action, class]);
+            }
         }
         for reason in ["startup", "listener", "periodic"] {
             self.resyncs.with_label_values(&[reason]);
