@@ -137,10 +137,10 @@ impl Deploy<'_> {
             return Ok(Observed::missing());
         }
         let known = r.status == "initializing" && r.observed_generation == r.generation;
-        if let (true, Some(id)) = (known, r.fly_machine_id.as_deref()) {
-            if let Some(seen) = observe::fast(&self.ctx.fly, self.app(), id, r.id).await? {
-                return Ok(seen);
-            }
+        if let (true, Some(id)) = (known, r.fly_machine_id.as_deref())
+            && let Some(seen) = observe::fast(&self.ctx.fly, self.app(), id, r.id).await?
+        {
+            return Ok(seen);
         }
         Ok(observe::full(&self.ctx.fly, self.app(), r.id).await?)
     }

@@ -275,4 +275,52 @@ mod tests {
         assert_eq!(plan.terminal, Some(Fault::Status(502)));
         assert_eq!(plan.fired, 4);
     }
+
+    #[test]
+    fn fault_specs_parse_and_reject_clearly() {
+        let rule: FaultRule =
+            "create_machine:408-after-commit:p=0.1".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rule.action, Action::CreateMachine);
+        assert_eq!(rule.fault, Fault::TimeoutAfterCommit);
+        assert_eq!(rule.when, Trigger::Probability(0.1));
+        assert_eq!(rule.to_string().parse::<FaultRule>().unwrap_or_else(|e| panic!("{e}")), rule);
+        let rule: FaultRule = "any:503:first=5".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (rule.action, rule.fault, rule.when),
+            (Action::Any, Fault::Status(503), Trigger::FirstN(5))
+        );
+        let rule: FaultRule = "get_machine:latency=200ms".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (rule.fault, rule.when),
+            (Fault::Latency(Duration::from_millis(200)), Trigger::Always)
+        );
+        assert_eq!(
+            "create_app:drop:always".parse::<FaultRule>().unwrap_or_else(|e| panic!("{e}")).fault,
+            Fault::Drop
+        );
+        for (spec, hint) in [
+            ("", "ACTION:FAULT"),
+            ("create_machine", "ACTION:FAULT"),
+            ("a:b:c:d", "ACTION:FAULT"),
+            ("create_vm:503", "expected one of: create_app"),
+            ("any:200", "HTTP status 400..=599"),
+            ("any:latency=soon", "bad latency"),
+            ("any:503:p=1.5", "p=PROBABILITY"),
+            ("any:503:first=-1", "first=N"),
+            ("any:503:sometimes", "always"),
+        ] {
+            let err = spec
+                .parse::<FaultRule>()
+                .err()
+                .unwrap_or_else(|| panic!("{spec:?} parsed"))
+                .to_string();
+            assert!(err.contains(hint), "{spec:?}: {err}");
+        }
+        for action in Action::ALL {
+            assert_eq!(
+                action.as_str().parse::<Action>().unwrap_or_else(|e| panic!("{e}")),
+                *action
+            );
+        }
+    }
 }

@@ -53,8 +53,8 @@ use machine::Env;
 use server::{Shared, lock};
 use world::World;
 
-/// Simulator settings. `Default` is tuned for fast tests.
-#[derive(Debug, Clone)]
+/// Simulator settings. `Default` is tuned for fast tests; [`SimConfig::realistic`] for demos.
+#[derive(Clone)]
 pub struct SimConfig {
     /// Seeds ids and probabilistic faults.
     pub seed: u64,
@@ -97,6 +97,40 @@ impl Default for SimConfig {
             retry_after: None,
             faults: Vec::new(),
         }
+    }
+}
+
+impl SimConfig {
+    /// Timings in the range Fly shows for a small image: visible after 200 ms, boot in ~2.5 s,
+    /// healthy ~3 s later, 30 ms per call.
+    pub fn realistic() -> Self {
+        Self {
+            app_visibility_delay: Duration::from_millis(200),
+            create_to_start: Duration::from_millis(500),
+            boot_time: Duration::from_secs(2),
+            check_delay: Duration::from_secs(3),
+            api_latency: Duration::from_millis(30),
+            ..Self::default()
+        }
+    }
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConfig")
+            .field("seed", &self.seed)
+            .field("org", &self.org)
+            .field("foreign_app_names", &self.foreign_app_names)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("app_visibility_delay", &self.app_visibility_delay)
+            .field("create_to_start", &self.create_to_start)
+            .field("boot_time", &self.boot_time)
+            .field("check_delay", &self.check_delay)
+            .field("api_latency", &self.api_latency)
+            .field("rate_limits", &self.rate_limits)
+            .field("retry_after", &self.retry_after)
+            .field("faults", &self.faults.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .finish()
     }
 }
 

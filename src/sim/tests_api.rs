@@ -16,7 +16,10 @@ struct Api {
 
 impl Api {
     async fn start() -> Self {
-        let cfg = SimConfig { rate_limits: false, ..SimConfig::default() };
+        Self::start_with(SimConfig { rate_limits: false, ..SimConfig::default() }).await
+    }
+
+    async fn start_with(cfg: SimConfig) -> Self {
         let sim = Simulator::start(cfg).await.unwrap();
         let http = reqwest::Client::builder().no_proxy().pool_idle_timeout(None).build().unwrap();
         Api { sim, http }
@@ -190,4 +193,18 @@ async fn shutdown_ends_pending_waits() {
     assert_eq!(status, 503);
     let request_log = api.sim.request_log();
     assert_eq!(request_log.last().map(|l| (l.action, l.status)), Some(("wait_machine", 503)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_header_is_opt_in() {
+    let api = Api::start_with(SimConfig { retry_after: Some(2), ..SimConfig::default() }).await;
+    api.post("/apps", json!({"name": "ra", "org_slug": "personal"})).await;
+    let url = format!("{}/v1/apps/ra/ip_assignments", api.sim.base_url());
+    let mut last = None;
+    for _ in 0..4 {
+        last = Some(api.http.get(&url).bearer_auth("t").send().await.unwrap());
+    }
+    let last = last.unwrap();
+    assert_eq!(last.status().as_u16(), 429);
+    assert_eq!(last.headers()["retry-after"], "2");
 }
