@@ -30,7 +30,11 @@ struct Reply {
 }
 
 fn reply(status: u16, body: Value) -> Reply {
-    let body = if body.is_null() { String::new() } else { body.to_string() };
+    let body = match body {
+        Value::Null => String::new(),
+        Value::String(raw) => raw, // a raw (possibly non-JSON) body
+        v => v.to_string(),
+    };
     Reply { status, body, headers: Vec::new(), delay: Duration::ZERO }
 }
 
@@ -443,7 +447,7 @@ async fn get_machine_retries_5xx_then_succeeds() {
 
 #[tokio::test]
 async fn get_machine_garbage_2xx_is_decode_error() {
-    let m = Mock::start([Reply { body: "<html>oops".into(), ..reply(200, Value::Null) }]).await;
+    let m = Mock::start([reply(200, json!("<html>oops"))]).await;
     let e = client(&m).get_machine("app", "m").await.unwrap_err();
     assert!(matches!(e, FlyError::Decode(_)), "{e:?}");
     assert_eq!(e.status(), Some(200));
@@ -684,7 +688,9 @@ async fn lenient_config_round_trip_keeps_unknown_fields() {
 async fn contract_through_prism() {
     let url = std::env::var("FLY_CONTRACT_URL").expect("FLY_CONTRACT_URL");
     let org = std::env::var("FLY_CONTRACT_ORG").unwrap_or_else(|_| "personal".into());
-    let (c, _) = client_with(&url, "fm2_contract_check_token", false, Duration::from_secs(30));
+    let token =
+        std::env::var("FLY_CONTRACT_TOKEN").unwrap_or_else(|_| "fm2_contract_check_token".into());
+    let (c, _) = client_with(&url, &token, true, Duration::from_secs(30));
     let app = format!("contract-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     contract_apps(&c, &app, &org).await;
     let id = contract_machine_lifecycle(&c, &app).await;
@@ -726,6 +732,9 @@ async fn contract_machine_lifecycle(c: &FlyClient, app: &str) -> String {
     c.wait_machine(app, &m.id, "stopped", None, long).await.unwrap();
     c.start_machine(app, &m.id).await.unwrap();
     c.wait_machine(app, &m.id, "started", None, long).await.unwrap();
+    // A started machine never becomes suspended by itself: /wait answers 408 (not yet).
+    let out = c.wait_machine(app, &m.id, "suspended", None, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(out, WaitOutcome::TimedOut);
     let e = c.wait_machine(app, "00000000000000", "started", None, long).await.unwrap_err();
     assert!(matches!(e, FlyError::NotFound(_)), "{e:?}");
     m.id

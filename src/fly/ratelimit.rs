@@ -20,11 +20,13 @@ pub(crate) struct Limits {
     pub burst: f64,
 }
 
+/// Sustained rates run 10 % under Fly's published figures: with identical buckets on both
+/// sides, network jitter alone would push a drained bucket's next request into a 429.
 impl Limits {
     /// Fly's default: 1 req/s per action per id, bursts up to 3.
-    pub const PER_ACTION: Limits = Limits { per_second: 1.0, burst: 3.0 };
+    pub const PER_ACTION: Limits = Limits { per_second: 0.9, burst: 3.0 };
     /// Get Machine: 5 req/s, bursts up to 10.
-    pub const GET_MACHINE: Limits = Limits { per_second: 5.0, burst: 10.0 };
+    pub const GET_MACHINE: Limits = Limits { per_second: 4.5, burst: 10.0 };
     /// App deletes, one global bucket: any 60 s window admits at most 10 + 90 = 100.
     pub const APP_DELETES: Limits = Limits { per_second: 1.5, burst: 10.0 };
 }
@@ -122,7 +124,9 @@ impl RateLimiter {
 mod tests {
     use super::*;
 
-    const SEC: Duration = Duration::from_secs(1);
+    fn approx(d: Duration, secs: f64) -> bool {
+        (d.as_secs_f64() - secs).abs() < 0.001
+    }
 
     #[tokio::test(start_paused = true)]
     async fn burst_then_one_per_second() {
@@ -132,13 +136,14 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(rl.reserve("start", "m1", l, t0), Duration::ZERO);
         }
-        assert_eq!(rl.reserve("start", "m1", l, t0), SEC);
-        assert_eq!(rl.reserve("start", "m1", l, t0), 2 * SEC);
+        assert!(approx(rl.reserve("start", "m1", l, t0), 1.0 / 0.9));
+        assert!(approx(rl.reserve("start", "m1", l, t0), 2.0 / 0.9));
         // Another id or another action has its own bucket.
         assert_eq!(rl.reserve("start", "m2", l, t0), Duration::ZERO);
         assert_eq!(rl.reserve("stop", "m1", l, t0), Duration::ZERO);
-        // After 3 s the debt (-2) is repaid and one token is back.
-        assert_eq!(rl.reserve("start", "m1", l, t0 + 3 * SEC), Duration::ZERO);
+        // After 3.4 s the debt (-2) is repaid and one token (3.4 * 0.9 = 3.06) is back.
+        assert_eq!(rl.reserve("start", "m1", l, t0 + Duration::from_millis(3400)), Duration::ZERO);
+        assert!(rl.reserve("start", "m1", l, t0 + Duration::from_millis(3400)) > Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
@@ -148,7 +153,7 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(rl.reserve("get", "m", Limits::GET_MACHINE, t0), Duration::ZERO);
         }
-        assert_eq!(rl.reserve("get", "m", Limits::GET_MACHINE, t0), Duration::from_millis(200));
+        assert!(approx(rl.reserve("get", "m", Limits::GET_MACHINE, t0), 1.0 / 4.5));
         for _ in 0..10 {
             assert_eq!(rl.reserve("delete_app", "", Limits::APP_DELETES, t0), Duration::ZERO);
         }
@@ -181,7 +186,7 @@ mod tests {
             assert!(!rl.acquire("create", "app", Limits::PER_ACTION).await);
         }
         assert!(rl.acquire("create", "app", Limits::PER_ACTION).await);
-        assert_eq!(Instant::now() - t0, SEC);
+        assert!(approx(Instant::now() - t0, 1.0 / 0.9));
     }
 
     #[tokio::test(start_paused = true)]
