@@ -21,7 +21,7 @@ begin
                           'Users can update their own preview apps',
                           'Users can delete their own preview apps')
   loop
-    raise notice 'fly_preview_apps: policy "%" superseded by fly_preview_apps_*_own', p.policyname;
+    raise warning 'fly_preview_apps: policy "%" superseded by fly_preview_apps_*_own', p.policyname;
     execute format('drop policy %I on public.fly_preview_apps', p.policyname);
   end loop;
   for p in
@@ -29,7 +29,7 @@ begin
      where schemaname = 'public' and tablename = 'fly_preview_apps'
        and policyname not like 'fly_preview_apps\_%\_own'
   loop
-    raise notice 'fly_preview_apps: keeping existing policy "%" (permissive policies are OR-ed)', p.policyname;
+    raise warning 'fly_preview_apps: keeping existing policy "%" (permissive policies are OR-ed)', p.policyname;
   end loop;
 end $$;
 

@@ -5,7 +5,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-pub const DEFAULT_FILTER: &str = "info,sqlx=warn,sqlx::postgres::notice=info,hyper=warn,reqwest=warn";
+pub const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn,reqwest=warn";
 /// Commands whose screen output is the point (demo, bench, status) log warnings only.
 pub const QUIET_FILTER: &str = "warn,sqlx::postgres::notice=warn";
 
