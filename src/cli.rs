@@ -62,8 +62,15 @@ fn clap_error(e: &clap::Error) -> ExitCode {
         return ExitCode::from(2);
     }
     let text = e.render().to_string();
-    let first = text.lines().next().unwrap_or("error: invalid arguments");
-    eprintln!("{first}");
+    let line = if e.kind() == ErrorKind::MissingRequiredArgument {
+        // "error: the following required arguments were not provided:" + the arguments
+        let head: Vec<&str> =
+            text.lines().take_while(|l| !l.starts_with("Usage:")).map(str::trim).filter(|l| !l.is_empty()).collect();
+        head.join(" ")
+    } else {
+        text.lines().next().unwrap_or("error: invalid arguments").to_string()
+    };
+    eprintln!("{line}");
     ExitCode::from(2)
 }
 

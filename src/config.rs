@@ -58,6 +58,12 @@ impl DbArgs {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(ConfigError::new("DATABASE_URL", "must start with postgres:// or postgresql://"));
         }
+        if url.parse::<sqlx::postgres::PgConnectOptions>().is_err() {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "could not be parsed (check host, port and percent-encoding of the password)",
+            ));
+        }
         Ok(Secret::new(url))
     }
 }
@@ -244,6 +250,24 @@ pub struct BenchArgs {
     /// Steady-state observation window.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub steady_window: Duration,
+    /// Longest wait for one fleet to converge; past it the run reports what converged.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15m")]
+    pub converge_budget: Duration,
+    /// Time budget of the naive baseline; the rest is extrapolated from its per-row time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
+    pub baseline_budget: Duration,
+    /// The baseline runs only for fleets of at most this many rows.
+    #[arg(long, default_value_t = 1000)]
+    pub baseline_max_rows: usize,
+    /// Enforce Fly's rate limits in the simulator (`--sim-rate-limits false` to lift them).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub sim_rate_limits: bool,
+    /// Rows inserted (and rows updated) one at a time to measure the wake latency.
+    #[arg(long, default_value_t = 40)]
+    pub wake_samples: usize,
+    /// Exit with status 1 unless every fleet converged (CI smoke run).
+    #[arg(long)]
+    pub fail_unconverged: bool,
 }
 
 /// A configuration problem: which setting, and what is wrong with it.

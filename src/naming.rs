@@ -10,13 +10,13 @@ const HASH_LEN: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PrefixError {
-    #[error("APP_PREFIX must not be empty")]
+    #[error("must not be empty")]
     Empty,
-    #[error("APP_PREFIX must use only lowercase letters, digits and dashes (found {0:?})")]
+    #[error("must use only lowercase letters, digits and dashes (found {0:?})")]
     BadChar(char),
-    #[error("APP_PREFIX must start with a letter and must not end with a dash")]
+    #[error("must start with a letter and must not end with a dash")]
     BadEdge,
-    #[error("APP_PREFIX is too long: app names are at most 63 characters, so the prefix may be at most 54")]
+    #[error("is too long: app names are at most 63 characters, so the prefix may be at most 54")]
     TooLong,
 }
 

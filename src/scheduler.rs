@@ -102,6 +102,7 @@ pub async fn process(ctx: &Ctx, metrics: &Metrics, row: PreviewRow, inflight: &I
     let span = tracing::info_span!("reconcile", id = %row.id, app = %row.fly_app_name, generation = row.generation);
     async {
         metrics.inflight.inc();
+        let _done = Done { metrics, inflight, id: row.id };
         let started = Instant::now();
         let result = reconcile::reconcile(ctx, &row).await;
         let mut label = finish::label(&result);
@@ -129,9 +130,21 @@ pub async fn process(ctx: &Ctx, metrics: &Metrics, row: PreviewRow, inflight: &I
         }
         metrics.reconciles.with_label_values(&[label]).inc();
         metrics.reconcile_duration.with_label_values(&[label]).observe(started.elapsed().as_secs_f64());
-        metrics.inflight.dec();
-        inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&row.id);
     }
     .instrument(span)
     .await
+}
+
+/// Bookkeeping that must happen even when a pass is aborted (drain deadline, second signal).
+struct Done<'a> {
+    metrics: &'a Metrics,
+    inflight: &'a InFlight,
+    id: Uuid,
+}
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.metrics.inflight.dec();
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
 }

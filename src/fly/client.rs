@@ -304,6 +304,8 @@ impl FlyClient {
         if let Some(c) = cursor.filter(|c| !c.is_empty()) {
             req.query.push(("cursor".into(), c.to_owned()));
         }
+        // Destroyed machines are exactly the drift a controller must see.
+        req.query.push(("include_deleted".into(), "true".into()));
         self.inner.send(&req).await?.json("org machine page")
     }
 }
