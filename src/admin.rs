@@ -27,7 +27,11 @@ pub fn router(health: Arc<Health>, metrics: Metrics) -> Router {
 }
 
 async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {
-    if s.health.live() { (StatusCode::OK, "ok\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "main loop stalled\n") }
+    if s.health.live() {
+        (StatusCode::OK, "ok\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "main loop stalled\n")
+    }
 }
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
@@ -42,7 +46,11 @@ async fn metrics_text(State(s): State<AdminState>) -> impl IntoResponse {
 }
 
 /// Binds the admin server; returns the bound address (port 0 picks a free one).
-pub async fn serve(addr: SocketAddr, health: Arc<Health>, metrics: Metrics) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn serve(
+    addr: SocketAddr,
+    health: Arc<Health>,
+    metrics: Metrics,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let app = router(health, metrics);

@@ -17,13 +17,17 @@ pub async fn renew_leases(store: Store, inflight: InFlight, lease: Duration) {
     let mut tick = tokio::time::interval(lease / 3);
     loop {
         tick.tick().await;
-        let ids: Vec<uuid::Uuid> = inflight.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        let ids: Vec<uuid::Uuid> =
+            inflight.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
         if ids.is_empty() {
             continue;
         }
         match store.renew(&ids, lease).await {
             Ok(held) if held.len() < ids.len() => {
-                tracing::warn!(lost = ids.len() - held.len(), "some leases were lost; their writes will be fenced out")
+                tracing::warn!(
+                    lost = ids.len() - held.len(),
+                    "some leases were lost; their writes will be fenced out"
+                )
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "renewing leases failed"),
@@ -42,7 +46,13 @@ pub async fn stats(store: Store, metrics: Metrics, health: Arc<Health>, every: D
                 metrics.due_rows.set(s.due);
                 metrics.queue_lag.set(s.oldest_due_seconds);
                 metrics.rows_in_backoff.set(s.in_backoff);
-                for (status, n) in [("pending", s.pending), ("initializing", s.initializing), ("running", s.running), ("stopped", s.stopped), ("error", s.error)] {
+                for (status, n) in [
+                    ("pending", s.pending),
+                    ("initializing", s.initializing),
+                    ("running", s.running),
+                    ("stopped", s.stopped),
+                    ("error", s.error),
+                ] {
                     metrics.previews.with_label_values(&[status]).set(n);
                 }
                 metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);

@@ -29,8 +29,14 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return clap_error(&e),
     };
-    let quiet = matches!(cli.command, Command::Demo(_) | Command::Bench(_) | Command::Status(_) | Command::AppName(_));
-    telemetry::init(cli.log_format, if quiet { telemetry::QUIET_FILTER } else { telemetry::DEFAULT_FILTER });
+    let quiet = matches!(
+        cli.command,
+        Command::Demo(_) | Command::Bench(_) | Command::Status(_) | Command::AppName(_)
+    );
+    telemetry::init(
+        cli.log_format,
+        if quiet { telemetry::QUIET_FILTER } else { telemetry::DEFAULT_FILTER },
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -64,8 +70,12 @@ fn clap_error(e: &clap::Error) -> ExitCode {
     let text = e.render().to_string();
     let line = if e.kind() == ErrorKind::MissingRequiredArgument {
         // "error: the following required arguments were not provided:" + the arguments
-        let head: Vec<&str> =
-            text.lines().take_while(|l| !l.starts_with("Usage:")).map(str::trim).filter(|l| !l.is_empty()).collect();
+        let head: Vec<&str> = text
+            .lines()
+            .take_while(|l| !l.starts_with("Usage:"))
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
         head.join(" ")
     } else {
         text.lines().next().unwrap_or("error: invalid arguments").to_string()
@@ -87,7 +97,8 @@ async fn dispatch(cmd: Command) -> Result<(), CliError> {
 }
 
 fn app_name(a: &AppNameArgs) -> Result<(), CliError> {
-    naming::validate_prefix(&a.app_prefix).map_err(|e| ConfigError::new("APP_PREFIX", e.to_string()))?;
+    naming::validate_prefix(&a.app_prefix)
+        .map_err(|e| ConfigError::new("APP_PREFIX", e.to_string()))?;
     println!("{}", naming::app_name(&a.app_prefix, &a.user_id, &a.project_id));
     Ok(())
 }
@@ -111,7 +122,8 @@ async fn status_cmd(a: &StatusArgs) -> Result<(), CliError> {
     let pool = store::connect(&a.db.require()?, 2).await?;
     let rows = store::Store::new(pool, "status").list_all().await?;
     let now = chrono::Utc::now();
-    let lines: Vec<status::StatusLine> = rows.iter().map(|r| status::StatusLine::from_row(r, now)).collect();
+    let lines: Vec<status::StatusLine> =
+        rows.iter().map(|r| status::StatusLine::from_row(r, now)).collect();
     if a.json {
         let json = serde_json::to_string_pretty(&lines).map_err(anyhow::Error::from)?;
         println!("{json}");

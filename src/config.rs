@@ -11,7 +11,11 @@ use crate::fly::Secret;
 use crate::naming;
 
 #[derive(Debug, Parser)]
-#[command(name = "fly-preview-controller", version, about = "Reconciles fly_preview_apps rows into Fly.io preview apps")]
+#[command(
+    name = "fly-preview-controller",
+    version,
+    about = "Reconciles fly_preview_apps rows into Fly.io preview apps"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -54,9 +58,13 @@ pub struct DbArgs {
 impl DbArgs {
     pub fn require(&self) -> Result<Secret, ConfigError> {
         let url = self.database_url.as_deref().filter(|u| !u.trim().is_empty());
-        let url = url.ok_or(ConfigError::new("DATABASE_URL", "is not set (or pass --database-url)"))?;
+        let url =
+            url.ok_or(ConfigError::new("DATABASE_URL", "is not set (or pass --database-url)"))?;
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(ConfigError::new("DATABASE_URL", "must start with postgres:// or postgresql://"));
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must start with postgres:// or postgresql://",
+            ));
         }
         if url.parse::<sqlx::postgres::PgConnectOptions>().is_err() {
             return Err(ConfigError::new(
@@ -171,7 +179,12 @@ pub struct MigrateArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Local Postgres server; the demo creates and uses its own database on it.
-    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
     pub database_url: String,
     /// Admin HTTP address.
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
@@ -230,7 +243,12 @@ pub struct BenchArgs {
     /// Rows per run (repeatable: --rows 1000 --rows 10000).
     #[arg(long = "rows", default_value = "1000")]
     pub rows: Vec<usize>,
-    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
     pub database_url: String,
     /// Simulated Fly API latency per request.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "50ms")]
@@ -309,12 +327,16 @@ impl FlyArgs {
 
 impl ControllerArgs {
     pub fn check(&self) -> Result<(), ConfigError> {
-        naming::validate_prefix(&self.app_prefix).map_err(|e| ConfigError::new("APP_PREFIX", e.to_string()))?;
+        naming::validate_prefix(&self.app_prefix)
+            .map_err(|e| ConfigError::new("APP_PREFIX", e.to_string()))?;
         if self.allowed_repo_hosts.iter().any(|h| h.trim().is_empty()) {
             return Err(ConfigError::new("ALLOWED_REPO_HOSTS", "must not contain an empty host"));
         }
         if self.backoff_base.is_zero() || self.backoff_cap < self.backoff_base {
-            return Err(ConfigError::new("BACKOFF_CAP", "must be at least BACKOFF_BASE, which must be > 0"));
+            return Err(ConfigError::new(
+                "BACKOFF_CAP",
+                "must be at least BACKOFF_BASE, which must be > 0",
+            ));
         }
         if self.lease_duration < Duration::from_secs(3) {
             return Err(ConfigError::new("LEASE_DURATION", "must be at least 3s"));

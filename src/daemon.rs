@@ -39,11 +39,28 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
     let ctx = Arc::new(Ctx { fly: p.fly, store: store.clone(), settings: p.settings.clone() });
     let (wake, resync) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let (del_tx, del_rx) = mpsc::channel(1024);
-    let sched = Scheduler { ctx: ctx.clone(), metrics: p.metrics.clone(), health: p.health.clone(), wake: wake.clone(), inflight: Default::default() };
+    let sched = Scheduler {
+        ctx: ctx.clone(),
+        metrics: p.metrics.clone(),
+        health: p.health.clone(),
+        wake: wake.clone(),
+        inflight: Default::default(),
+    };
     let mut bg = JoinSet::new();
     bg.spawn(background::renew_leases(store.clone(), sched.inflight.clone(), p.settings.lease));
-    bg.spawn(background::stats(store.clone(), p.metrics.clone(), p.health.clone(), p.settings.stats_interval));
-    let targets = ListenTargets { wake, resync: resync.clone(), deletes: del_tx, health: p.health.clone(), metrics: p.metrics.clone() };
+    bg.spawn(background::stats(
+        store.clone(),
+        p.metrics.clone(),
+        p.health.clone(),
+        p.settings.stats_interval,
+    ));
+    let targets = ListenTargets {
+        wake,
+        resync: resync.clone(),
+        deletes: del_tx,
+        health: p.health.clone(),
+        metrics: p.metrics.clone(),
+    };
     bg.spawn(background::listen(store.clone(), targets));
     bg.spawn(drift::deletes(ctx.clone(), del_rx, 4));
     bg.spawn(Drift::new(ctx.clone(), p.metrics.clone(), resync).run());
@@ -67,16 +84,26 @@ pub async fn run_cmd(a: RunArgs) -> Result<(), CliError> {
     let token = a.fly.require_token()?;
     let db_url = a.db.require()?;
     let metrics = Metrics::new();
-    let fly_cfg = FlyClientConfig { base_url: a.fly.api_url.clone(), token, request_timeout: a.fly.fly_request_timeout, rate_limit: true };
-    let fly = FlyClient::new(fly_cfg, Some(metrics.clone())).context("building the Fly API client")?;
+    let fly_cfg = FlyClientConfig {
+        base_url: a.fly.api_url.clone(),
+        token,
+        request_timeout: a.fly.fly_request_timeout,
+        rate_limit: true,
+    };
+    let fly =
+        FlyClient::new(fly_cfg, Some(metrics.clone())).context("building the Fly API client")?;
     let pool_size = (settings.concurrency as u32 / 2).clamp(4, 32);
     let pool = store::connect(&db_url, pool_size).await?;
     check_migrated(&pool).await?;
     let health = Arc::new(Health::default());
     health.beat();
-    let (addr, _admin) = admin::serve(a.listen_addr, health.clone(), metrics.clone())
-        .await
-        .map_err(|e| config::ConfigError::new("LISTEN_ADDR", format!("cannot listen on {}: {e}", a.listen_addr)))?;
+    let (addr, _admin) =
+        admin::serve(a.listen_addr, health.clone(), metrics.clone()).await.map_err(|e| {
+            config::ConfigError::new(
+                "LISTEN_ADDR",
+                format!("cannot listen on {}: {e}", a.listen_addr),
+            )
+        })?;
     tracing::info!(admin = %addr, org = %settings.org, "fly-preview-controller running");
     let shutdown = Shutdown::new();
     shutdown.listen_for_signals();
@@ -89,10 +116,11 @@ pub async fn run_cmd(a: RunArgs) -> Result<(), CliError> {
 /// Refuses to start on a database that has not been migrated (clear message, no guessing).
 pub async fn check_migrated(pool: &PgPool) -> Result<(), CliError> {
     let latest = store::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    let applied: Option<i64> = sqlx::query_scalar("SELECT max(version) FROM public._sqlx_migrations WHERE success")
-        .fetch_one(pool)
-        .await
-        .unwrap_or(None);
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM public._sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(None);
     if applied.unwrap_or(0) < latest {
         return Err(CliError::Runtime(anyhow::anyhow!(
             "the database schema is not up to date; run `fly-preview-controller migrate` first"
@@ -100,4 +128,3 @@ pub async fn check_migrated(pool: &PgPool) -> Result<(), CliError> {
     }
     Ok(())
 }
-

@@ -38,33 +38,107 @@ struct Sample {
 }
 
 const SAMPLES: &[Sample] = &[
-    Sample { user: "d20f481d-f7ac-4c72-8b42-c683320a6b6e", project: "abc-123-def", repo: "https://github.com/vercel/next-learn", branch: "main", expect: "running", note: "a Next.js app" },
-    Sample { user: "d20f481d-f7ac-4c72-8b42-c683320a6b6e", project: "dashboard", repo: "https://github.com/vitejs/vite-plugin-react", branch: "feature/hmr-demo", expect: "running", note: "a Vite app on a feature branch" },
-    Sample { user: "5b0c7f3e-2a41-4d8e-9c6b-0e1f2a3b4c5d", project: "portfolio", repo: "https://github.com/withastro/astro", branch: "main", expect: "running", note: "an Astro site" },
-    Sample { user: "5b0c7f3e-2a41-4d8e-9c6b-0e1f2a3b4c5d", project: "blog", repo: "https://github.com/sveltejs/kit", branch: "main", expect: "stopped", note: "deployed, then stopped by the user (status='stopped')" },
-    Sample { user: "5b0c7f3e-2a41-4d8e-9c6b-0e1f2a3b4c5d", project: "typo", repo: "https://github.com/acme/does-not-exist", branch: "main", expect: "error", note: "a repository that does not exist: the machine exits" },
-    Sample { user: "5b0c7f3e-2a41-4d8e-9c6b-0e1f2a3b4c5d", project: "hostile", repo: "https://github.com/acme/site", branch: "main; rm -rf /", expect: "error", note: "a hostile branch name: refused before any Fly call" },
+    Sample {
+        user: "d20f481d-f7ac-4c72-8b42-c683320a6b6e",
+        project: "abc-123-def",
+        repo: "https://github.com/vercel/next-learn",
+        branch: "main",
+        expect: "running",
+        note: "a Next.js app",
+    },
+    Sample {
+        user: "d20f481d-f7ac-4c72-8b42-c683320a6b6e",
+        project: "dashboard",
+        repo: "https://github.com/vitejs/vite-plugin-react",
+        branch: "feature/hmr-demo",
+        expect: "running",
+        note: "a Vite app on a feature branch",
+    },
+    Sample {
+        user: "5b0c7f3e-2a41-4d8e-9c6b-0e1f2a3b4c5d",
+        project: "portfolio",
+        repo: "https://github.com/withastro/astro",
+        branch: "main",
+        expect: "running",
+        note: "an Astro site",
+    },
+    Sample {
+        user: "5b0c7f3e-2a41-4d8e-9c6b-0e1f2a3b4c5d",
+        project: "blog",
+        repo: "https://github.com/sveltejs/kit",
+        branch: "main",
+        expect: "stopped",
+        note: "deployed, then stopped by the user (status='stopped')",
+    },
+    Sample {
+        user: "5b0c7f3e-2a41-4d8e-9c6b-0e1f2a3b4c5d",
+        project: "typo",
+        repo: "https://github.com/acme/does-not-exist",
+        branch: "main",
+        expect: "error",
+        note: "a repository that does not exist: the machine exits",
+    },
+    Sample {
+        user: "5b0c7f3e-2a41-4d8e-9c6b-0e1f2a3b4c5d",
+        project: "hostile",
+        repo: "https://github.com/acme/site",
+        branch: "main; rm -rf /",
+        expect: "error",
+        note: "a hostile branch name: refused before any Fly call",
+    },
 ];
 
 pub async fn run(a: DemoArgs) -> Result<(), CliError> {
-    let server: PgConnectOptions = a.database_url.parse().map_err(|_| crate::config::ConfigError::new("DATABASE_URL", "could not be parsed"))?;
+    let server: PgConnectOptions = a
+        .database_url
+        .parse()
+        .map_err(|_| crate::config::ConfigError::new("DATABASE_URL", "could not be parsed"))?;
     println!("fly-preview-controller demo: everything runs locally; no Fly account is used.\n");
     let pool = fresh_database(&server).await?;
-    println!("1. database    {DEMO_DB} on {}:{} (created fresh; your other databases are untouched), migrated", server.get_host(), server.get_port());
+    println!(
+        "1. database    {DEMO_DB} on {}:{} (created fresh; your other databases are untouched), migrated",
+        server.get_host(),
+        server.get_port()
+    );
     let sim = Simulator::start(sim_config()).await.context("starting the simulator")?;
-    println!("2. Fly API     simulator at {}/v1 (machines boot in ~2s, health checks pass ~1s later)", sim.base_url());
+    println!(
+        "2. Fly API     simulator at {}/v1 (machines boot in ~2s, health checks pass ~1s later)",
+        sim.base_url()
+    );
     let metrics = Metrics::new();
     let health = Arc::new(Health::default());
     health.beat();
     let (addr, _admin) = match admin::serve(a.listen_addr, health.clone(), metrics.clone()).await {
         Ok(x) => x,
-        Err(_) => admin::serve("127.0.0.1:0".parse().map_err(anyhow::Error::from)?, health.clone(), metrics.clone()).await.context("starting the admin server")?,
+        Err(_) => admin::serve(
+            "127.0.0.1:0".parse().map_err(anyhow::Error::from)?,
+            health.clone(),
+            metrics.clone(),
+        )
+        .await
+        .context("starting the admin server")?,
     };
     println!("3. controller  admin server at http://{addr} (/healthz /readyz /metrics)");
-    let fly = FlyClient::new(FlyClientConfig { base_url: sim.base_url(), token: Secret::new(TOKEN), request_timeout: Duration::from_secs(30), rate_limit: true }, Some(metrics.clone())).context("Fly client")?;
+    let fly = FlyClient::new(
+        FlyClientConfig {
+            base_url: sim.base_url(),
+            token: Secret::new(TOKEN),
+            request_timeout: Duration::from_secs(30),
+            rate_limit: true,
+        },
+        Some(metrics.clone()),
+    )
+    .context("Fly client")?;
     let shutdown = Shutdown::new();
     shutdown.listen_for_signals();
-    let parts = Parts { pool: pool.clone(), fly, settings: Arc::new(demo_settings()), owner: "demo".into(), metrics, health };
+    let parts = Parts {
+        pool: pool.clone(),
+        fly,
+        settings: Arc::new(demo_settings()),
+        owner: "demo".into(),
+        metrics,
+        health,
+    };
     let sd = shutdown.clone();
     let controller = tokio::spawn(async move { daemon::run(parts, &sd).await });
     let ids = insert_samples(&pool).await?;
@@ -80,7 +154,9 @@ pub async fn run(a: DemoArgs) -> Result<(), CliError> {
     }
     let _ = controller.await;
     sim.shutdown().await;
-    println!("demo stopped; the database {DEMO_DB} is kept for inspection (`status` with DATABASE_URL pointing at it).");
+    println!(
+        "demo stopped; the database {DEMO_DB} is kept for inspection (`status` with DATABASE_URL pointing at it)."
+    );
     Ok(())
 }
 
@@ -110,10 +186,20 @@ fn demo_settings() -> Settings {
 /// Drops and recreates the demo database, then migrates it.
 async fn fresh_database(server: &PgConnectOptions) -> Result<PgPool, CliError> {
     let mut admin = server.connect().await.map_err(|e| anyhow::anyhow!("cannot reach Postgres at {}:{}: {e}; start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`", server.get_host(), server.get_port()))?;
-    sqlx::query(concat!("DROP DATABASE IF EXISTS ", "fly_preview_demo", " WITH (FORCE)")).execute(&mut admin).await.map_err(anyhow::Error::from)?;
-    sqlx::query(concat!("CREATE DATABASE ", "fly_preview_demo")).execute(&mut admin).await.map_err(anyhow::Error::from)?;
+    sqlx::query(concat!("DROP DATABASE IF EXISTS ", "fly_preview_demo", " WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .map_err(anyhow::Error::from)?;
+    sqlx::query(concat!("CREATE DATABASE ", "fly_preview_demo"))
+        .execute(&mut admin)
+        .await
+        .map_err(anyhow::Error::from)?;
     admin.close().await.map_err(anyhow::Error::from)?;
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(8).connect_with(server.clone().database(DEMO_DB)).await.map_err(anyhow::Error::from)?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(server.clone().database(DEMO_DB))
+        .await
+        .map_err(anyhow::Error::from)?;
     store::migrate::run(&pool).await?;
     Ok(pool)
 }
@@ -127,7 +213,12 @@ async fn insert_samples(pool: &PgPool) -> Result<BTreeMap<uuid::Uuid, usize>, Cl
         let id: uuid::Uuid = sqlx::query_scalar("INSERT INTO public.fly_preview_apps (user_id, project_id, fly_app_name, status, github_repo_url, github_branch) VALUES ($1::uuid, $2, $3, 'pending', $4, $5) RETURNING id")
             .bind(s.user).bind(s.project).bind(&name).bind(s.repo).bind(s.branch)
             .fetch_one(pool).await.map_err(anyhow::Error::from)?;
-        println!("   {name}  {:<52} → expect {:<8} ({})", format!("{} @ {}", s.repo.trim_start_matches("https://"), s.branch), s.expect, s.note);
+        println!(
+            "   {name}  {:<52} → expect {:<8} ({})",
+            format!("{} @ {}", s.repo.trim_start_matches("https://"), s.branch),
+            s.expect,
+            s.note
+        );
         ids.insert(id, i);
     }
     println!();
@@ -136,30 +227,56 @@ async fn insert_samples(pool: &PgPool) -> Result<BTreeMap<uuid::Uuid, usize>, Cl
 
 /// Shows the table whenever it changes; stops the blog preview once it runs; returns true
 /// when every sample reached its expected state (false on Ctrl-C or after 3 minutes).
-async fn watch(pool: &PgPool, ids: &BTreeMap<uuid::Uuid, usize>, shutdown: &Shutdown) -> Result<bool, CliError> {
+async fn watch(
+    pool: &PgPool,
+    ids: &BTreeMap<uuid::Uuid, usize>,
+    shutdown: &Shutdown,
+) -> Result<bool, CliError> {
     let store = Store::new(pool.clone(), "demo-view");
     let (tty, mut last, mut stopped_blog) = (std::io::stdout().is_terminal(), String::new(), false);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    while *shutdown.subscribe().borrow() == Phase::Running && tokio::time::Instant::now() < deadline {
+    while *shutdown.subscribe().borrow() == Phase::Running && tokio::time::Instant::now() < deadline
+    {
         let rows = store.list_all().await?;
         let now = chrono::Utc::now();
         let lines: Vec<StatusLine> = rows.iter().map(|r| StatusLine::from_row(r, now)).collect();
         let table = status::table(&lines, now);
-        let shape: String = lines.iter().map(|l| format!("{}{}{:?}", l.status, l.machine_state.as_deref().unwrap_or(""), l.reason)).collect();
+        let shape: String = lines
+            .iter()
+            .map(|l| {
+                format!("{}{}{:?}", l.status, l.machine_state.as_deref().unwrap_or(""), l.reason)
+            })
+            .collect();
         if shape != last {
-            if tty { print!("\x1b[2J\x1b[H"); }
-            println!("[{}] previews (live; the controller reconciles them against the simulator)\n{table}", now.format("%H:%M:%S"));
+            if tty {
+                print!("\x1b[2J\x1b[H");
+            }
+            println!(
+                "[{}] previews (live; the controller reconciles them against the simulator)\n{table}",
+                now.format("%H:%M:%S")
+            );
             last = shape;
         }
         for r in &rows {
             let Some(&i) = ids.get(&r.id) else { continue };
             if SAMPLES[i].expect == "stopped" && r.status == "running" && !stopped_blog {
-                sqlx::query("UPDATE public.fly_preview_apps SET status = 'stopped' WHERE id = $1").bind(r.id).execute(pool).await.map_err(anyhow::Error::from)?;
-                println!("→ the user stops {} (UPDATE ... SET status = 'stopped'): the controller tears it down\n", r.fly_app_name);
+                sqlx::query("UPDATE public.fly_preview_apps SET status = 'stopped' WHERE id = $1")
+                    .bind(r.id)
+                    .execute(pool)
+                    .await
+                    .map_err(anyhow::Error::from)?;
+                println!(
+                    "→ the user stops {} (UPDATE ... SET status = 'stopped'): the controller tears it down\n",
+                    r.fly_app_name
+                );
                 stopped_blog = true;
             }
         }
-        let done = rows.iter().all(|r| ids.get(&r.id).is_some_and(|&i| r.status == SAMPLES[i].expect && r.observed_generation == r.generation));
+        let done = rows.iter().all(|r| {
+            ids.get(&r.id).is_some_and(|&i| {
+                r.status == SAMPLES[i].expect && r.observed_generation == r.generation
+            })
+        });
         if done && stopped_blog {
             return Ok(true);
         }
@@ -172,8 +289,12 @@ fn explain(addr: std::net::SocketAddr) {
     println!("All sample previews converged:");
     println!("  running  → app + IPs + one healthy machine on (simulated) Fly; preview_url is set");
     println!("  stopped  → the user asked to stop; the Fly app was deleted");
-    println!("  error    → error_message says why (a machine that exited, a refused branch name)\n");
+    println!(
+        "  error    → error_message says why (a machine that exited, a refused branch name)\n"
+    );
     println!("Admin:  http://{addr}/metrics   http://{addr}/readyz   http://{addr}/healthz");
-    println!("Try:    psql {DEMO_DB} -c \"update fly_preview_apps set github_branch = 'dev' where project_id = 'portfolio'\"");
+    println!(
+        "Try:    psql {DEMO_DB} -c \"update fly_preview_apps set github_branch = 'dev' where project_id = 'portfolio'\""
+    );
     println!("Stop:   Ctrl-C (the controller drains in-flight work and releases its leases)");
 }

@@ -79,7 +79,11 @@ impl Drift {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let page = self.ctx.fly.list_org_machines(&self.ctx.settings.org, since, cursor.as_deref()).await?;
+            let page = self
+                .ctx
+                .fly
+                .list_org_machines(&self.ctx.settings.org, since, cursor.as_deref())
+                .await?;
             let n = page.machines.len();
             out.extend(page.machines);
             match page.next_cursor.filter(|c| !c.is_empty()) {
@@ -90,7 +94,11 @@ impl Drift {
     }
 
     fn advance(&mut self, ms: &[OrgMachine]) {
-        let newest = ms.iter().filter_map(|m| m.updated_at.as_deref()).filter_map(|t| t.parse::<DateTime<Utc>>().ok()).max();
+        let newest = ms
+            .iter()
+            .filter_map(|m| m.updated_at.as_deref())
+            .filter_map(|t| t.parse::<DateTime<Utc>>().ok())
+            .max();
         if let Some(t) = newest {
             self.cursor = Some(self.cursor.map_or(t, |c| c.max(t)));
         }
@@ -104,7 +112,9 @@ impl Drift {
         let prefix = self.prefix();
         let names: HashSet<String> = changed
             .iter()
-            .filter(|m| m.app_name.starts_with(&prefix) && ours(m) && BAD.contains(&m.state.as_str()))
+            .filter(|m| {
+                m.app_name.starts_with(&prefix) && ours(m) && BAD.contains(&m.state.as_str())
+            })
             .map(|m| m.app_name.clone())
             .collect();
         self.requeue(names.into_iter().collect()).await
@@ -126,19 +136,29 @@ impl Drift {
     async fn full(&mut self) -> Result<(), DriftError> {
         let fly = &self.ctx.fly;
         let prefix = self.prefix();
-        let apps: HashSet<String> =
-            fly.list_apps(&self.ctx.settings.org).await?.into_iter().map(|a| a.name).filter(|n| n.starts_with(&prefix)).collect();
+        let apps: HashSet<String> = fly
+            .list_apps(&self.ctx.settings.org)
+            .await?
+            .into_iter()
+            .map(|a| a.name)
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
         let machines = self.machines(None).await?;
         self.advance(&machines);
         let rows = self.ctx.store.list_all().await?;
         let mut by_app: HashMap<&str, Vec<&OrgMachine>> = HashMap::new();
-        machines.iter().filter(|m| m.app_name.starts_with(&prefix)).for_each(|m| by_app.entry(m.app_name.as_str()).or_default().push(m));
+        machines
+            .iter()
+            .filter(|m| m.app_name.starts_with(&prefix))
+            .for_each(|m| by_app.entry(m.app_name.as_str()).or_default().push(m));
         let drifted: Vec<String> = rows
             .iter()
             .filter(|r| r.desired_state == "running" && r.status == "running")
             .filter(|r| {
                 let ms = by_app.get(r.fly_app_name.as_str());
-                let healthy = ms.is_some_and(|ms| ms.iter().any(|m| ours(m) && !BAD.contains(&m.state.as_str())));
+                let healthy = ms.is_some_and(|ms| {
+                    ms.iter().any(|m| ours(m) && !BAD.contains(&m.state.as_str()))
+                });
                 !apps.contains(&r.fly_app_name) || !healthy
             })
             .map(|r| r.fly_app_name.clone())
@@ -185,7 +205,9 @@ impl Drift {
 /// the name any more, and its machines carry our metadata for that row (or it has none).
 pub async fn on_delete(ctx: &Ctx, n: &Notification) -> Result<bool, DriftError> {
     let Some(app) = n.app.as_deref() else { return Ok(false) };
-    if !app.starts_with(&format!("{}-", ctx.settings.rules.prefix)) || ctx.store.app_name_exists(app).await? {
+    if !app.starts_with(&format!("{}-", ctx.settings.rules.prefix))
+        || ctx.store.app_name_exists(app).await?
+    {
         return Ok(false);
     }
     let machines = match ctx.fly.list_machines(app, &[]).await {
@@ -195,7 +217,8 @@ pub async fn on_delete(ctx: &Ctx, n: &Notification) -> Result<bool, DriftError> 
     };
     let id = n.id.to_string();
     let mine = |md: &std::collections::BTreeMap<String, String>| {
-        md.get(MANAGED_BY_KEY).is_some_and(|v| v == MANAGED_BY) && md.get(PREVIEW_ID_KEY) == Some(&id)
+        md.get(MANAGED_BY_KEY).is_some_and(|v| v == MANAGED_BY)
+            && md.get(PREVIEW_ID_KEY) == Some(&id)
     };
     if !machines.iter().filter(|m| m.is_active()).all(|m| m.metadata().is_some_and(mine)) {
         tracing::warn!(app, "row deleted but its app holds machines we did not create; leaving it");

@@ -41,9 +41,15 @@ fn base(row: &PreviewRow, status: &'static str, reason: &'static str) -> StatusW
 }
 
 /// The status write for a pass over `row`.
-pub fn status_write(s: &Settings, row: &PreviewRow, result: &Result<Outcome, ReconcileError>) -> StatusWrite {
+pub fn status_write(
+    s: &Settings,
+    row: &PreviewRow,
+    result: &Result<Outcome, ReconcileError>,
+) -> StatusWrite {
     let now = Utc::now();
-    let after = |d: std::time::Duration| now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    let after = |d: std::time::Duration| {
+        now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+    };
     match result {
         Ok(Outcome::Running { machine_id, state }) => StatusWrite {
             preview_url: Some(url_of(row)),
@@ -52,13 +58,20 @@ pub fn status_write(s: &Settings, row: &PreviewRow, result: &Result<Outcome, Rec
             ..base(row, "running", if state == "started" { "Ready" } else { "Idle" })
         },
         Ok(Outcome::Progressing { reason, machine, retry_in }) => StatusWrite {
-            fly_machine_id: machine.as_ref().map(|m| m.0.clone()).or_else(|| row.fly_machine_id.clone()),
+            fly_machine_id: machine
+                .as_ref()
+                .map(|m| m.0.clone())
+                .or_else(|| row.fly_machine_id.clone()),
             machine_state: machine.as_ref().map(|m| m.1.clone()),
             attempts: row.attempts,
             next_attempt_at: Some(after(*retry_in)),
             ..base(row, "initializing", reason)
         },
-        Ok(Outcome::Stopped) => StatusWrite { fly_machine_id: None, machine_state: None, ..base(row, "stopped", "Stopped") },
+        Ok(Outcome::Stopped) => StatusWrite {
+            fly_machine_id: None,
+            machine_state: None,
+            ..base(row, "stopped", "Stopped")
+        },
         Ok(Outcome::TearingDown) => StatusWrite {
             attempts: row.attempts,
             next_attempt_at: Some(after(s.health_poll)),
@@ -66,8 +79,14 @@ pub fn status_write(s: &Settings, row: &PreviewRow, result: &Result<Outcome, Rec
         },
         Ok(Outcome::Failed { reason, message, machine }) => StatusWrite {
             error_message: Some(message.clone()),
-            fly_machine_id: machine.as_ref().map(|m| m.0.clone()).or_else(|| row.fly_machine_id.clone()),
-            machine_state: machine.as_ref().map(|m| m.1.clone()).or_else(|| row.machine_state.clone()),
+            fly_machine_id: machine
+                .as_ref()
+                .map(|m| m.0.clone())
+                .or_else(|| row.fly_machine_id.clone()),
+            machine_state: machine
+                .as_ref()
+                .map(|m| m.1.clone())
+                .or_else(|| row.machine_state.clone()),
             attempts: row.attempts.saturating_add(1),
             ..base(row, "error", reason)
         },
@@ -87,7 +106,9 @@ fn transient(s: &Settings, row: &PreviewRow, e: &ReconcileError) -> StatusWrite 
     StatusWrite {
         error_message: Some(format!("{e}; retrying (attempt {})", row.attempts.saturating_add(1))),
         attempts: row.attempts.saturating_add(1),
-        next_attempt_at: Some(Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)),
+        next_attempt_at: Some(
+            Utc::now() + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
+        ),
         observed_generation: None,
         ..base(row, "error", reason)
     }

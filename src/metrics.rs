@@ -12,9 +12,21 @@ pub const RESULTS: &[&str] = &["ok", "requeue", "error", "permanent", "fenced"];
 /// Row statuses used as the `status` label of `fly_preview_previews`.
 /// Fly API actions the client labels requests with (pre-initialised so rates start at 0).
 pub const FLY_ACTIONS: &[&str] = &[
-    "create_app", "get_app", "delete_app", "list_apps", "list_ips", "assign_ip", "list_machines",
-    "create_machine", "get_machine", "update_machine", "start_machine", "stop_machine",
-    "destroy_machine", "wait_machine", "list_org_machines",
+    "create_app",
+    "get_app",
+    "delete_app",
+    "list_apps",
+    "list_ips",
+    "assign_ip",
+    "list_machines",
+    "create_machine",
+    "get_machine",
+    "update_machine",
+    "start_machine",
+    "stop_machine",
+    "destroy_machine",
+    "wait_machine",
+    "list_org_machines",
 ];
 pub const STATUSES: &[&str] = &["pending", "initializing", "running", "stopped", "error"];
 
@@ -96,35 +108,118 @@ impl Metrics {
         #[cfg(target_os = "linux")]
         reg(&r, "process", Box::new(prometheus::process_collector::ProcessCollector::for_self()));
         let m = Metrics {
-            reconciles: counter_vec(&r, "fly_preview_reconciles_total", "Reconcile passes by result.", &["result"]),
-            reconcile_duration: histogram_vec(&r, "fly_preview_reconcile_duration_seconds", "Duration of one reconcile pass.", &["result"], FAST),
+            reconciles: counter_vec(
+                &r,
+                "fly_preview_reconciles_total",
+                "Reconcile passes by result.",
+                &["result"],
+            ),
+            reconcile_duration: histogram_vec(
+                &r,
+                "fly_preview_reconcile_duration_seconds",
+                "Duration of one reconcile pass.",
+                &["result"],
+                FAST,
+            ),
             previews: {
-                let g = IntGaugeVec::new(Opts::new("fly_preview_previews", "Rows by status."), &["status"]).unwrap_or_else(|e| bug("previews", e));
+                let g = IntGaugeVec::new(
+                    Opts::new("fly_preview_previews", "Rows by status."),
+                    &["status"],
+                )
+                .unwrap_or_else(|e| bug("previews", e));
                 reg(&r, "previews", Box::new(g.clone()));
                 g
             },
             due_rows: int_gauge(&r, "fly_preview_due_rows", "Rows whose next attempt is due now."),
-            queue_lag: gauge(&r, "fly_preview_queue_lag_seconds", "Age of the oldest due, unleased row."),
-            rows_in_backoff: int_gauge(&r, "fly_preview_rows_in_backoff", "Rows in error waiting for a retry."),
+            queue_lag: gauge(
+                &r,
+                "fly_preview_queue_lag_seconds",
+                "Age of the oldest due, unleased row.",
+            ),
+            rows_in_backoff: int_gauge(
+                &r,
+                "fly_preview_rows_in_backoff",
+                "Rows in error waiting for a retry.",
+            ),
             time_to_running: {
-                let h = Histogram::with_opts(HistogramOpts::new("fly_preview_time_to_running_seconds", "Time from a (re)deploy request to status running.").buckets(SLOW.to_vec())).unwrap_or_else(|e| bug("ttr", e));
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "fly_preview_time_to_running_seconds",
+                        "Time from a (re)deploy request to status running.",
+                    )
+                    .buckets(SLOW.to_vec()),
+                )
+                .unwrap_or_else(|e| bug("ttr", e));
                 reg(&r, "ttr", Box::new(h.clone()));
                 h
             },
             inflight: int_gauge(&r, "fly_preview_inflight_reconciles", "Reconciles running now."),
-            fly_requests: counter_vec(&r, "fly_preview_fly_requests_total", "Fly Machines API requests by action and status class.", &["action", "status_class"]),
-            fly_request_duration: histogram_vec(&r, "fly_preview_fly_request_duration_seconds", "Fly Machines API request duration.", &["action"], FAST),
-            fly_throttled: counter_vec(&r, "fly_preview_fly_throttled_total", "Requests delayed by the client-side rate limiter.", &["action"]),
-            fly_rate_limited: counter(&r, "fly_preview_fly_rate_limited_total", "HTTP 429 responses received from Fly."),
-            leader: int_gauge(&r, "fly_preview_leader", "1 while this replica holds the leader lease."),
-            orphans_destroyed: counter(&r, "fly_preview_orphans_destroyed_total", "Orphaned Fly apps destroyed by the sweep."),
-            notifications: counter(&r, "fly_preview_notifications_total", "Postgres notifications received."),
-            resyncs: counter_vec(&r, "fly_preview_resyncs_total", "Full resyncs by reason.", &["reason"]),
-            drift_repairs: counter(&r, "fly_preview_drift_detected_total", "Rows requeued because Fly drifted from them."),
-            last_sync: gauge(&r, "fly_preview_last_sync_timestamp_seconds", "Unix time of the last successful sync with the database."),
-            db_errors: counter(&r, "fly_preview_db_errors_total", "Database errors seen by the scheduler."),
+            fly_requests: counter_vec(
+                &r,
+                "fly_preview_fly_requests_total",
+                "Fly Machines API requests by action and status class.",
+                &["action", "status_class"],
+            ),
+            fly_request_duration: histogram_vec(
+                &r,
+                "fly_preview_fly_request_duration_seconds",
+                "Fly Machines API request duration.",
+                &["action"],
+                FAST,
+            ),
+            fly_throttled: counter_vec(
+                &r,
+                "fly_preview_fly_throttled_total",
+                "Requests delayed by the client-side rate limiter.",
+                &["action"],
+            ),
+            fly_rate_limited: counter(
+                &r,
+                "fly_preview_fly_rate_limited_total",
+                "HTTP 429 responses received from Fly.",
+            ),
+            leader: int_gauge(
+                &r,
+                "fly_preview_leader",
+                "1 while this replica holds the leader lease.",
+            ),
+            orphans_destroyed: counter(
+                &r,
+                "fly_preview_orphans_destroyed_total",
+                "Orphaned Fly apps destroyed by the sweep.",
+            ),
+            notifications: counter(
+                &r,
+                "fly_preview_notifications_total",
+                "Postgres notifications received.",
+            ),
+            resyncs: counter_vec(
+                &r,
+                "fly_preview_resyncs_total",
+                "Full resyncs by reason.",
+                &["reason"],
+            ),
+            drift_repairs: counter(
+                &r,
+                "fly_preview_drift_detected_total",
+                "Rows requeued because Fly drifted from them.",
+            ),
+            last_sync: gauge(
+                &r,
+                "fly_preview_last_sync_timestamp_seconds",
+                "Unix time of the last successful sync with the database.",
+            ),
+            db_errors: counter(
+                &r,
+                "fly_preview_db_errors_total",
+                "Database errors seen by the scheduler.",
+            ),
             build_info: {
-                let g = IntGaugeVec::new(Opts::new("fly_preview_build_info", "Build information."), &["version"]).unwrap_or_else(|e| bug("build", e));
+                let g = IntGaugeVec::new(
+                    Opts::new("fly_preview_build_info", "Build information."),
+                    &["version"],
+                )
+                .unwrap_or_else(|e| bug("build", e));
                 reg(&r, "build", Box::new(g.clone()));
                 g
             },

@@ -12,7 +12,9 @@ pub async fn full(fly: &FlyClient, app: &str, preview_id: Uuid) -> Result<Observ
     match fly.get_app(app).await {
         Ok(_) => {}
         Err(FlyError::NotFound(_)) => return Ok(Observed::missing()),
-        Err(FlyError::Forbidden(_)) => return Ok(Observed { app: AppSeen::Foreign, ..Observed::missing() }),
+        Err(FlyError::Forbidden(_)) => {
+            return Ok(Observed { app: AppSeen::Foreign, ..Observed::missing() });
+        }
         Err(e) => return Err(e),
     }
     let ips = fly.list_ips(app).await?;
@@ -31,7 +33,12 @@ pub async fn full(fly: &FlyClient, app: &str, preview_id: Uuid) -> Result<Observ
 
 /// Cheap observation for a row that is initializing a machine it already knows: one GET.
 /// `None` when the machine is gone or not ours any more (then observe fully).
-pub async fn fast(fly: &FlyClient, app: &str, machine_id: &str, preview_id: Uuid) -> Result<Option<Observed>, FlyError> {
+pub async fn fast(
+    fly: &FlyClient,
+    app: &str,
+    machine_id: &str,
+    preview_id: Uuid,
+) -> Result<Option<Observed>, FlyError> {
     let m = match fly.get_machine(app, machine_id).await {
         Ok(m) => m,
         Err(FlyError::NotFound(_)) => return Ok(None),
@@ -41,5 +48,10 @@ pub async fn fast(fly: &FlyClient, app: &str, machine_id: &str, preview_id: Uuid
     if !m.is_active() || !seen.ours {
         return Ok(None);
     }
-    Ok(Some(Observed { app: AppSeen::Ours, has_v6: true, has_shared_v4: true, machines: vec![seen] }))
+    Ok(Some(Observed {
+        app: AppSeen::Ours,
+        has_v6: true,
+        has_shared_v4: true,
+        machines: vec![seen],
+    }))
 }

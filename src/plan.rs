@@ -45,7 +45,8 @@ impl MachineSeen {
         let meta = m.metadata();
         let get = |k: &str| meta.and_then(|md| md.get(k)).map(String::as_str);
         let id_text = preview_id.to_string();
-        let ours = get(MANAGED_BY_KEY) == Some(MANAGED_BY) && get(PREVIEW_ID_KEY) == Some(id_text.as_str());
+        let ours = get(MANAGED_BY_KEY) == Some(MANAGED_BY)
+            && get(PREVIEW_ID_KEY) == Some(id_text.as_str());
         let failing = m.checks.iter().find(|c| c.status != "passing");
         Self {
             id: m.id.clone(),
@@ -98,27 +99,46 @@ pub enum Step {
     AllocateSharedV4,
     /// Remove a machine that should not be there (a duplicate of ours, or one we did not
     /// create in an adopted app).
-    DestroyMachine { id: String },
+    DestroyMachine {
+        id: String,
+    },
     CreateMachine,
-    UpdateMachine { id: String },
-    StartMachine { id: String },
+    UpdateMachine {
+        id: String,
+    },
+    StartMachine {
+        id: String,
+    },
     /// Wait for the machine to reach `started`.
-    WaitStarted { id: String, instance_id: Option<String> },
+    WaitStarted {
+        id: String,
+        instance_id: Option<String>,
+    },
     /// Started, checks not passing yet: come back shortly.
-    WaitHealthy { id: String },
+    WaitHealthy {
+        id: String,
+    },
     /// Machine in a transient state we do not drive (stopping, destroying, …).
-    Requeue { id: String },
-    Ready { id: String, state: String },
+    Requeue {
+        id: String,
+    },
+    Ready {
+        id: String,
+        state: String,
+    },
     Fail(Failure),
 }
 
-const STARTING: &[&str] = &["created", "starting", "updating", "replacing", "restarting", "launching"];
+const STARTING: &[&str] =
+    &["created", "starting", "updating", "replacing", "restarting", "launching"];
 const IDLE: &[&str] = &["suspended", "suspending"];
 
 /// Picks the machine to keep: newest generation first, then a healthy state.
 fn keeper(ours: &[&MachineSeen]) -> Option<usize> {
-    let score = |m: &MachineSeen| (m.generation.unwrap_or(0), m.state == "started", m.checks_passing);
-    (0..ours.len()).max_by(|a, b| score(ours[*a]).cmp(&score(ours[*b])).then(ours[*b].id.cmp(&ours[*a].id)))
+    let score =
+        |m: &MachineSeen| (m.generation.unwrap_or(0), m.state == "started", m.checks_passing);
+    (0..ours.len())
+        .max_by(|a, b| score(ours[*a]).cmp(&score(ours[*b])).then(ours[*b].id.cmp(&ours[*a].id)))
 }
 
 /// The next step towards "one healthy machine of ours, at the row's generation".
@@ -153,7 +173,9 @@ fn machine_step(want: &Desired, m: &MachineSeen) -> Step {
     let state = m.state.as_str();
     match state {
         "started" if m.checks_passing => Step::Ready { id, state: m.state.clone() },
-        "started" if want.deadline_passed => Step::Fail(Failure::Unhealthy { output: m.check_output.clone() }),
+        "started" if want.deadline_passed => {
+            Step::Fail(Failure::Unhealthy { output: m.check_output.clone() })
+        }
         "started" => Step::WaitHealthy { id },
         s if IDLE.contains(&s) => Step::Ready { id, state: m.state.clone() },
         s if STARTING.contains(&s) && want.deadline_passed => {

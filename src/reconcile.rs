@@ -55,14 +55,25 @@ impl ReconcileError {
 /// How a pass ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
-    Running { machine_id: String, state: String },
+    Running {
+        machine_id: String,
+        state: String,
+    },
     /// Work continues; come back after `retry_in`.
-    Progressing { reason: &'static str, machine: Option<(String, String)>, retry_in: Duration },
+    Progressing {
+        reason: &'static str,
+        machine: Option<(String, String)>,
+        retry_in: Duration,
+    },
     Stopped,
     /// Teardown requested, app deletion not confirmed yet.
     TearingDown,
     /// Permanent: waits for the row to change.
-    Failed { reason: &'static str, message: String, machine: Option<(String, String)> },
+    Failed {
+        reason: &'static str,
+        message: String,
+        machine: Option<(String, String)>,
+    },
 }
 
 /// Shared, immutable context of every pass.
@@ -86,7 +97,11 @@ pub async fn reconcile(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, Reconcile
         branch: row.github_branch.as_deref(),
     };
     if let Err(e) = validate::validate(&spec, &ctx.settings.rules) {
-        return Ok(Outcome::Failed { reason: "InvalidSpec", message: e.to_string(), machine: None });
+        return Ok(Outcome::Failed {
+            reason: "InvalidSpec",
+            message: e.to_string(),
+            machine: None,
+        });
     }
     Deploy { ctx, row, marked: row.status == "initializing" }.run().await
 }
@@ -120,11 +135,13 @@ impl Deploy<'_> {
 
     fn desired(&self) -> Desired {
         let since = Utc::now() - self.row.requested_at;
-        let deadline = chrono::Duration::from_std(self.ctx.settings.init_deadline).unwrap_or(chrono::Duration::MAX);
+        let deadline = chrono::Duration::from_std(self.ctx.settings.init_deadline)
+            .unwrap_or(chrono::Duration::MAX);
         Desired {
             preview_id: self.row.id,
             generation: self.row.generation,
-            was_running: self.row.status == "running" && self.row.observed_generation == self.row.generation,
+            was_running: self.row.status == "running"
+                && self.row.observed_generation == self.row.generation,
             deadline_passed: since > deadline,
         }
     }
@@ -159,7 +176,8 @@ impl Deploy<'_> {
     }
 
     fn progressing(&self, reason: &'static str, seen: &Observed) -> Outcome {
-        let machine = seen.machines.iter().find(|m| m.ours).map(|m| (m.id.clone(), m.state.clone()));
+        let machine =
+            seen.machines.iter().find(|m| m.ours).map(|m| (m.id.clone(), m.state.clone()));
         Outcome::Progressing { reason, machine, retry_in: self.ctx.settings.health_poll }
     }
 
@@ -180,13 +198,21 @@ impl Deploy<'_> {
             attempts: r.attempts,
             next_attempt_at: Some(Utc::now()),
         };
-        self.ctx.store.write_status(r.id, r.generation, &w, false).await?.ok_or(ReconcileError::Fenced)?;
+        self.ctx
+            .store
+            .write_status(r.id, r.generation, &w, false)
+            .await?
+            .ok_or(ReconcileError::Fenced)?;
         self.marked = true;
         Ok(())
     }
 
     /// Performs one step. `Some(outcome)` ends the pass.
-    async fn act(&mut self, step: Step, seen: &mut Observed) -> Result<Option<Outcome>, ReconcileError> {
+    async fn act(
+        &mut self,
+        step: Step,
+        seen: &mut Observed,
+    ) -> Result<Option<Outcome>, ReconcileError> {
         let fly = &self.ctx.fly;
         let app = self.row.fly_app_name.clone();
         match step {
@@ -216,7 +242,9 @@ impl Deploy<'_> {
             }
             Step::UpdateMachine { id } => {
                 self.mark(None).await?;
-                let m = fly.update_machine(&app, &id, &self.request(&Uuid::new_v4().to_string())).await?;
+                let m = fly
+                    .update_machine(&app, &id, &self.request(&Uuid::new_v4().to_string()))
+                    .await?;
                 replace(seen, MachineSeen::from_machine(&m, self.row.id));
             }
             Step::StartMachine { id } => {
@@ -225,14 +253,25 @@ impl Deploy<'_> {
                 let m = fly.get_machine(&app, &id).await?;
                 replace(seen, MachineSeen::from_machine(&m, self.row.id));
             }
-            Step::WaitStarted { id, instance_id } => return self.wait_started(&id, instance_id, seen).await,
-            Step::WaitHealthy { .. } => return Ok(Some(self.progressing("WaitingForHealthCheck", seen))),
+            Step::WaitStarted { id, instance_id } => {
+                return self.wait_started(&id, instance_id, seen).await;
+            }
+            Step::WaitHealthy { .. } => {
+                return Ok(Some(self.progressing("WaitingForHealthCheck", seen)));
+            }
             Step::Requeue { .. } => return Ok(Some(self.progressing("WaitingForMachine", seen))),
-            Step::Ready { id, state } => return Ok(Some(Outcome::Running { machine_id: id, state })),
+            Step::Ready { id, state } => {
+                return Ok(Some(Outcome::Running { machine_id: id, state }));
+            }
             Step::Fail(f) => {
-                let machine = seen.machines.iter().find(|m| m.ours).map(|m| (m.id.clone(), m.state.clone()));
+                let machine =
+                    seen.machines.iter().find(|m| m.ours).map(|m| (m.id.clone(), m.state.clone()));
                 let message = plan::failure_message(&f, &app);
-                return Ok(Some(Outcome::Failed { reason: plan::failure_reason(&f), message, machine }));
+                return Ok(Some(Outcome::Failed {
+                    reason: plan::failure_reason(&f),
+                    message,
+                    machine,
+                }));
             }
         }
         Ok(None)
@@ -246,7 +285,9 @@ impl Deploy<'_> {
             Err(FlyError::NameTaken(_)) => {
                 let seen = observe::full(fly, self.app(), self.row.id).await?;
                 if seen.app == plan::AppSeen::Missing {
-                    return Err(ReconcileError::NotVisibleYet("app name taken but the app is not visible yet"));
+                    return Err(ReconcileError::NotVisibleYet(
+                        "app name taken but the app is not visible yet",
+                    ));
                 }
                 Ok(seen)
             }
@@ -283,13 +324,18 @@ impl Deploy<'_> {
             Err(FlyError::AmbiguousCreate(info)) => {
                 tracing::warn!(error = %info, "ambiguous create; looking for our launch marker");
                 let id = self.row.id.to_string();
-                let listed = fly.list_machines(self.app(), &[(PREVIEW_ID_KEY, id.as_str())]).await?;
+                let listed =
+                    fly.list_machines(self.app(), &[(PREVIEW_ID_KEY, id.as_str())]).await?;
                 let found = listed.iter().find(|m| {
-                    m.metadata().and_then(|md| md.get(LAUNCH_MARKER_KEY)).is_some_and(|v| *v == marker)
+                    m.metadata()
+                        .and_then(|md| md.get(LAUNCH_MARKER_KEY))
+                        .is_some_and(|v| *v == marker)
                 });
                 match found {
                     Some(m) => Ok(MachineSeen::from_machine(m, self.row.id)),
-                    None => Err(ReconcileError::NotVisibleYet("machine create was ambiguous and no machine carries our marker yet")),
+                    None => Err(ReconcileError::NotVisibleYet(
+                        "machine create was ambiguous and no machine carries our marker yet",
+                    )),
                 }
             }
             Err(e) => Err(e.into()),
@@ -303,7 +349,12 @@ impl Deploy<'_> {
         seen: &mut Observed,
     ) -> Result<Option<Outcome>, ReconcileError> {
         let slice = self.ctx.settings.wait_slice;
-        match self.ctx.fly.wait_machine(self.app(), id, "started", instance_id.as_deref(), slice).await? {
+        match self
+            .ctx
+            .fly
+            .wait_machine(self.app(), id, "started", instance_id.as_deref(), slice)
+            .await?
+        {
             WaitOutcome::Reached { state } => {
                 if let Some(m) = seen.machines.iter_mut().find(|m| m.id == id) {
                     m.state = state;

@@ -59,7 +59,8 @@ impl Scheduler {
                 self.metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);
                 for row in rows {
                     self.lock().insert(row.id);
-                    let (ctx, metrics, inflight) = (self.ctx.clone(), self.metrics.clone(), self.inflight.clone());
+                    let (ctx, metrics, inflight) =
+                        (self.ctx.clone(), self.metrics.clone(), self.inflight.clone());
                     workers.spawn(async move { process(&ctx, &metrics, row, &inflight).await });
                 }
             }
@@ -92,7 +93,9 @@ impl Scheduler {
         workers.abort_all();
         match self.ctx.store.release_all().await {
             Ok(n) => tracing::info!(released = n, "leases released"),
-            Err(e) => tracing::warn!(error = %e, "releasing leases failed; they expire on their own"),
+            Err(e) => {
+                tracing::warn!(error = %e, "releasing leases failed; they expire on their own")
+            }
         }
     }
 }

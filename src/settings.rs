@@ -62,7 +62,10 @@ impl Settings {
         Ok(Self {
             org: fly.org.clone(),
             region: fly.region.clone(),
-            rules: Rules { prefix: c.app_prefix.clone(), allowed_hosts: c.allowed_repo_hosts.clone() },
+            rules: Rules {
+                prefix: c.app_prefix.clone(),
+                allowed_hosts: c.allowed_repo_hosts.clone(),
+            },
             runner: RunnerSettings {
                 image: c.runner_image.clone(),
                 port: c.runner_port,

@@ -9,7 +9,9 @@ pub fn sim_config(a: &SimulateArgs) -> Result<SimConfig, ConfigError> {
     let faults = a
         .faults
         .iter()
-        .map(|f| f.parse::<FaultRule>().map_err(|e| ConfigError::new("--fault", format!("{f:?}: {e}"))))
+        .map(|f| {
+            f.parse::<FaultRule>().map_err(|e| ConfigError::new("--fault", format!("{f:?}: {e}")))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(SimConfig {
         seed: a.seed,

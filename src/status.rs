@@ -78,7 +78,8 @@ pub fn table(lines: &[StatusLine], now: DateTime<Utc>) -> String {
     );
     for l in lines {
         let detail = l.error.as_deref().or(l.reason.as_deref()).unwrap_or("");
-        let detail = if l.status == "running" { l.preview_url.as_deref().unwrap_or(detail) } else { detail };
+        let detail =
+            if l.status == "running" { l.preview_url.as_deref().unwrap_or(detail) } else { detail };
         out.push_str(&format!(
             "{:<18} {:<13} {:<10} {:>5} {:>8} {:<11} {}\n",
             clip(&l.app, 18),

@@ -51,11 +51,17 @@ pub fn validate(spec: &Spec<'_>, rules: &Rules) -> Result<(), ValidationError> {
     if spec.fly_app_name != expected {
         return Err(ValidationError::new(
             "fly_app_name",
-            format!("must equal the derived name {expected:?} (found {:?})", clip(spec.fly_app_name)),
+            format!(
+                "must equal the derived name {expected:?} (found {:?})",
+                clip(spec.fly_app_name)
+            ),
         ));
     }
     let url = spec.repo_url.filter(|u| !u.is_empty()).ok_or_else(|| {
-        ValidationError::new("github_repo_url", "is missing; set it to https://github.com/OWNER/REPO")
+        ValidationError::new(
+            "github_repo_url",
+            "is missing; set it to https://github.com/OWNER/REPO",
+        )
     })?;
     repo_url(url, &rules.allowed_hosts)?;
     branch(spec.branch.unwrap_or("main"))
@@ -85,9 +91,9 @@ pub fn repo_url(raw: &str, allowed_hosts: &[String]) -> Result<(), ValidationErr
     if !raw.is_ascii() {
         return Err(url_err("contains non-ASCII characters (look-alike hosts are refused)"));
     }
-    let rest = raw.strip_prefix("https://").ok_or_else(|| {
-        url_err(format!("must start with https:// (found {:?})", clip(raw)))
-    })?;
+    let rest = raw
+        .strip_prefix("https://")
+        .ok_or_else(|| url_err(format!("must start with https:// (found {:?})", clip(raw))))?;
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     if authority.contains('@') {
         return Err(url_err("must not contain credentials"));
@@ -113,7 +119,8 @@ fn repo_path(path: &str) -> Result<(), ValidationError> {
         _ => return Err(url_err("path must be exactly /OWNER/REPO")),
     };
     for (what, seg) in [("owner", owner), ("repository", repo)] {
-        let ok_chars = seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        let ok_chars =
+            seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
         if seg.is_empty() || !ok_chars || seg.starts_with(['-', '.']) {
             return Err(url_err(format!(
                 "{what} {:?} must be letters, digits, '.', '_' or '-' and not start with '-' or '.'",
@@ -135,7 +142,10 @@ pub fn branch(b: &str) -> Result<(), ValidationError> {
         return Err(branch_err("must not be empty"));
     }
     if b.len() > MAX_BRANCH_LEN {
-        return Err(branch_err(format!("is {} bytes long; the limit is {MAX_BRANCH_LEN}", b.len())));
+        return Err(branch_err(format!(
+            "is {} bytes long; the limit is {MAX_BRANCH_LEN}",
+            b.len()
+        )));
     }
     if let Some(c) = b.chars().find(|c| c.is_control() || c.is_whitespace()) {
         return Err(branch_err(format!("contains whitespace or a control character ({c:?})")));
@@ -172,10 +182,16 @@ mod tests {
     #[test]
     fn accepts_ordinary_values() {
         let hosts = vec!["github.com".to_string()];
-        for u in ["https://github.com/vercel/next-learn", "https://github.com/a/b.git", "https://GitHub.com/a_b/c.d"] {
+        for u in [
+            "https://github.com/vercel/next-learn",
+            "https://github.com/a/b.git",
+            "https://GitHub.com/a_b/c.d",
+        ] {
             assert_eq!(repo_url(u, &hosts), Ok(()), "{u}");
         }
-        for b in ["main", "feature/hmr-demo", "release-1.2", "v1.0.0", "dependabot/npm_and_yarn/x-1.2"] {
+        for b in
+            ["main", "feature/hmr-demo", "release-1.2", "v1.0.0", "dependabot/npm_and_yarn/x-1.2"]
+        {
             assert_eq!(branch(b), Ok(()), "{b}");
         }
     }
@@ -183,7 +199,13 @@ mod tests {
     #[test]
     fn missing_url_names_the_field() {
         let user = "d20f481d-f7ac-4c72-8b42-c683320a6b6e";
-        let spec = Spec { user_id: user, project_id: "p", fly_app_name: &naming::app_name("roseram", user, "p"), repo_url: None, branch: Some("main") };
+        let spec = Spec {
+            user_id: user,
+            project_id: "p",
+            fly_app_name: &naming::app_name("roseram", user, "p"),
+            repo_url: None,
+            branch: Some("main"),
+        };
         let err = validate(&spec, &Rules::default()).unwrap_err();
         assert_eq!(err.field, "github_repo_url");
         assert!(err.to_string().contains("missing"), "{err}");

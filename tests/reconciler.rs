@@ -21,7 +21,10 @@ async fn pending_row_becomes_running_with_a_preview_url(pool: PgPool) {
     let row = h.wait_row(id, "running", is_running).await;
     assert_eq!(row.fly_app_name, "roseram-5aacab32");
     assert_eq!(row.preview_url.as_deref(), Some("https://roseram-5aacab32.fly.dev"));
-    assert_eq!((row.status_reason.as_deref(), row.machine_state.as_deref()), (Some("Ready"), Some("started")));
+    assert_eq!(
+        (row.status_reason.as_deref(), row.machine_state.as_deref()),
+        (Some("Ready"), Some("started"))
+    );
     assert_eq!((row.attempts, row.error_message.as_deref()), (0, None));
     let machines = h.sim.machines(&row.fly_app_name);
     assert_eq!(machines.len(), 1);
@@ -41,7 +44,11 @@ async fn branch_change_updates_the_same_machine(pool: PgPool) {
     let id = insert_row(&pool, USER_A, "p1", Some(REPO), "main").await;
     let r = h.start("a");
     let first = h.wait_row(id, "running", is_running).await;
-    sqlx::query("UPDATE public.fly_preview_apps SET github_branch = 'feature/x' WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE public.fly_preview_apps SET github_branch = 'feature/x' WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
     let second = h.wait_row(id, "running gen 2", |r| is_running(r) && r.generation == 2).await;
     assert_eq!(second.fly_machine_id, first.fly_machine_id, "updated in place");
     let m = &h.sim.machines(&second.fly_app_name)[0];
@@ -59,8 +66,16 @@ async fn teardown_by_desired_state_and_by_legacy_status(pool: PgPool) {
     let r = h.start("a");
     h.wait_row(a, "running", is_running).await;
     h.wait_row(b, "running", is_running).await;
-    sqlx::query("UPDATE public.fly_preview_apps SET desired_state = 'stopped' WHERE id = $1").bind(a).execute(&pool).await.unwrap();
-    sqlx::query("UPDATE public.fly_preview_apps SET status = 'stopped' WHERE id = $1").bind(b).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE public.fly_preview_apps SET desired_state = 'stopped' WHERE id = $1")
+        .bind(a)
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE public.fly_preview_apps SET status = 'stopped' WHERE id = $1")
+        .bind(b)
+        .execute(&pool)
+        .await
+        .unwrap();
     for id in [a, b] {
         let row = h.wait_row(id, "stopped", |r| r.status == "stopped").await;
         assert!(!h.sim.app_names().contains(&row.fly_app_name), "app deleted");
@@ -68,7 +83,11 @@ async fn teardown_by_desired_state_and_by_legacy_status(pool: PgPool) {
     }
     assert_eq!(h.sim.stats().apps_alive, 0);
     // and back: 'pending' redeploys
-    sqlx::query("UPDATE public.fly_preview_apps SET status = 'pending' WHERE id = $1").bind(a).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE public.fly_preview_apps SET status = 'pending' WHERE id = $1")
+        .bind(a)
+        .execute(&pool)
+        .await
+        .unwrap();
     h.wait_row(a, "running again", is_running).await;
     r.stop().await;
 }
@@ -81,7 +100,11 @@ async fn deleting_the_row_destroys_the_app_promptly(pool: PgPool) {
     let id = insert_row(&pool, USER_A, "d1", Some(REPO), "main").await;
     let r = h.start("a");
     let row = h.wait_row(id, "running", is_running).await;
-    sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
     h.eventually("app destroyed", || !h.sim.app_names().contains(&row.fly_app_name)).await;
     r.stop().await;
 }
@@ -93,7 +116,11 @@ async fn orphan_sweep_destroys_only_our_orphans(pool: PgPool) {
     let r = h.start("a");
     let row = h.wait_row(id, "running", is_running).await;
     r.crash().await; // the delete notification below reaches nobody
-    sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
     h.sim.create_app_direct("roseram-0badc0de", true); // our prefix, machine without our metadata
     h.sim.create_app_direct("roseram-00000001", false); // our prefix, no machines
     h.sim.create_app_direct("someone-else-app", true); // outside our prefix
@@ -117,7 +144,11 @@ async fn sweep_dry_run_destroys_nothing(pool: PgPool) {
     let r = h.start("a");
     let row = h.wait_row(id, "running", is_running).await;
     r.crash().await;
-    sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
     let r = h.start("b");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(h.sim.app_names().contains(&row.fly_app_name));
@@ -126,7 +157,8 @@ async fn sweep_dry_run_destroys_nothing(pool: PgPool) {
 
 #[sqlx::test]
 async fn a_name_owned_by_another_org_is_a_permanent_error(pool: PgPool) {
-    let sim = SimConfig { foreign_app_names: vec!["roseram-5aacab32".into()], ..SimConfig::default() };
+    let sim =
+        SimConfig { foreign_app_names: vec!["roseram-5aacab32".into()], ..SimConfig::default() };
     let h = Harness::new(pool.clone(), sim).await;
     let id = insert_row(&pool, USER_A, "abc-123-def", Some(REPO), "main").await;
     let r = h.start("a");
@@ -157,7 +189,9 @@ async fn invalid_rows_fail_without_any_fly_call(pool: PgPool) {
 #[sqlx::test]
 async fn machine_exit_while_initializing_fails_fast(pool: PgPool) {
     let h = Harness::new(pool.clone(), SimConfig::default()).await;
-    let id = insert_row(&pool, USER_A, "f1", Some("https://github.com/acme/does-not-exist"), "main").await;
+    let id =
+        insert_row(&pool, USER_A, "f1", Some("https://github.com/acme/does-not-exist"), "main")
+            .await;
     let r = h.start("a");
     let row = h.wait_row(id, "error", |r| r.status == "error").await;
     assert_eq!(row.status_reason.as_deref(), Some("MachineExited"));
@@ -188,7 +222,9 @@ async fn drift_is_repaired_and_idle_machines_are_left_alone(pool: PgPool) {
         insert_row(&pool, USER_A, "r4", Some(REPO), "main").await,
     ];
     let r = h.start("a");
-    let rows: Vec<_> = futures::future::join_all(ids.iter().map(|id| h.wait_row(*id, "running", is_running))).await;
+    let rows: Vec<_> =
+        futures::future::join_all(ids.iter().map(|id| h.wait_row(*id, "running", is_running)))
+            .await;
     let mid = |i: usize| rows[i].fly_machine_id.clone().unwrap();
     assert!(h.sim.destroy_machine_behind_back(&rows[0].fly_app_name, &mid(0)));
     assert!(h.sim.delete_app_behind_back(&rows[1].fly_app_name));
@@ -196,12 +232,23 @@ async fn drift_is_repaired_and_idle_machines_are_left_alone(pool: PgPool) {
     assert!(h.sim.idle_stop(&rows[3].fly_app_name, &mid(3), true));
     h.eventually("machine recreated", || h.sim.machines(&rows[0].fly_app_name).len() == 1).await;
     h.eventually("app recreated", || h.sim.machines(&rows[1].fly_app_name).len() == 1).await;
-    h.eventually("crashed machine restarted", || h.sim.machines(&rows[2].fly_app_name)[0]["state"] == "started").await;
+    h.eventually("crashed machine restarted", || {
+        h.sim.machines(&rows[2].fly_app_name)[0]["state"] == "started"
+    })
+    .await;
     h.wait_all("all running", 60, is_running).await;
-    assert_eq!(h.sim.machines(&rows[2].fly_app_name)[0]["id"].as_str(), Some(mid(2).as_str()), "restarted, not replaced");
+    assert_eq!(
+        h.sim.machines(&rows[2].fly_app_name)[0]["id"].as_str(),
+        Some(mid(2).as_str()),
+        "restarted, not replaced"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await; // several drift checks
     let idle = &h.sim.machines(&rows[3].fly_app_name)[0];
-    assert_eq!((idle["id"].as_str(), idle["state"].as_str()), (Some(mid(3).as_str()), Some("suspended")), "idle is healthy");
+    assert_eq!(
+        (idle["id"].as_str(), idle["state"].as_str()),
+        (Some(mid(3).as_str()), Some("suspended")),
+        "idle is healthy"
+    );
     assert_eq!(h.sim.stats().apps_with_multiple_machines, 0);
     r.stop().await;
 }

@@ -17,7 +17,14 @@ use sqlx::PgPool;
 
 async fn insert_many(pool: &PgPool, tag: &str, n: usize) {
     for i in 0..n {
-        insert_row(pool, USER_A, &format!("{tag}-{i}"), Some("https://github.com/acme/site"), "main").await;
+        insert_row(
+            pool,
+            USER_A,
+            &format!("{tag}-{i}"),
+            Some("https://github.com/acme/site"),
+            "main",
+        )
+        .await;
     }
 }
 
@@ -37,7 +44,11 @@ async fn assert_converged_cleanly(h: &Harness, n: usize) {
     assert_eq!(apps, names, "no orphans, nothing missing");
     for r in &rows {
         let ms = h.sim.machines(&r.fly_app_name);
-        assert_eq!(ms[0]["id"].as_str(), r.fly_machine_id.as_deref(), "row points at the live machine");
+        assert_eq!(
+            ms[0]["id"].as_str(),
+            r.fly_machine_id.as_deref(),
+            "row points at the live machine"
+        );
     }
 }
 
@@ -53,7 +64,12 @@ async fn crashes_at_random_points_never_duplicate_or_leak(pool: PgPool) {
     let runs = 20;
     for seed in 0..runs {
         sqlx::query("TRUNCATE public.fly_preview_apps").execute(&pool).await.unwrap();
-        let h = Harness::with_settings(pool.clone(), SimConfig { seed, ..SimConfig::default() }, fast_leases()).await;
+        let h = Harness::with_settings(
+            pool.clone(),
+            SimConfig { seed, ..SimConfig::default() },
+            fast_leases(),
+        )
+        .await;
         insert_many(&pool, &format!("c{seed}"), 100).await;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut replica = h.start(&format!("crash-{seed}-0"));
@@ -75,8 +91,14 @@ async fn two_replicas_share_the_work_without_double_creates(pool: PgPool) {
     let (a, b) = (h.start("replica-a"), h.start("replica-b"));
     assert_converged_cleanly(&h, 200).await;
     let s = h.sim.stats();
-    assert_eq!((s.apps_created_total, s.machines_created_total), (200, 200), "no double creates: {s:?}");
-    let did = |m: &fly_preview_controller::metrics::Metrics| m.reconciles.with_label_values(&["ok"]).get();
+    assert_eq!(
+        (s.apps_created_total, s.machines_created_total),
+        (200, 200),
+        "no double creates: {s:?}"
+    );
+    let did = |m: &fly_preview_controller::metrics::Metrics| {
+        m.reconciles.with_label_values(&["ok"]).get()
+    };
     assert!(did(&a.metrics) > 0 && did(&b.metrics) > 0, "both replicas worked");
     a.stop().await;
     b.stop().await;
@@ -85,7 +107,12 @@ async fn two_replicas_share_the_work_without_double_creates(pool: PgPool) {
 #[sqlx::test]
 async fn fly_faults_converge_without_duplicates_or_a_429_storm(pool: PgPool) {
     let h = Harness::new(pool.clone(), SimConfig { seed: 42, ..SimConfig::default() }).await;
-    for f in ["any:503:p=0.1", "any:429:first=15", "create_machine:408-after-commit:p=0.3", "create_app:drop:p=0.05"] {
+    for f in [
+        "any:503:p=0.1",
+        "any:429:first=15",
+        "create_machine:408-after-commit:p=0.3",
+        "create_app:drop:p=0.05",
+    ] {
         h.sim.add_fault(f.parse().unwrap());
     }
     insert_many(&pool, "faults", 60).await;
@@ -93,9 +120,21 @@ async fn fly_faults_converge_without_duplicates_or_a_429_storm(pool: PgPool) {
     assert_converged_cleanly(&h, 60).await;
     let s = h.sim.stats();
     assert!(s.faults_injected_total > 0, "{s:?}");
-    assert_eq!(s.rate_limited_total, 0, "the client's own buckets keep it under Fly's limits: {s:?}");
-    let throttled: u64 = r.metrics.encode().lines().filter(|l| l.starts_with("fly_preview_fly_throttled_total")).filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok()).sum();
-    println!("faults injected {}, self-caused 429s {}, client-side throttled waits {throttled}", s.faults_injected_total, s.rate_limited_total);
+    assert_eq!(
+        s.rate_limited_total, 0,
+        "the client's own buckets keep it under Fly's limits: {s:?}"
+    );
+    let throttled: u64 = r
+        .metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("fly_preview_fly_throttled_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    println!(
+        "faults injected {}, self-caused 429s {}, client-side throttled waits {throttled}",
+        s.faults_injected_total, s.rate_limited_total
+    );
     r.stop().await;
 }
 
@@ -112,8 +151,8 @@ async fn terminated_database_backends_are_survived(pool: PgPool) {
     let killed_again: i64 = sqlx::query_scalar(kill).fetch_one(&pool).await.unwrap();
     assert!(killed_again >= 0);
     assert_converged_cleanly(&h, 60).await;
-    let resyncs = r.metrics.resyncs.with_label_values(&["listener"]).get() + r.metrics.resyncs.with_label_values(&["startup"]).get();
+    let resyncs = r.metrics.resyncs.with_label_values(&["listener"]).get()
+        + r.metrics.resyncs.with_label_values(&["startup"]).get();
     assert!(resyncs >= 1, "a resync followed the reconnect");
     r.stop().await;
 }
-

@@ -67,7 +67,8 @@ async fn fenced_write_lands_and_releases(pool: PgPool) {
     let id = insert_rows(&pool, 1).await[0];
     let s = Store::new(pool.clone(), "a");
     let row = s.claim(1, LEASE).await.unwrap().remove(0);
-    let w = s.write_status(id, row.generation, &running(row.generation), true).await.unwrap().unwrap();
+    let w =
+        s.write_status(id, row.generation, &running(row.generation), true).await.unwrap().unwrap();
     assert_eq!(w.previous_status, "pending");
     let after = s.get(id).await.unwrap().unwrap();
     assert_eq!((after.status.as_str(), after.observed_generation), ("running", 1));
@@ -83,7 +84,10 @@ async fn stale_lease_holder_is_fenced_out(pool: PgPool) {
     let (a, b) = (Store::new(pool.clone(), "a"), Store::new(pool.clone(), "b"));
     let row = a.claim(1, LEASE).await.unwrap().remove(0);
     // a's lease runs out (a paused, say); b takes the row over.
-    sqlx::query("UPDATE public.fly_preview_apps SET lease_expires_at = now() - interval '1s'").execute(&pool).await.unwrap();
+    sqlx::query("UPDATE public.fly_preview_apps SET lease_expires_at = now() - interval '1s'")
+        .execute(&pool)
+        .await
+        .unwrap();
     assert!(a.renew(&[id], LEASE).await.unwrap().is_empty(), "expired leases are not renewed");
     assert_eq!(b.claim(1, LEASE).await.unwrap().len(), 1);
     assert!(a.write_status(id, row.generation, &running(1), true).await.unwrap().is_none());
@@ -97,7 +101,11 @@ async fn write_for_an_old_generation_is_fenced_out(pool: PgPool) {
     let id = insert_rows(&pool, 1).await[0];
     let s = Store::new(pool.clone(), "a");
     let row = s.claim(1, LEASE).await.unwrap().remove(0);
-    sqlx::query("UPDATE public.fly_preview_apps SET github_branch = 'dev' WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE public.fly_preview_apps SET github_branch = 'dev' WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
     assert!(s.write_status(id, row.generation, &running(1), false).await.unwrap().is_none());
     assert!(s.release(id).await.unwrap());
     let again = s.claim(1, LEASE).await.unwrap().remove(0);
@@ -120,12 +128,22 @@ async fn release_all_mark_due_and_stats(pool: PgPool) {
     s.write_status(rows[2].id, rows[2].generation, &err, true).await.unwrap().unwrap();
     assert_eq!(s.release_all().await.unwrap(), 1);
     let stats = s.stats().await.unwrap();
-    assert_eq!((stats.running, stats.error, stats.in_backoff, stats.pending, stats.due), (2, 1, 1, 1, 1));
+    assert_eq!(
+        (stats.running, stats.error, stats.in_backoff, stats.pending, stats.due),
+        (2, 1, 1, 1, 1)
+    );
     let names = s.app_names().await.unwrap();
     assert_eq!(names.len(), 4);
     assert!(s.app_name_exists(&names[0]).await.unwrap());
     assert!(!s.app_name_exists("roseram-00000000").await.unwrap());
-    let running_names: Vec<String> = s.list_all().await.unwrap().into_iter().filter(|r| r.status == "running").map(|r| r.fly_app_name).collect();
+    let running_names: Vec<String> = s
+        .list_all()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.status == "running")
+        .map(|r| r.fly_app_name)
+        .collect();
     assert_eq!(s.mark_due(&running_names).await.unwrap(), 2);
     assert_eq!(s.stats().await.unwrap().due, 3);
     assert!(ids.iter().all(|id| !id.is_nil()));
@@ -135,7 +153,11 @@ async fn release_all_mark_due_and_stats(pool: PgPool) {
 async fn web_app_stop_becomes_a_teardown_request_with_a_notification(pool: PgPool) {
     let id = insert_rows(&pool, 1).await[0];
     let mut listener = Listener::connect(&pool).await.unwrap();
-    sqlx::query("UPDATE public.fly_preview_apps SET status = 'stopped' WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE public.fly_preview_apps SET status = 'stopped' WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
     let row = Store::new(pool.clone(), "a").get(id).await.unwrap().unwrap();
     assert_eq!((row.desired_state.as_str(), row.generation), ("stopped", 2));
     assert_eq!(row.status, "pending", "status stays truthful until the app is gone");
@@ -153,14 +175,22 @@ async fn pending_is_a_redeploy_request_and_other_statuses_are_ignored(pool: PgPo
     let set = |status: &'static str| {
         let pool = pool.clone();
         async move {
-            sqlx::query("UPDATE public.fly_preview_apps SET status = $2 WHERE id = $1").bind(id).bind(status).execute(&pool).await.unwrap();
+            sqlx::query("UPDATE public.fly_preview_apps SET status = $2 WHERE id = $1")
+                .bind(id)
+                .bind(status)
+                .execute(&pool)
+                .await
+                .unwrap();
             Store::new(pool, "x").get(id).await.unwrap().unwrap()
         }
     };
     assert_eq!(set("running").await.status, "pending", "only the controller sets running");
     let stopped = set("stopped").await;
     let redeploy = set("pending").await;
-    assert_eq!((redeploy.desired_state.as_str(), redeploy.generation), ("running", stopped.generation + 1));
+    assert_eq!(
+        (redeploy.desired_state.as_str(), redeploy.generation),
+        ("running", stopped.generation + 1)
+    );
     assert_eq!(redeploy.status_reason.as_deref(), Some("RedeployRequested"));
 }
 
@@ -168,10 +198,16 @@ async fn pending_is_a_redeploy_request_and_other_statuses_are_ignored(pool: PgPo
 async fn insert_and_delete_notify(pool: PgPool) {
     let mut listener = Listener::connect(&pool).await.unwrap();
     let id = insert_rows(&pool, 1).await[0];
-    sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
     let mut seen = Vec::new();
     for _ in 0..2 {
-        if let ListenEvent::Notified(n) = tokio::time::timeout(Duration::from_secs(10), listener.next()).await.unwrap().unwrap() {
+        if let ListenEvent::Notified(n) =
+            tokio::time::timeout(Duration::from_secs(10), listener.next()).await.unwrap().unwrap()
+        {
             seen.push((n.op, n.app.is_some()));
         }
     }
@@ -186,7 +222,12 @@ async fn leader_election(pool: PgPool) {
     assert!(!b.try_lead(LEASE).await.unwrap());
     a.resign().await.unwrap();
     assert!(b.try_lead(LEASE).await.unwrap());
-    sqlx::query("UPDATE public.fly_preview_controller_leader SET expires_at = now() - interval '1s'").execute(&pool).await.unwrap();
+    sqlx::query(
+        "UPDATE public.fly_preview_controller_leader SET expires_at = now() - interval '1s'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
     assert!(a.try_lead(LEASE).await.unwrap(), "an expired leader is replaced");
 }
 
@@ -198,7 +239,11 @@ async fn updated_at_ignores_lease_bookkeeping(pool: PgPool) {
     s.claim(1, LEASE).await.unwrap();
     s.release(id).await.unwrap();
     assert_eq!(s.get(id).await.unwrap().unwrap().updated_at, before);
-    sqlx::query("UPDATE public.fly_preview_apps SET github_branch = 'x' WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE public.fly_preview_apps SET github_branch = 'x' WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
     assert!(s.get(id).await.unwrap().unwrap().updated_at > before);
 }
 
@@ -216,14 +261,22 @@ async fn dry_run_changes_nothing(pool: PgPool) {
     let report = store::migrate::dry_run(&pool).await.unwrap();
     assert!(report.contains("+ column desired_state text not null"), "{report}");
     assert!(report.contains("+ policy \"fly_preview_apps_select_own\""), "{report}");
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('public.fly_preview_apps') IS NOT NULL").fetch_one(&pool).await.unwrap();
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public.fly_preview_apps') IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert!(!exists, "dry run must roll back");
 }
 
 #[sqlx::test]
 async fn writing_pending_again_is_still_a_redeploy_request(pool: PgPool) {
     let id = insert_rows(&pool, 1).await[0];
-    sqlx::query("UPDATE public.fly_preview_apps SET status = 'pending' WHERE id = $1").bind(id).execute(&pool).await.unwrap();
+    sqlx::query("UPDATE public.fly_preview_apps SET status = 'pending' WHERE id = $1")
+        .bind(id)
+        .execute(&pool)
+        .await
+        .unwrap();
     let row = Store::new(pool, "x").get(id).await.unwrap().unwrap();
     assert_eq!((row.status.as_str(), row.generation), ("pending", 2));
 }

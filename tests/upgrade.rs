@@ -28,7 +28,11 @@ async fn migrate_upgrades_the_existing_table_in_place(pool: PgPool) {
     assert!(report.contains("+ column desired_state"), "{report}");
     assert!(report.contains("- policy \"Users can view their own preview apps\""), "{report}");
     assert!(report.contains("stopped -> desired_state stopped: 1"), "{report}");
-    assert_eq!(sqlx::query_scalar::<_, String>(ORIGINAL).fetch_one(&pool).await.unwrap(), before, "dry run changed nothing");
+    assert_eq!(
+        sqlx::query_scalar::<_, String>(ORIGINAL).fetch_one(&pool).await.unwrap(),
+        before,
+        "dry run changed nothing"
+    );
     assert_eq!(store::migrate::run(&pool).await.unwrap().len(), store::MIGRATOR.iter().count());
     assert!(store::migrate::run(&pool).await.unwrap().is_empty(), "second run is a no-op");
     let after: String = sqlx::query_scalar(ORIGINAL).fetch_one(&pool).await.unwrap();
@@ -42,7 +46,11 @@ async fn migrate_upgrades_the_existing_table_in_place(pool: PgPool) {
     assert_eq!(rows.len(), 5);
     for (status, desired, generation, observed, reason, ty) in rows {
         assert_eq!((generation, observed, ty.as_str()), (1, 0, "uuid"), "project_id stays uuid");
-        let (want_desired, want_reason) = if status == "stopped" { ("stopped", "TeardownRequested") } else { ("running", "DeployRequested") };
+        let (want_desired, want_reason) = if status == "stopped" {
+            ("stopped", "TeardownRequested")
+        } else {
+            ("running", "DeployRequested")
+        };
         assert_eq!((desired.as_str(), reason.as_deref()), (want_desired, Some(want_reason)));
     }
 }
@@ -53,23 +61,54 @@ async fn upgraded_table_still_protects_users(pool: PgPool) {
     store::migrate::run(&pool).await.unwrap();
     let mut tx = pool.begin().await.unwrap();
     become_user(&mut tx, USER_A).await;
-    let users: Vec<String> = sqlx::query_scalar("SELECT DISTINCT user_id::text FROM public.fly_preview_apps").fetch_all(&mut *tx).await.unwrap();
+    let users: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT user_id::text FROM public.fly_preview_apps")
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
     assert_eq!(users, vec![USER_A.to_string()], "only her own rows");
-    let err = sqlx::query("UPDATE public.fly_preview_apps SET attempts = 0, status_reason = 'x'").execute(&mut *tx).await.unwrap_err();
+    let err = sqlx::query("UPDATE public.fly_preview_apps SET attempts = 0, status_reason = 'x'")
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
     assert_eq!(sqlstate(&err), "42501", "controller columns are not writable: {err}");
     drop(tx);
-    let policies: Vec<String> = sqlx::query_scalar("SELECT policyname::text FROM pg_policies WHERE tablename = 'fly_preview_apps' ORDER BY 1").fetch_all(&pool).await.unwrap();
-    assert!(policies.iter().all(|p| p.starts_with("fly_preview_apps_")), "seed-era policies superseded: {policies:?}");
+    let policies: Vec<String> = sqlx::query_scalar(
+        "SELECT policyname::text FROM pg_policies WHERE tablename = 'fly_preview_apps' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(
+        policies.iter().all(|p| p.starts_with("fly_preview_apps_")),
+        "seed-era policies superseded: {policies:?}"
+    );
 }
 
 #[sqlx::test]
 async fn uuid_and_text_project_ids_give_the_same_names(pool: PgPool) {
     let (user, project) = (USER_B, "3e9c9b3b-1d3b-4f8c-8a3d-9c6f4e5d2b34");
-    let id = insert_row(&pool, user, project, Some("https://github.com/sveltejs/kit"), "main").await;
-    let text_name: String = sqlx::query_scalar("SELECT fly_app_name FROM public.fly_preview_apps WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap();
-    let sql_uuid_name: String = sqlx::query_scalar("SELECT 'roseram-' || left(md5($1::uuid::text || '-' || $2::uuid::text), 8)").bind(user).bind(project).fetch_one(&pool).await.unwrap();
+    let id =
+        insert_row(&pool, user, project, Some("https://github.com/sveltejs/kit"), "main").await;
+    let text_name: String =
+        sqlx::query_scalar("SELECT fly_app_name FROM public.fly_preview_apps WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let sql_uuid_name: String = sqlx::query_scalar(
+        "SELECT 'roseram-' || left(md5($1::uuid::text || '-' || $2::uuid::text), 8)",
+    )
+    .bind(user)
+    .bind(project)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(text_name, sql_uuid_name);
-    assert_eq!(naming::app_name("roseram", user, &project.to_uppercase().to_lowercase()), text_name);
+    assert_eq!(
+        naming::app_name("roseram", user, &project.to_uppercase().to_lowercase()),
+        text_name
+    );
 }
 
 #[sqlx::test(migrations = false)]
@@ -79,17 +118,28 @@ async fn the_upgraded_project_converges(pool: PgPool) {
     let h = Harness::new(pool.clone(), SimConfig::default()).await;
     // the web app's guide suggests `flyctl deploy` by hand: one pending row's app already exists
     let rows = h.store().list_all().await.unwrap();
-    let by_hand = rows.iter().find(|r| r.status == "pending" && r.github_repo_url.is_some()).unwrap().fly_app_name.clone();
+    let by_hand = rows
+        .iter()
+        .find(|r| r.status == "pending" && r.github_repo_url.is_some())
+        .unwrap()
+        .fly_app_name
+        .clone();
     h.sim.create_app_direct(&by_hand, true);
     for r in &rows {
-        assert_eq!(naming::app_name("roseram", &r.user_id.to_string(), &r.project_id), r.fly_app_name, "uuid project ids name like text ones");
+        assert_eq!(
+            naming::app_name("roseram", &r.user_id.to_string(), &r.project_id),
+            r.fly_app_name,
+            "uuid project ids name like text ones"
+        );
     }
     let replica = h.start("upgrade");
     let done = h
-        .wait_all("converged", 60, |r| match (r.status.as_str(), r.github_repo_url.is_some(), r.desired_state.as_str()) {
-            (_, _, "stopped") => r.status == "stopped",
-            (_, false, _) => r.status == "error",
-            _ => is_running(r),
+        .wait_all("converged", 60, |r| {
+            match (r.status.as_str(), r.github_repo_url.is_some(), r.desired_state.as_str()) {
+                (_, _, "stopped") => r.status == "stopped",
+                (_, false, _) => r.status == "error",
+                _ => is_running(r),
+            }
         })
         .await;
     let no_repo = done.iter().find(|r| r.github_repo_url.is_none()).unwrap();

@@ -49,7 +49,13 @@ fn cases() -> Vec<Case> {
         ("https://github.com:22/acme/site", "main", None, "github_repo_url", "port"),
         ("https://github.com/acme/site?x=1", "main", None, "github_repo_url", "query"),
         ("https://github.com/acme/site#frag", "main", None, "github_repo_url", "query or fragment"),
-        ("https://github.com/acme/site/tree/main", "main", None, "github_repo_url", "exactly /OWNER/REPO"),
+        (
+            "https://github.com/acme/site/tree/main",
+            "main",
+            None,
+            "github_repo_url",
+            "exactly /OWNER/REPO",
+        ),
         ("https://github.com/acme", "main", None, "github_repo_url", "exactly /OWNER/REPO"),
         ("https://github.com/-acme/site", "main", None, "github_repo_url", "owner"),
         ("https://github.com/acme/$(id)", "main", None, "github_repo_url", "repository"),
@@ -70,8 +76,15 @@ fn hostile_rows_are_refused_with_specific_errors() {
     let cases = cases();
     assert!(cases.len() >= 30);
     for (url, branch, name, field, words) in cases {
-        let spec = Spec { user_id: USER, project_id: PROJECT, fly_app_name: name.unwrap_or(&good_name), repo_url: Some(url), branch: Some(branch) };
-        let err = validate(&spec, &rules).expect_err(&format!("accepted {url:?} {branch:?} {name:?}"));
+        let spec = Spec {
+            user_id: USER,
+            project_id: PROJECT,
+            fly_app_name: name.unwrap_or(&good_name),
+            repo_url: Some(url),
+            branch: Some(branch),
+        };
+        let err =
+            validate(&spec, &rules).expect_err(&format!("accepted {url:?} {branch:?} {name:?}"));
         assert_eq!(err.field, field, "{url:?} {branch:?}: {err}");
         assert!(err.to_string().contains(words), "{url:?} {branch:?}: {err} (wanted {words:?})");
     }
@@ -83,7 +96,13 @@ fn huge_values_are_refused_by_size() {
     let name = naming::app_name("roseram", USER, PROJECT);
     let mb = "a".repeat(1 << 20);
     let url = format!("https://github.com/acme/{mb}");
-    let spec = Spec { user_id: USER, project_id: PROJECT, fly_app_name: &name, repo_url: Some(&url), branch: Some("main") };
+    let spec = Spec {
+        user_id: USER,
+        project_id: PROJECT,
+        fly_app_name: &name,
+        repo_url: Some(&url),
+        branch: Some("main"),
+    };
     assert!(validate(&spec, &rules).unwrap_err().reason.contains("limit is 2048"));
     let spec = Spec { repo_url: Some(GOOD_URL), branch: Some(&mb), ..spec };
     let err = validate(&spec, &rules).unwrap_err();
@@ -95,9 +114,16 @@ fn huge_values_are_refused_by_size() {
 #[test]
 fn valid_rows_pass_and_other_hosts_can_be_allowed() {
     let name = naming::app_name("roseram", USER, PROJECT);
-    let spec = Spec { user_id: USER, project_id: PROJECT, fly_app_name: &name, repo_url: Some(GOOD_URL), branch: Some("feature/hmr-demo") };
+    let spec = Spec {
+        user_id: USER,
+        project_id: PROJECT,
+        fly_app_name: &name,
+        repo_url: Some(GOOD_URL),
+        branch: Some("feature/hmr-demo"),
+    };
     assert_eq!(validate(&spec, &Rules::default()), Ok(()));
     let gl = Spec { repo_url: Some("https://gitlab.com/acme/site"), ..spec };
-    let rules = Rules { allowed_hosts: vec!["github.com".into(), "gitlab.com".into()], ..Rules::default() };
+    let rules =
+        Rules { allowed_hosts: vec!["github.com".into(), "gitlab.com".into()], ..Rules::default() };
     assert_eq!(validate(&gl, &rules), Ok(()));
 }

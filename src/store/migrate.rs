@@ -17,13 +17,16 @@ pub async fn run(pool: &PgPool) -> Result<Vec<i64>, StoreError> {
 
 async fn applied(pool: &PgPool) -> Result<BTreeSet<i64>, StoreError> {
     let exists: bool =
-        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL").fetch_one(pool).await?;
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
     if !exists {
         return Ok(BTreeSet::new());
     }
-    let rows: Vec<i64> = sqlx::query_scalar("SELECT version FROM public._sqlx_migrations WHERE success")
-        .fetch_all(pool)
-        .await?;
+    let rows: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM public._sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?;
     Ok(rows.into_iter().collect())
 }
 

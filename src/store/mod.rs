@@ -36,13 +36,20 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Connect(_) => true,
-            StoreError::Query(e) => matches!(
-                e,
-                sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_)
-            ) || e.as_database_error().is_some_and(|d| {
-                // 08: connection exception, 57P: operator intervention (terminated backends), 40: rollback
-                d.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P") || c.starts_with("40"))
-            }),
+            StoreError::Query(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Tls(_)
+                ) || e.as_database_error().is_some_and(|d| {
+                    // 08: connection exception, 57P: operator intervention (terminated backends), 40: rollback
+                    d.code().is_some_and(|c| {
+                        c.starts_with("08") || c.starts_with("57P") || c.starts_with("40")
+                    })
+                })
+            }
             StoreError::Migrate(_) => false,
         }
     }
@@ -156,7 +163,11 @@ impl Store {
 
     /// Every row, oldest first (status command, sweeps).
     pub async fn list_all(&self) -> Result<Vec<PreviewRow>, StoreError> {
-        let sql = concat!("SELECT ", row_cols!(), " FROM public.fly_preview_apps ORDER BY created_at, id");
+        let sql = concat!(
+            "SELECT ",
+            row_cols!(),
+            " FROM public.fly_preview_apps ORDER BY created_at, id"
+        );
         Ok(sqlx::query_as::<_, PreviewRow>(sql).fetch_all(&self.pool).await?)
     }
 

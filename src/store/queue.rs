@@ -57,8 +57,10 @@ impl Store {
             " ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) ",
             "UPDATE public.fly_preview_apps SET lease_owner = $1, ",
             " lease_expires_at = now() + make_interval(secs => $3) ",
-            "WHERE id IN (SELECT id FROM due) AND ", by_controller!(),
-            " RETURNING ", row_cols!()
+            "WHERE id IN (SELECT id FROM due) AND ",
+            by_controller!(),
+            " RETURNING ",
+            row_cols!()
         );
         let rows = sqlx::query_as::<_, PreviewRow>(sql)
             .bind(&self.owner)

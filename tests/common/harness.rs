@@ -36,7 +36,10 @@ impl Replica {
     /// Graceful: drain and release.
     pub async fn stop(self) {
         self.shutdown.trigger();
-        tokio::time::timeout(Duration::from_secs(30), self.join).await.expect("replica did not stop").unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.join)
+            .await
+            .expect("replica did not stop")
+            .unwrap();
     }
 
     /// A crash: every task of the replica stops wherever it is.
@@ -96,20 +99,33 @@ impl Harness {
     }
 
     /// Polls the row until `pred` holds (the deadline only bounds a broken run).
-    pub async fn wait_row(&self, id: Uuid, what: &str, pred: impl Fn(&PreviewRow) -> bool) -> PreviewRow {
+    pub async fn wait_row(
+        &self,
+        id: Uuid,
+        what: &str,
+        pred: impl Fn(&PreviewRow) -> bool,
+    ) -> PreviewRow {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
             let row = self.row(id).await;
             if pred(&row) {
                 return row;
             }
-            assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; row is {row:#?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}; row is {row:#?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Polls until every row satisfies `pred`.
-    pub async fn wait_all(&self, what: &str, secs: u64, pred: impl Fn(&PreviewRow) -> bool) -> Vec<PreviewRow> {
+    pub async fn wait_all(
+        &self,
+        what: &str,
+        secs: u64,
+        pred: impl Fn(&PreviewRow) -> bool,
+    ) -> Vec<PreviewRow> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let rows = self.store().list_all().await.unwrap();

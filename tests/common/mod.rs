@@ -11,7 +11,13 @@ pub const USER_A: &str = "d20f481d-f7ac-4c72-8b42-c683320a6b6e";
 pub const USER_B: &str = "5b0c7f3e-2a41-4d8e-9c6b-0e1f2a3b4c5d";
 
 /// Inserts a row the way the web app's API does (as a privileged writer, not the controller).
-pub async fn insert_row(pool: &PgPool, user: &str, project: &str, repo: Option<&str>, branch: &str) -> Uuid {
+pub async fn insert_row(
+    pool: &PgPool,
+    user: &str,
+    project: &str,
+    repo: Option<&str>,
+    branch: &str,
+) -> Uuid {
     let name = naming::app_name("roseram", user, project);
     sqlx::query_scalar(
         "INSERT INTO public.fly_preview_apps (user_id, project_id, fly_app_name, preview_url, status, github_repo_url, github_branch) \
@@ -32,7 +38,16 @@ pub async fn insert_row(pool: &PgPool, user: &str, project: &str, repo: Option<&
 pub async fn insert_rows(pool: &PgPool, n: usize) -> Vec<Uuid> {
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        ids.push(insert_row(pool, USER_A, &format!("p-{i}"), Some("https://github.com/acme/site"), "main").await);
+        ids.push(
+            insert_row(
+                pool,
+                USER_A,
+                &format!("p-{i}"),
+                Some("https://github.com/acme/site"),
+                "main",
+            )
+            .await,
+        );
     }
     ids
 }
