@@ -620,12 +620,16 @@ async fn list_org_machines_shape() {
     let s = m.last();
     assert_eq!(s.path, "/v1/orgs/personal/machines");
     assert_eq!(
-        (q(&s, "updated_after"), q(&s, "cursor")),
-        (vec!["2024-04-30T12:00:00Z".into()], vec!["c1".into()])
+        (q(&s, "updated_after"), q(&s, "cursor"), q(&s, "include_deleted")),
+        (vec!["2024-04-30T12:00:00Z".into()], vec!["c1".into()], vec!["true".into()])
     );
     let p = c.list_org_machines("personal", None, None).await.unwrap();
     assert!(p.machines.is_empty() && p.next_cursor.is_none());
-    assert_eq!(m.last().query, "");
+    assert_eq!(
+        m.last().query,
+        "include_deleted=true",
+        "drift detection must see destroyed machines"
+    );
 }
 
 // ---------------------------------------------------------------- timeouts & buckets
