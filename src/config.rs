@@ -286,6 +286,9 @@ pub struct BenchArgs {
     /// Exit with status 1 unless every fleet converged (CI smoke run).
     #[arg(long)]
     pub fail_unconverged: bool,
+    /// The bench's own database on that server, dropped and recreated for every run.
+    #[arg(long, default_value = "fly_preview_bench")]
+    pub db_name: String,
 }
 
 /// A configuration problem: which setting, and what is wrong with it.
