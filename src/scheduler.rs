@@ -36,6 +36,9 @@ impl Scheduler {
         let max = self.ctx.settings.concurrency;
         while *phase.borrow() == Phase::Running {
             self.health.beat();
+            // Reap finished passes first, or their slots look busy and only one row is
+            // claimed per loop (one round trip per row instead of one per batch).
+            while workers.try_join_next().is_some() {}
             let free = max.saturating_sub(workers.len());
             if free > 0 {
                 self.claim_into(&mut workers, free).await;
