@@ -15,6 +15,7 @@
 
 mod common;
 mod dashboard_promql;
+mod deploy_support;
 mod prom_server;
 
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 //! regex escaping and the PromQL metric-name scanner (see `observability.rs`).
 
 mod dashboard_promql;
+mod deploy_support;
 
 use dashboard_promql::{grafana_regex_escape, metric_names, substitute};
 
