@@ -115,13 +115,7 @@ pub async fn run_cmd(a: RunArgs) -> Result<(), CliError> {
 
 /// Refuses to start on a database that has not been migrated (clear message, no guessing).
 pub async fn check_migrated(pool: &PgPool) -> Result<(), CliError> {
-    let latest = store::MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
-    let applied: Option<i64> =
-        sqlx::query_scalar("SELECT max(version) FROM public._sqlx_migrations WHERE success")
-            .fetch_one(pool)
-            .await
-            .unwrap_or(None);
-    if applied.unwrap_or(0) < latest {
+    if !store::migrate::pending(pool).await?.is_empty() {
         return Err(CliError::Runtime(anyhow::anyhow!(
             "the database schema is not up to date; run `fly-preview-controller migrate` first"
         )));

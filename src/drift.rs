@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc};
 
 use crate::fly::{FlyError, OrgMachine};
-use crate::machine_config::{MANAGED_BY, MANAGED_BY_KEY, PREVIEW_ID_KEY};
+use crate::machine_config::{self, MANAGED_BY, MANAGED_BY_KEY};
 use crate::metrics::Metrics;
 use crate::reconcile::Ctx;
 use crate::store::{Notification, StoreError};
@@ -215,11 +215,7 @@ pub async fn on_delete(ctx: &Ctx, n: &Notification) -> Result<bool, DriftError> 
         Err(FlyError::NotFound(_) | FlyError::Forbidden(_)) => return Ok(false),
         Err(e) => return Err(e.into()),
     };
-    let id = n.id.to_string();
-    let mine = |md: &std::collections::BTreeMap<String, String>| {
-        md.get(MANAGED_BY_KEY).is_some_and(|v| v == MANAGED_BY)
-            && md.get(PREVIEW_ID_KEY) == Some(&id)
-    };
+    let mine = |md: &std::collections::BTreeMap<String, String>| machine_config::is_ours(md, n.id);
     if !machines.iter().filter(|m| m.is_active()).all(|m| m.metadata().is_some_and(mine)) {
         tracing::warn!(app, "row deleted but its app holds machines we did not create; leaving it");
         return Ok(false);

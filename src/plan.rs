@@ -3,7 +3,7 @@
 //! its picture of Fly, and asks again.
 
 use crate::fly::Machine;
-use crate::machine_config::{GENERATION_KEY, MANAGED_BY, MANAGED_BY_KEY, PREVIEW_ID_KEY};
+use crate::machine_config::{self, GENERATION_KEY};
 
 /// What the row asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +44,7 @@ impl MachineSeen {
     pub fn from_machine(m: &Machine, preview_id: uuid::Uuid) -> Self {
         let meta = m.metadata();
         let get = |k: &str| meta.and_then(|md| md.get(k)).map(String::as_str);
-        let id_text = preview_id.to_string();
-        let ours = get(MANAGED_BY_KEY) == Some(MANAGED_BY)
-            && get(PREVIEW_ID_KEY) == Some(id_text.as_str());
+        let ours = meta.is_some_and(|md| machine_config::is_ours(md, preview_id));
         let failing = m.checks.iter().find(|c| c.status != "passing");
         Self {
             id: m.id.clone(),

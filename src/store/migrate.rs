@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use sqlx::migrate::Migration;
 use sqlx::postgres::PgPool;
 
 use super::{MIGRATOR, StoreError};
@@ -28,6 +29,15 @@ async fn applied(pool: &PgPool) -> Result<BTreeSet<i64>, StoreError> {
             .fetch_all(pool)
             .await?;
     Ok(rows.into_iter().collect())
+}
+
+/// Migrations embedded in this binary that the database has not applied yet.
+pub async fn pending(pool: &PgPool) -> Result<Vec<&'static Migration>, StoreError> {
+    let done = applied(pool).await?;
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !done.contains(&m.version))
+        .collect())
 }
 
 /// Everything about the table a user would care to see change, one fact per line.
@@ -61,12 +71,8 @@ async fn snapshot(conn: &mut sqlx::PgConnection) -> Result<BTreeSet<String>, Sto
 
 /// Applies the pending migrations in a transaction, reports, and rolls back.
 pub async fn dry_run(pool: &PgPool) -> Result<String, StoreError> {
-    let done = applied(pool).await?;
-    let pending: Vec<String> = MIGRATOR
-        .iter()
-        .filter(|m| !m.migration_type.is_down_migration() && !done.contains(&m.version))
-        .map(|m| format!("{} {}", m.version, m.description))
-        .collect();
+    let pending: Vec<String> =
+        pending(pool).await?.iter().map(|m| format!("{} {}", m.version, m.description)).collect();
     let mut out = String::from("migrate --dry-run: nothing below has been changed.\n");
     if pending.is_empty() {
         out.push_str("All migrations are applied; `migrate` would change nothing.\n");
