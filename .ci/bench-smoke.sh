@@ -6,11 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-cargo build --quiet --bin fly-preview-controller
+cargo build --quiet --bin fly-preview-controller --bin fly-preview-bench
 out="$(mktemp)"
 trap 'rm -f "$out"' EXIT
 started=$(date +%s)
-target/debug/fly-preview-controller bench \
+target/debug/fly-preview-bench \
     --db-name fly_preview_bench_smoke \
     --rows 50 \
     --steady-window 2s \

@@ -172,6 +172,10 @@ if command -v cargo >/dev/null 2>&1; then
         tmp=$(mktemp -d); trap "rm -rf $tmp" EXIT
         cp Cargo.toml Cargo.lock "$tmp/" && mkdir -p "$tmp/src" "$tmp/migrations"
         echo "fn main() {}" > "$tmp/src/main.rs" && : > "$tmp/src/lib.rs"
+        for m in crates/*/Cargo.toml; do
+            d="$tmp/$(dirname "$m")"; mkdir -p "$d/src" && cp "$m" "$d/"
+            echo "fn main() {}" > "$d/src/main.rs" && : > "$d/src/lib.rs"
+        done
         cargo metadata --locked --format-version 1 --manifest-path "$tmp/Cargo.toml" >/dev/null'
 fi
 step "deploy/fly.toml: worker config, check on /healthz, metrics, no secrets" "$PY" - <<'EOF'

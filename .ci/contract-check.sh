@@ -12,7 +12,7 @@
 #   PRISM_VERSION     @stoplight/prism-cli version (default 5.14.2)
 #   SIM_PORT / PRISM_PORT   (default 4280 / 4010)
 #   SIM_CMD           command that serves the simulator on 127.0.0.1:$SIM_PORT
-#                     (default: target/debug/fly-preview-controller simulate ...)
+#                     (default: target/debug/fly-sim ...)
 #   CONTRACT_DEVIATIONS  allow-list file (default docs/contract-deviations.md)
 #   KEEP_LOGS=1       keep the temporary log directory
 set -euo pipefail
@@ -63,12 +63,12 @@ start_simulator() {
     if [[ -n "${SIM_CMD:-}" ]]; then
         cmd="$SIM_CMD"
     else
-        local bin="$ROOT/target/debug/fly-preview-controller"
-        if ! "$bin" simulate --help >/dev/null 2>&1; then
-            log "'$bin simulate' is not available; build it or set SIM_CMD"
+        local bin="$ROOT/target/debug/fly-sim"
+        if ! "$bin" --help >/dev/null 2>&1; then
+            log "'$bin' is not available; build it (cargo build -p fly-sim) or set SIM_CMD"
             exit 2
         fi
-        cmd="$bin simulate --listen 127.0.0.1:$SIM_PORT --boot-time 300ms --check-delay 100ms"
+        cmd="$bin --listen 127.0.0.1:$SIM_PORT --boot-time 300ms --check-delay 100ms"
     fi
     log "starting simulator: $cmd"
     # shellcheck disable=SC2086 # SIM_CMD is a command line
@@ -146,14 +146,14 @@ main() {
     [[ -f "$SPEC" ]] || { log "spec not found: $SPEC"; exit 2; }
     install_prism
     log "building"
-    cargo build --quiet --bin fly-preview-controller
-    cargo test --quiet --test fly_client --no-run
+    cargo build --quiet -p fly-sim
+    cargo test --quiet --test it --no-run
     start_simulator
     start_prism
     log "running contract_through_prism"
     local test_rc=0
     FLY_CONTRACT_URL="http://127.0.0.1:$PRISM_PORT" \
-        cargo test --quiet --test fly_client contract_through_prism -- --ignored --exact \
+        cargo test --quiet --test it fly_client::contract_through_prism -- --ignored --exact \
         || test_rc=$?
     sleep 1 # let Prism flush its log
     extract_violations

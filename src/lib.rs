@@ -1,30 +1,26 @@
 //! fly-preview-controller: reconciles rows of `public.fly_preview_apps` into Fly.io preview apps.
+//!
+//! # Module map
+//!
+//! Read top to bottom: each group only uses the groups above it (`cli` uses everything).
+//!
+//! | module | concern |
+//! |---|---|
+//! | [`model`] | the row's vocabulary, pure: typed states ([`model::state`]), app naming, input validation |
+//! | [`runtime`] | process plumbing: metrics, health, telemetry (logs), shutdown phases, the admin HTTP server |
+//! | [`fly`] | the Fly Machines API client: typed requests, error classification, rate limits, retries |
+//! | [`store`] | Postgres: migrations, the work queue (claims, leases, fenced writes), LISTEN/NOTIFY, leader election |
+//! | [`controller`] | the reconciler: `observe` → pure `plan` → `reconcile` (execute) → pure `outcome`; the `scheduler` that claims due rows; `drift` (leader-only org listing and orphan sweep); `background` loops; `machine_config` (what a row asks Fly to run); `daemon` wiring of one replica |
+//! | [`cli`] | the command line: configuration (env + flags), the commands (`run`, `migrate`, `status`, `app-name`, `demo`) and their exit codes |
+//!
+//! The Fly Machines API simulator (crate `fly-sim`) and the benchmark (crate
+//! `fly-preview-bench`) live in their own crates of this workspace; `demo` embeds the
+//! simulator behind the default cargo feature `demo`.
 #![forbid(unsafe_code)]
 
-pub mod admin;
-pub mod background;
-pub mod backoff;
-pub mod bench;
 pub mod cli;
-pub mod config;
-pub mod daemon;
-pub mod demo;
-pub mod drift;
-pub mod finish;
+pub mod controller;
 pub mod fly;
-pub mod health;
-pub mod machine_config;
-pub mod metrics;
-pub mod naming;
-pub mod observe;
-pub mod plan;
-pub mod reconcile;
-pub mod scheduler;
-pub mod settings;
-pub mod shutdown;
-pub mod sim;
-pub mod sim_cmd;
-pub mod status;
+pub mod model;
+pub mod runtime;
 pub mod store;
-pub mod telemetry;
-pub mod validate;

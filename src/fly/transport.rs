@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::Secret;
 use super::error::{Classify, FlyError, parse_retry_after};
 use super::ratelimit::{Limits, RateLimiter};
-use crate::metrics::Metrics;
+use crate::runtime::metrics::Metrics;
 
 /// A `Retry-After` longer than this is not slept on inside the client; the error goes
 /// back to the caller, whose own backoff (persisted in the row) takes over.

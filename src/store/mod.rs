@@ -14,9 +14,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 pub use listen::{ListenEvent, Listener, Notification, Op};
-pub use queue::{QueueStats, StatusWrite};
+pub use queue::{Lease, QueueStats, StatusWrite, Written};
 
 use crate::fly::Secret;
+use crate::model::state::{DesiredState, Status};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -72,11 +73,11 @@ pub struct PreviewRow {
     pub project_id: String,
     pub fly_app_name: String,
     pub preview_url: Option<String>,
-    pub status: String,
+    pub status: Status,
     pub error_message: Option<String>,
     pub github_repo_url: Option<String>,
     pub github_branch: Option<String>,
-    pub desired_state: String,
+    pub desired_state: DesiredState,
     pub generation: i64,
     pub observed_generation: i64,
     pub status_reason: Option<String>,
@@ -93,26 +94,28 @@ pub struct PreviewRow {
     pub updated_at: DateTime<Utc>,
 }
 
-/// The column list every read uses (uuid project ids are read in canonical text form).
-macro_rules! row_cols {
-    () => {
-        "id, user_id, project_id::text AS project_id, fly_app_name, preview_url, status, \
-         error_message, github_repo_url, github_branch, desired_state, generation, \
-         observed_generation, status_reason, fly_machine_id, machine_state, attempts, \
-         CASE WHEN isfinite(next_attempt_at) THEN next_attempt_at END AS next_attempt_at, \
-         lease_owner, lease_expires_at, last_transition_at, requested_at, created_at, updated_at"
-    };
-}
-pub(crate) use row_cols;
-
 /// Marks the statement as the controller's own write, so the request-translation trigger
 /// leaves it alone (the setting is transaction-local and evaluated once, before any row).
-macro_rules! by_controller {
-    () => {
-        "(SELECT pg_catalog.set_config('fly_preview.controller', 'on', true)) IS NOT NULL"
-    };
+const BY_CONTROLLER: &str =
+    "(SELECT pg_catalog.set_config('fly_preview.controller', 'on', true)) IS NOT NULL";
+
+/// Fills a named query's placeholders: `{row_cols}` (the column list every read uses; uuid
+/// project ids are read in canonical text form) and `{by_controller}`.
+pub(crate) fn expand(text: &str) -> String {
+    text.replace("{row_cols}", include_str!("sql/row_cols.sql").trim_end())
+        .replace("{by_controller}", BY_CONTROLLER)
 }
-pub(crate) use by_controller;
+
+/// The text of the named query `src/store/sql/<name>.sql`, expanded once.
+macro_rules! named_query {
+    ($name:literal) => {{
+        static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            $crate::store::expand(include_str!(concat!("sql/", $name, ".sql")))
+        });
+        TEXT.as_str()
+    }};
+}
+pub(crate) use named_query;
 
 /// Handle to the database, scoped to one controller replica (the lease owner).
 #[derive(Clone, Debug)]
@@ -157,17 +160,13 @@ impl Store {
 
     /// One row by id.
     pub async fn get(&self, id: Uuid) -> Result<Option<PreviewRow>, StoreError> {
-        let sql = concat!("SELECT ", row_cols!(), " FROM public.fly_preview_apps WHERE id = $1");
+        let sql = named_query!("get");
         Ok(sqlx::query_as::<_, PreviewRow>(sql).bind(id).fetch_optional(&self.pool).await?)
     }
 
     /// Every row, oldest first (status command, sweeps).
     pub async fn list_all(&self) -> Result<Vec<PreviewRow>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            row_cols!(),
-            " FROM public.fly_preview_apps ORDER BY created_at, id"
-        );
+        let sql = named_query!("list_all");
         Ok(sqlx::query_as::<_, PreviewRow>(sql).fetch_all(&self.pool).await?)
     }
 

@@ -1,0 +1,81 @@
+//! Command line of the bench.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// A configuration problem: which setting, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {setting} {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(setting: &'static str, problem: impl Into<String>) -> Self {
+        Self { setting, problem: problem.into() }
+    }
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "fly-preview-bench",
+    version,
+    about = "Benchmark fly-preview-controller against the Fly API simulator, next to the naive baseline"
+)]
+pub struct BenchArgs {
+    /// The controller binary to benchmark (default: `fly-preview-controller` beside this binary;
+    /// build both with `cargo build --release --workspace`).
+    #[arg(long, env = "CONTROLLER_BIN")]
+    pub controller_bin: Option<std::path::PathBuf>,
+    /// Rows per run (repeatable: --rows 1000 --rows 10000).
+    #[arg(long = "rows", default_value = "1000")]
+    pub rows: Vec<usize>,
+    #[arg(
+        long = "database-url",
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+    /// Simulated Fly API latency per request.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "50ms")]
+    pub api_latency: Duration,
+    /// Simulated machine boot time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    pub boot_time: Duration,
+    /// Simulated delay until the first passing service check.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    pub check_delay: Duration,
+    /// Controller concurrency for the run.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: u16,
+    /// Skip the naive baseline.
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Steady-state observation window.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub steady_window: Duration,
+    /// Longest wait for one fleet to converge; past it the run reports what converged.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15m")]
+    pub converge_budget: Duration,
+    /// Time budget of the naive baseline; the rest is extrapolated from its per-row time.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "120s")]
+    pub baseline_budget: Duration,
+    /// The baseline runs only for fleets of at most this many rows.
+    #[arg(long, default_value_t = 1000)]
+    pub baseline_max_rows: usize,
+    /// Enforce Fly's rate limits in the simulator (`--sim-rate-limits false` to lift them).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub sim_rate_limits: bool,
+    /// Rows inserted (and rows updated) one at a time to measure the wake latency.
+    #[arg(long, default_value_t = 40)]
+    pub wake_samples: usize,
+    /// Exit with status 1 unless every fleet converged (CI smoke run).
+    #[arg(long)]
+    pub fail_unconverged: bool,
+    /// The bench's own database on that server, dropped and recreated for every run.
+    #[arg(long, default_value = "fly_preview_bench")]
+    pub db_name: String,
+}

@@ -1,0 +1,135 @@
+//! `fly-preview-bench`: the controller against the Fly API simulator at fleet scale, next to the naive
+//! baseline, printed as markdown (see BENCHMARKS.md for a run and what the figures mean).
+//!
+//! Per fleet size: a fresh database `fly_preview_bench` (dropped and recreated, migrated),
+//! a fresh in-process simulator with realistic latencies and Fly's rate limits, and the
+//! daemon as a child process (`fly-preview-controller run`), so its memory and CPU are its
+//! own. N rows arrive in one `INSERT … SELECT generate_series`.
+
+#![forbid(unsafe_code)]
+
+mod args;
+mod baseline;
+mod child;
+mod controller;
+mod db;
+mod fleet;
+mod report;
+mod targets;
+mod wake;
+
+use anyhow::Context;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{BenchArgs, ConfigError};
+
+/// Where and how the bench ran.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    pub cores: usize,
+    pub cpu: String,
+    pub memory: String,
+    pub postgres: String,
+    pub date: String,
+}
+
+impl Environment {
+    async fn read(admin: &sqlx::PgPool) -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let field = |text: &str, key: &str| {
+            text.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default()
+        };
+        Environment {
+            cores: std::thread::available_parallelism().map_or(0, usize::from),
+            cpu: field(&cpuinfo, "model name"),
+            memory: field(&meminfo, "MemTotal"),
+            postgres: db::server_version(admin).await,
+            date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        }
+    }
+}
+
+fn check(a: &BenchArgs) -> Result<(), ConfigError> {
+    if !db::valid_db_name(&a.db_name) {
+        return Err(ConfigError::new("--db-name", "must be a lowercase identifier (a-z, 0-9, _)"));
+    }
+    if a.rows.is_empty() || a.rows.contains(&0) {
+        return Err(ConfigError::new("--rows", "must be at least 1"));
+    }
+    if a.steady_window.is_zero() {
+        return Err(ConfigError::new("--steady-window", "must be > 0"));
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = match BenchArgs::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    if let Err(e) = check(&args) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(a: BenchArgs) -> anyhow::Result<()> {
+    let admin = db::connect(&a.database_url, 2).await?;
+    let env = Environment::read(&admin).await;
+    let result = run_all(&a, &admin).await;
+    let dropped = db::drop_db(&admin, &a.db_name).await;
+    let (runs, baselines) = result?;
+    dropped.context("dropping the bench database")?;
+    print!("{}", report::render(&a, &env, &runs, &baselines, &controller::bench_process()));
+    if a.fail_unconverged && runs.iter().any(|r| !r.conv.converged) {
+        anyhow::bail!("bench: not every fleet converged within --converge-budget");
+    }
+    Ok(())
+}
+
+async fn run_all(
+    a: &BenchArgs,
+    admin: &sqlx::PgPool,
+) -> anyhow::Result<(Vec<controller::ControllerRun>, Vec<baseline::BaselineRun>)> {
+    let (mut runs, mut baselines) = (Vec::new(), Vec::new());
+    for &n in &a.rows {
+        eprintln!("bench: controller, {n} rows (concurrency {})", a.concurrency);
+        let run = controller::run(a, admin, &a.database_url, n).await?;
+        eprintln!("bench: {n} rows: {}", report::one_line(&run));
+        runs.push(run);
+        if !a.no_baseline && n <= a.baseline_max_rows {
+            eprintln!("bench: naive baseline, {n} rows (budget {:?})", a.baseline_budget);
+            let cfg = controller::sim_config(a);
+            baselines.push(
+                baseline::run(admin, &a.database_url, &a.db_name, cfg, n, a.baseline_budget)
+                    .await?,
+            );
+        }
+    }
+    Ok((runs, baselines))
+}

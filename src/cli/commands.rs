@@ -1,0 +1,101 @@
+//! The commands other than `demo`: `run`, `migrate`, `status`, `app-name`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use sqlx::PgPool;
+
+use crate::cli::config::{self, AppNameArgs, ConfigError, MigrateArgs, RunArgs, StatusArgs};
+use crate::cli::error::CliError;
+use crate::cli::status;
+use crate::controller::daemon::{self, Parts};
+use crate::fly::{FlyClient, FlyClientConfig};
+use crate::model::naming;
+use crate::runtime::admin;
+use crate::runtime::health::Health;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::shutdown::Shutdown;
+use crate::store;
+
+pub fn app_name(a: &AppNameArgs) -> Result<(), CliError> {
+    naming::validate_prefix(&a.app_prefix)
+        .map_err(|e| ConfigError::new("APP_PREFIX", e.to_string()))?;
+    println!("{}", naming::app_name(&a.app_prefix, &a.user_id, &a.project_id));
+    Ok(())
+}
+
+pub async fn migrate(a: &MigrateArgs) -> Result<(), CliError> {
+    let pool = store::connect(&a.db.require()?, 2).await?;
+    if a.dry_run {
+        print!("{}", store::migrate::dry_run(&pool).await?);
+        return Ok(());
+    }
+    let applied = store::migrate::run(&pool).await?;
+    if applied.is_empty() {
+        println!("migrate: database is up to date (nothing applied)");
+    } else {
+        println!("migrate: applied {} migration(s): {applied:?}", applied.len());
+    }
+    Ok(())
+}
+
+pub async fn status(a: &StatusArgs) -> Result<(), CliError> {
+    let pool = store::connect(&a.db.require()?, 2).await?;
+    let rows = store::Store::new(pool, "status").list_all().await?;
+    let now = chrono::Utc::now();
+    let lines: Vec<status::StatusLine> =
+        rows.iter().map(|r| status::StatusLine::from_row(r, now)).collect();
+    if a.json {
+        let json = serde_json::to_string_pretty(&lines).map_err(anyhow::Error::from)?;
+        println!("{json}");
+    } else {
+        print!("{}", status::table(&lines, now));
+    }
+    Ok(())
+}
+
+/// `run`: the daemon.
+pub async fn run(a: RunArgs) -> Result<(), CliError> {
+    let settings = config::settings(&a.fly, &a.ctl)?;
+    let token = a.fly.require_token()?;
+    let db_url = a.db.require()?;
+    let metrics = Metrics::new();
+    let fly_cfg = FlyClientConfig {
+        base_url: a.fly.api_url.clone(),
+        token,
+        request_timeout: a.fly.fly_request_timeout,
+        rate_limit: true,
+    };
+    let fly =
+        FlyClient::new(fly_cfg, Some(metrics.clone())).context("building the Fly API client")?;
+    let pool_size = (settings.concurrency as u32 / 2).clamp(4, 32);
+    let pool = store::connect(&db_url, pool_size).await?;
+    check_migrated(&pool).await?;
+    let health = Arc::new(Health::default());
+    health.beat();
+    let (addr, _admin) =
+        admin::serve(a.listen_addr, health.clone(), metrics.clone()).await.map_err(|e| {
+            ConfigError::new("LISTEN_ADDR", format!("cannot listen on {}: {e}", a.listen_addr))
+        })?;
+    tracing::info!(admin = %addr, org = %settings.org, "fly-preview-controller running");
+    let shutdown = Shutdown::new();
+    shutdown.listen_for_signals();
+    let owner = a.ctl.controller_id.clone().unwrap_or_else(daemon::default_owner);
+    daemon::run(
+        Parts { pool, fly, settings: Arc::new(settings), owner, metrics, health },
+        &shutdown,
+    )
+    .await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Refuses to start on a database that has not been migrated (clear message, no guessing).
+pub async fn check_migrated(pool: &PgPool) -> Result<(), CliError> {
+    if !store::migrate::pending(pool).await?.is_empty() {
+        return Err(CliError::Runtime(anyhow::anyhow!(
+            "the database schema is not up to date; run `fly-preview-controller migrate` first"
+        )));
+    }
+    Ok(())
+}

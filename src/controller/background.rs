@@ -1,0 +1,117 @@
+//! Background loops of one replica: lease renewal, queue statistics, and the notification
+//! listener (which wakes the scheduler, forwards deletes, and requests a resync after a
+//! reconnect, because notifications sent while disconnected are lost).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+
+use crate::controller::scheduler::InFlight;
+use crate::runtime::health::Health;
+use crate::runtime::metrics::Metrics;
+use crate::store::{ListenEvent, Listener, Notification, Op, Store};
+
+/// Renews the leases of rows in flight every third of the lease.
+pub async fn renew_leases(store: Store, inflight: InFlight, lease: Duration) {
+    let mut tick = tokio::time::interval(lease / 3);
+    loop {
+        tick.tick().await;
+        let ids: Vec<uuid::Uuid> =
+            inflight.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
+        if ids.is_empty() {
+            continue;
+        }
+        match store.renew(&ids, lease).await {
+            Ok(held) if held.len() < ids.len() => {
+                tracing::warn!(
+                    lost = ids.len() - held.len(),
+                    "some leases were lost; their writes will be fenced out"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "renewing leases failed"),
+        }
+    }
+}
+
+/// Refreshes the queue gauges (and readiness' view of the database).
+pub async fn stats(store: Store, metrics: Metrics, health: Arc<Health>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        match store.stats().await {
+            Ok(s) => {
+                health.set_db(true);
+                metrics.due_rows.set(s.due);
+                metrics.queue_lag.set(s.oldest_due_seconds);
+                metrics.rows_in_backoff.set(s.in_backoff);
+                for (status, n) in &s.by_status {
+                    metrics.previews.with_label_values(&[status.as_str()]).set(*n);
+                }
+                metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);
+            }
+            Err(e) => {
+                health.set_db(false);
+                metrics.db_errors.inc();
+                tracing::warn!(error = %e, "reading queue statistics failed");
+            }
+        }
+    }
+}
+
+/// Channels the listener talks to.
+pub struct ListenTargets {
+    pub wake: Arc<Notify>,
+    pub resync: Arc<Notify>,
+    pub deletes: mpsc::Sender<Notification>,
+    pub health: Arc<Health>,
+    pub metrics: Metrics,
+}
+
+/// LISTENs forever, reconnecting with a capped delay; every (re)connect requests a resync.
+pub async fn listen(store: Store, t: ListenTargets) {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match Listener::connect(store.pool()).await {
+            Ok(mut l) => {
+                delay = Duration::from_millis(250);
+                t.health.set_listener(true);
+                t.resync.notify_one();
+                t.wake.notify_one();
+                pump(&mut l, &t).await;
+                t.health.set_listener(false);
+            }
+            Err(e) => {
+                t.health.set_listener(false);
+                tracing::warn!(error = %e, "LISTEN failed; retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn pump(l: &mut Listener, t: &ListenTargets) {
+    loop {
+        match l.next().await {
+            Ok(ListenEvent::Notified(n)) => {
+                t.metrics.notifications.inc();
+                if n.op == Op::Delete && t.deletes.try_send(n).is_err() {
+                    tracing::warn!("delete queue full; the orphan sweep will catch up");
+                }
+                t.wake.notify_one();
+            }
+            Ok(ListenEvent::Reconnected) => {
+                tracing::warn!("notification listener reconnected; resyncing");
+                t.metrics.resyncs.with_label_values(&["listener"]).inc();
+                t.resync.notify_one();
+                t.wake.notify_one();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "notification listener lost its connection");
+                return;
+            }
+        }
+    }
+}

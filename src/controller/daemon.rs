@@ -1,0 +1,76 @@
+//! Wiring of one controller replica: scheduler, listener, lease renewal, statistics, leader
+//! loop, delete handler and admin server. Everything runs inside one future, so dropping or
+//! aborting it (a crash, in tests) stops every part at once.
+
+use std::sync::Arc;
+
+use sqlx::PgPool;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+
+use crate::controller::background::{self, ListenTargets};
+use crate::controller::drift::{self, Drift};
+use crate::controller::reconcile::Ctx;
+use crate::controller::scheduler::Scheduler;
+use crate::controller::settings::Settings;
+use crate::fly::FlyClient;
+use crate::runtime::health::Health;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::shutdown::Shutdown;
+use crate::store::Store;
+
+/// What a replica needs.
+pub struct Parts {
+    pub pool: PgPool,
+    pub fly: FlyClient,
+    pub settings: Arc<Settings>,
+    pub owner: String,
+    pub metrics: Metrics,
+    pub health: Arc<Health>,
+}
+
+/// Runs one replica until shutdown completes (drain, release leases, resign).
+pub async fn run(p: Parts, shutdown: &Shutdown) {
+    p.metrics.init_error_kinds(crate::controller::error::KINDS);
+    let store = Store::new(p.pool.clone(), p.owner.clone());
+    let ctx = Arc::new(Ctx { fly: p.fly, store: store.clone(), settings: p.settings.clone() });
+    let (wake, resync) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (del_tx, del_rx) = mpsc::channel(1024);
+    let sched = Scheduler {
+        ctx: ctx.clone(),
+        metrics: p.metrics.clone(),
+        health: p.health.clone(),
+        wake: wake.clone(),
+        inflight: Default::default(),
+    };
+    let mut bg = JoinSet::new();
+    bg.spawn(background::renew_leases(store.clone(), sched.inflight.clone(), p.settings.lease));
+    bg.spawn(background::stats(
+        store.clone(),
+        p.metrics.clone(),
+        p.health.clone(),
+        p.settings.stats_interval,
+    ));
+    let targets = ListenTargets {
+        wake,
+        resync: resync.clone(),
+        deletes: del_tx,
+        health: p.health.clone(),
+        metrics: p.metrics.clone(),
+    };
+    bg.spawn(background::listen(store.clone(), targets));
+    bg.spawn(drift::deletes(ctx.clone(), del_rx, 4));
+    bg.spawn(Drift::new(ctx.clone(), p.metrics.clone(), resync).run());
+    sched.run(shutdown.subscribe()).await;
+    bg.abort_all();
+    p.metrics.leader.set(0);
+    if let Err(e) = store.resign().await {
+        tracing::warn!(error = %e, "resigning leadership failed; it expires on its own");
+    }
+}
+
+/// A replica identity: host, pid and a random suffix.
+pub fn default_owner() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into());
+    format!("{host}-{}-{}", std::process::id(), &uuid::Uuid::new_v4().to_string()[..8])
+}

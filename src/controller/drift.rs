@@ -1,0 +1,247 @@
+//! Keeping Fly honest, on the elected leader only: a cheap drift check (org-wide machines
+//! changed since the last look), a slower full verification against a complete snapshot of
+//! the database and Fly, and the orphan sweep. Also the prompt teardown after a row delete.
+
+use crate::model::state::{DesiredState, Status};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, mpsc};
+
+use crate::controller::machine_config::{self, MANAGED_BY, MANAGED_BY_KEY};
+use crate::controller::reconcile::Ctx;
+use crate::fly::{FlyError, OrgMachine};
+use crate::runtime::metrics::Metrics;
+use crate::store::{Notification, StoreError};
+
+/// Machine states that mean a running preview needs attention.
+const BAD: &[&str] = &["stopped", "failed", "destroyed", "destroying"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriftError {
+    #[error("Fly API: {0}")]
+    Fly(#[from] FlyError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+pub struct Drift {
+    pub ctx: Arc<Ctx>,
+    pub metrics: Metrics,
+    pub resync: Arc<Notify>,
+    cursor: Option<DateTime<Utc>>,
+    orphans_first_seen: HashMap<String, Instant>,
+}
+
+fn ours(m: &OrgMachine) -> bool {
+    m.config.as_ref().and_then(|c| c.metadata.get(MANAGED_BY_KEY)).is_some_and(|v| v == MANAGED_BY)
+}
+
+impl Drift {
+    pub fn new(ctx: Arc<Ctx>, metrics: Metrics, resync: Arc<Notify>) -> Self {
+        Self { ctx, metrics, resync, cursor: None, orphans_first_seen: HashMap::new() }
+    }
+
+    fn prefix(&self) -> String {
+        format!("{}-", self.ctx.settings.rules.prefix)
+    }
+
+    /// Leader election, then drift checks and full verifications, forever.
+    pub async fn run(mut self) {
+        let s = self.ctx.settings.clone();
+        let ttl = (s.drift_interval * 3).max(Duration::from_secs(5));
+        let mut last_full: Option<Instant> = None;
+        loop {
+            let leader = self.ctx.store.try_lead(ttl).await.unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "leader election failed");
+                false
+            });
+            self.metrics.leader.set(i64::from(leader));
+            if leader {
+                let full_due = last_full.is_none_or(|t| t.elapsed() >= s.full_resync_interval);
+                let result = if full_due { self.full().await } else { self.tick().await };
+                match result {
+                    Ok(()) if full_due => last_full = Some(Instant::now()),
+                    Ok(()) => {}
+                    Err(e) => tracing::warn!(error = %e, "drift check failed"),
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(s.drift_interval) => {}
+                _ = self.resync.notified() => { last_full = None; self.metrics.resyncs.with_label_values(&["startup"]).inc(); }
+            }
+        }
+    }
+
+    /// All org machines changed since `since` (all of them when `None`), every page.
+    async fn machines(&self, since: Option<DateTime<Utc>>) -> Result<Vec<OrgMachine>, FlyError> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .ctx
+                .fly
+                .list_org_machines(&self.ctx.settings.org, since, cursor.as_deref())
+                .await?;
+            let n = page.machines.len();
+            out.extend(page.machines);
+            match page.next_cursor.filter(|c| !c.is_empty()) {
+                Some(c) if n > 0 => cursor = Some(c),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    fn advance(&mut self, ms: &[OrgMachine]) {
+        let newest = ms
+            .iter()
+            .filter_map(|m| m.updated_at.as_deref())
+            .filter_map(|t| t.parse::<DateTime<Utc>>().ok())
+            .max();
+        if let Some(t) = newest {
+            self.cursor = Some(self.cursor.map_or(t, |c| c.max(t)));
+        }
+    }
+
+    /// Cheap: machines of our apps that changed into a bad state since the last look.
+    async fn tick(&mut self) -> Result<(), DriftError> {
+        let since = self.cursor.map(|c| c - chrono::Duration::seconds(1));
+        let changed = self.machines(since).await?;
+        self.advance(&changed);
+        let prefix = self.prefix();
+        let names: HashSet<String> = changed
+            .iter()
+            .filter(|m| {
+                m.app_name.starts_with(&prefix) && ours(m) && BAD.contains(&m.state.as_str())
+            })
+            .map(|m| m.app_name.clone())
+            .collect();
+        self.requeue(names.into_iter().collect()).await
+    }
+
+    async fn requeue(&self, names: Vec<String>) -> Result<(), DriftError> {
+        if names.is_empty() {
+            return Ok(());
+        }
+        let n = self.ctx.store.mark_due(&names).await?;
+        if n > 0 {
+            tracing::info!(rows = n, "drift found; rows requeued");
+            self.metrics.drift_repairs.inc_by(n);
+        }
+        Ok(())
+    }
+
+    /// Full verification: complete snapshots of Fly and the database, then drift and orphans.
+    async fn full(&mut self) -> Result<(), DriftError> {
+        let fly = &self.ctx.fly;
+        let prefix = self.prefix();
+        let apps: HashSet<String> = fly
+            .list_apps(&self.ctx.settings.org)
+            .await?
+            .into_iter()
+            .map(|a| a.name)
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        let machines = self.machines(None).await?;
+        self.advance(&machines);
+        let rows = self.ctx.store.list_all().await?;
+        let mut by_app: HashMap<&str, Vec<&OrgMachine>> = HashMap::new();
+        machines
+            .iter()
+            .filter(|m| m.app_name.starts_with(&prefix))
+            .for_each(|m| by_app.entry(m.app_name.as_str()).or_default().push(m));
+        let drifted: Vec<String> = rows
+            .iter()
+            .filter(|r| r.desired_state == DesiredState::Running && r.status == Status::Running)
+            .filter(|r| {
+                let ms = by_app.get(r.fly_app_name.as_str());
+                let healthy = ms.is_some_and(|ms| {
+                    ms.iter().any(|m| ours(m) && !BAD.contains(&m.state.as_str()))
+                });
+                !apps.contains(&r.fly_app_name) || !healthy
+            })
+            .map(|r| r.fly_app_name.clone())
+            .collect();
+        self.requeue(drifted).await?;
+        let known: HashSet<&str> = rows.iter().map(|r| r.fly_app_name.as_str()).collect();
+        let orphans: Vec<String> = apps
+            .iter()
+            .filter(|a| !known.contains(a.as_str()))
+            .filter(|a| by_app.get(a.as_str()).is_some_and(|ms| ms.iter().any(|m| ours(m))))
+            .cloned()
+            .collect();
+        self.sweep(orphans).await;
+        self.metrics.resyncs.with_label_values(&["periodic"]).inc();
+        Ok(())
+    }
+
+    /// Destroys orphans seen for longer than the grace period (or only logs, in dry-run).
+    async fn sweep(&mut self, orphans: Vec<String>) {
+        let now = Instant::now();
+        self.orphans_first_seen.retain(|name, _| orphans.contains(name));
+        for name in orphans {
+            let first = *self.orphans_first_seen.entry(name.clone()).or_insert(now);
+            if now.duration_since(first) < self.ctx.settings.orphan_grace {
+                continue;
+            }
+            if self.ctx.settings.sweep_dry_run {
+                tracing::info!(app = %name, "orphan sweep (dry run): would destroy");
+                continue;
+            }
+            match self.ctx.fly.delete_app(&name).await {
+                Ok(()) | Err(FlyError::NotFound(_)) => {
+                    tracing::info!(app = %name, "orphan sweep: destroyed an app with no row");
+                    self.metrics.orphans_destroyed.inc();
+                    self.orphans_first_seen.remove(&name);
+                }
+                Err(e) => tracing::warn!(app = %name, error = %e, "orphan sweep: destroy failed"),
+            }
+        }
+    }
+}
+
+/// Tears down the app of a deleted row at once, if it is ours: derived prefix, no row owns
+/// the name any more, and its machines carry our metadata for that row (or it has none).
+pub async fn on_delete(ctx: &Ctx, n: &Notification) -> Result<bool, DriftError> {
+    let Some(app) = n.app.as_deref() else { return Ok(false) };
+    if !app.starts_with(&format!("{}-", ctx.settings.rules.prefix))
+        || ctx.store.app_name_exists(app).await?
+    {
+        return Ok(false);
+    }
+    let machines = match ctx.fly.list_machines(app, &[]).await {
+        Ok(ms) => ms,
+        Err(FlyError::NotFound(_) | FlyError::Forbidden(_)) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let mine = |md: &std::collections::BTreeMap<String, String>| machine_config::is_ours(md, n.id);
+    if !machines.iter().filter(|m| m.is_active()).all(|m| m.metadata().is_some_and(mine)) {
+        tracing::warn!(app, "row deleted but its app holds machines we did not create; leaving it");
+        return Ok(false);
+    }
+    match ctx.fly.delete_app(app).await {
+        Ok(()) | Err(FlyError::NotFound(_)) => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Serves delete notifications with bounded parallelism (tasks die with this future).
+pub async fn deletes(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Notification>, parallel: usize) {
+    let mut tasks = tokio::task::JoinSet::new();
+    while let Some(n) = rx.recv().await {
+        while tasks.try_join_next().is_some() {}
+        if tasks.len() >= parallel.max(1) {
+            tasks.join_next().await;
+        }
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            match on_delete(&ctx, &n).await {
+                Ok(true) => tracing::info!(app = ?n.app, "row deleted: app destroyed"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(app = ?n.app, error = %e, "row deleted: teardown failed; the orphan sweep will retry"),
+            }
+        });
+    }
+}

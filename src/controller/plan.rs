@@ -1,0 +1,218 @@
+//! The pure heart of the controller: from what the row asks for and what Fly shows, decide
+//! the single next step. No I/O here; the executor (`reconcile`) performs the step, updates
+//! its picture of Fly, and asks again.
+
+use crate::controller::machine_config::{self, GENERATION_KEY};
+use crate::fly::Machine;
+use crate::model::state::Reason;
+
+/// What the row asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Desired {
+    pub preview_id: uuid::Uuid,
+    pub generation: i64,
+    /// The row already reached `running` for this generation (so a stopped machine is a crash
+    /// to repair, not a failed first boot).
+    pub was_running: bool,
+    /// The initializing deadline has passed.
+    pub deadline_passed: bool,
+}
+
+/// The app as seen through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppSeen {
+    Missing,
+    Ours,
+    /// Exists, but in an organization our token cannot see (403) — never adopt.
+    Foreign,
+}
+
+/// A machine, reduced to what planning needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineSeen {
+    pub id: String,
+    pub state: String,
+    pub instance_id: Option<String>,
+    /// Our metadata with this row's preview id.
+    pub ours: bool,
+    pub generation: Option<i64>,
+    pub checks_passing: bool,
+    pub check_output: Option<String>,
+    pub exit_code: Option<i64>,
+}
+
+impl MachineSeen {
+    pub fn from_machine(m: &Machine, preview_id: uuid::Uuid) -> Self {
+        let meta = m.metadata();
+        let get = |k: &str| meta.and_then(|md| md.get(k)).map(String::as_str);
+        let ours = meta.is_some_and(|md| machine_config::is_ours(md, preview_id));
+        let failing = m.checks.iter().find(|c| c.status != "passing");
+        Self {
+            id: m.id.clone(),
+            state: m.state.clone(),
+            instance_id: m.instance_id.clone(),
+            ours,
+            generation: get(GENERATION_KEY).and_then(|g| g.parse().ok()),
+            checks_passing: m.checks_passing(),
+            check_output: failing.and_then(|c| c.output.clone()).filter(|o| !o.is_empty()),
+            exit_code: m.last_exit_code(),
+        }
+    }
+}
+
+/// Everything observed about one preview on Fly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub app: AppSeen,
+    pub has_v6: bool,
+    pub has_shared_v4: bool,
+    /// Active machines in the app (destroyed ones are left out).
+    pub machines: Vec<MachineSeen>,
+}
+
+impl Observed {
+    /// No app.
+    pub fn missing() -> Self {
+        Self { app: AppSeen::Missing, has_v6: false, has_shared_v4: false, machines: Vec::new() }
+    }
+
+    /// The picture right after we created the app ourselves: nothing inside yet.
+    pub fn fresh_app() -> Self {
+        Self { app: AppSeen::Ours, has_v6: false, has_shared_v4: false, machines: Vec::new() }
+    }
+}
+
+/// Why a preview cannot be made to work without the row (or the world) changing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    NameOwnedElsewhere,
+    MachineExited { code: Option<i64>, state: String },
+    Unhealthy { output: Option<String> },
+}
+
+/// The next step for a preview that should be running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    CreateApp,
+    AllocateV6,
+    AllocateSharedV4,
+    /// Remove a machine that should not be there (a duplicate of ours, or one we did not
+    /// create in an adopted app).
+    DestroyMachine {
+        id: String,
+    },
+    CreateMachine,
+    UpdateMachine {
+        id: String,
+    },
+    StartMachine {
+        id: String,
+    },
+    /// Wait for the machine to reach `started`.
+    WaitStarted {
+        id: String,
+        instance_id: Option<String>,
+    },
+    /// Started, checks not passing yet: come back shortly.
+    WaitHealthy {
+        id: String,
+    },
+    /// Machine in a transient state we do not drive (stopping, destroying, …).
+    Requeue {
+        id: String,
+    },
+    Ready {
+        id: String,
+        state: String,
+    },
+    Fail(Failure),
+}
+
+const STARTING: &[&str] =
+    &["created", "starting", "updating", "replacing", "restarting", "launching"];
+const IDLE: &[&str] = &["suspended", "suspending"];
+
+/// Picks the machine to keep: newest generation first, then a healthy state.
+fn keeper(ours: &[&MachineSeen]) -> Option<usize> {
+    let score =
+        |m: &MachineSeen| (m.generation.unwrap_or(0), m.state == "started", m.checks_passing);
+    (0..ours.len())
+        .max_by(|a, b| score(ours[*a]).cmp(&score(ours[*b])).then(ours[*b].id.cmp(&ours[*a].id)))
+}
+
+/// The next step towards "one healthy machine of ours, at the row's generation".
+pub fn plan(want: &Desired, seen: &Observed) -> Step {
+    match seen.app {
+        AppSeen::Foreign => return Step::Fail(Failure::NameOwnedElsewhere),
+        AppSeen::Missing => return Step::CreateApp,
+        AppSeen::Ours => {}
+    }
+    if !seen.has_v6 {
+        return Step::AllocateV6;
+    }
+    if !seen.has_shared_v4 {
+        return Step::AllocateSharedV4;
+    }
+    let ours: Vec<&MachineSeen> = seen.machines.iter().filter(|m| m.ours).collect();
+    if let Some(foreign) = seen.machines.iter().find(|m| !m.ours) {
+        return Step::DestroyMachine { id: foreign.id.clone() };
+    }
+    let Some(keep) = keeper(&ours) else { return Step::CreateMachine };
+    if let Some(extra) = ours.iter().enumerate().find(|(i, _)| *i != keep) {
+        return Step::DestroyMachine { id: extra.1.id.clone() };
+    }
+    machine_step(want, ours[keep])
+}
+
+fn machine_step(want: &Desired, m: &MachineSeen) -> Step {
+    let id = m.id.clone();
+    if m.generation != Some(want.generation) {
+        return Step::UpdateMachine { id };
+    }
+    let state = m.state.as_str();
+    match state {
+        "started" if m.checks_passing => Step::Ready { id, state: m.state.clone() },
+        "started" if want.deadline_passed => {
+            Step::Fail(Failure::Unhealthy { output: m.check_output.clone() })
+        }
+        "started" => Step::WaitHealthy { id },
+        s if IDLE.contains(&s) => Step::Ready { id, state: m.state.clone() },
+        s if STARTING.contains(&s) && want.deadline_passed => {
+            Step::Fail(Failure::Unhealthy { output: m.check_output.clone() })
+        }
+        s if STARTING.contains(&s) => Step::WaitStarted { id, instance_id: m.instance_id.clone() },
+        "stopped" | "failed" if !want.was_running => {
+            Step::Fail(Failure::MachineExited { code: m.exit_code, state: m.state.clone() })
+        }
+        "stopped" | "failed" => Step::StartMachine { id },
+        _ => Step::Requeue { id },
+    }
+}
+
+/// A message a person can act on, for `error_message`.
+pub fn failure_message(f: &Failure, app: &str) -> String {
+    match f {
+        Failure::NameOwnedElsewhere => format!(
+            "app name {app} is taken by another Fly organization; change the project (or APP_PREFIX) to get a new name"
+        ),
+        Failure::MachineExited { code: Some(c), state } => format!(
+            "the preview machine exited with code {c} while starting (state {state}); the repository or branch may be wrong or the dev server crashed — see `fly logs -a {app}`; set status to 'pending' to retry"
+        ),
+        Failure::MachineExited { code: None, state } => format!(
+            "the preview machine is {state} and did not start; see `fly logs -a {app}`; set status to 'pending' to retry"
+        ),
+        Failure::Unhealthy { output } => format!(
+            "the dev server did not answer its health check in time{}; see `fly logs -a {app}`; set status to 'pending' to retry",
+            output.as_deref().map(|o| format!(" (last check: {})", o.trim())).unwrap_or_default()
+        ),
+    }
+}
+
+/// `status_reason` for a failure.
+pub fn failure_reason(f: &Failure) -> Reason {
+    match f {
+        Failure::NameOwnedElsewhere => Reason::NameOwnedElsewhere,
+        Failure::MachineExited { .. } => Reason::MachineExited,
+        Failure::Unhealthy { .. } => Reason::HealthDeadlineExceeded,
+    }
+}

@@ -1,0 +1,204 @@
+//! The work loop: claim due rows (wake on NOTIFY, poll at least every `poll_interval`), run
+//! at most `concurrency` passes at once, renew leases while working, write fenced results,
+//! and on shutdown stop claiming, drain, and release.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::controller::outcome::{self, Decision};
+use crate::controller::reconcile::{self, Ctx};
+use crate::model::state::Status;
+use crate::runtime::health::Health;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::shutdown::{self, Phase};
+use crate::store::PreviewRow;
+use crate::store::{Lease, StatusWrite};
+
+/// Ids of rows this replica is working on (for lease renewal).
+pub type InFlight = Arc<Mutex<HashSet<Uuid>>>;
+
+pub struct Scheduler {
+    pub ctx: Arc<Ctx>,
+    pub metrics: Metrics,
+    pub health: Arc<Health>,
+    pub wake: Arc<Notify>,
+    pub inflight: InFlight,
+}
+
+impl Scheduler {
+    /// Runs until the shutdown phase leaves `Running`, then drains.
+    pub async fn run(&self, mut phase: watch::Receiver<Phase>) {
+        let mut workers = JoinSet::new();
+        let max = self.ctx.settings.concurrency;
+        while *phase.borrow() == Phase::Running {
+            self.health.beat();
+            // Reap finished passes first, or their slots look busy and only one row is
+            // claimed per loop (one round trip per row instead of one per batch).
+            while workers.try_join_next().is_some() {}
+            // While a global condition blocks every pass, only one probe pass runs at a time.
+            let limit = if self.health.blocked().is_some() { 1 } else { max };
+            let free = limit.saturating_sub(workers.len());
+            if free > 0 {
+                self.claim_into(&mut workers, free).await;
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.ctx.settings.poll_interval) => {}
+                Some(_) = workers.join_next(), if !workers.is_empty() => {}
+                _ = phase.changed() => {}
+            }
+        }
+        self.drain(workers, phase).await;
+    }
+
+    async fn claim_into(&self, workers: &mut JoinSet<()>, free: usize) {
+        let lease = self.ctx.settings.lease;
+        match self.ctx.store.claim(free as i64, lease).await {
+            Ok(rows) => {
+                self.health.set_db(true);
+                self.health.synced();
+                self.metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);
+                for row in rows {
+                    self.lock().insert(row.id);
+                    let (ctx, metrics, health, inflight) = (
+                        self.ctx.clone(),
+                        self.metrics.clone(),
+                        self.health.clone(),
+                        self.inflight.clone(),
+                    );
+                    workers.spawn(
+                        async move { process(&ctx, &metrics, &health, row, &inflight).await },
+                    );
+                }
+            }
+            Err(e) => {
+                self.health.set_db(false);
+                self.metrics.db_errors.inc();
+                tracing::warn!(error = %e, "claiming due rows failed");
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lets in-flight passes finish within the deadline (a second signal aborts them),
+    /// then releases every lease this replica still holds.
+    async fn drain(&self, mut workers: JoinSet<()>, mut phase: watch::Receiver<Phase>) {
+        self.health.shutting_down();
+        tracing::info!(in_flight = workers.len(), "draining");
+        let deadline = tokio::time::sleep(self.ctx.settings.shutdown_timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                next = workers.join_next() => if next.is_none() { break },
+                _ = &mut deadline => { tracing::warn!("shutdown deadline passed; aborting in-flight work"); break }
+                _ = shutdown::reached(&mut phase, Phase::Abort) => { tracing::warn!("second signal; aborting"); break }
+            }
+        }
+        workers.abort_all();
+        match self.ctx.store.release_all().await {
+            Ok(n) => tracing::info!(released = n, "leases released"),
+            Err(e) => {
+                tracing::warn!(error = %e, "releasing leases failed; they expire on their own")
+            }
+        }
+    }
+}
+
+/// One pass over one row, with its span, metrics and fenced write.
+pub async fn process(
+    ctx: &Ctx,
+    metrics: &Metrics,
+    health: &Health,
+    row: PreviewRow,
+    inflight: &InFlight,
+) {
+    let span = tracing::info_span!("reconcile", id = %row.id, app = %row.fly_app_name, generation = row.generation);
+    async {
+        metrics.inflight.inc();
+        let _done = Done { metrics, inflight, id: row.id };
+        let started = Instant::now();
+        let result = reconcile::reconcile(ctx, &row).await;
+        let mut label = outcome::label(&result);
+        if let Err(e) = &result {
+            metrics.reconcile_errors.with_label_values(&[e.kind()]).inc();
+            tracing::warn!(error = %e, kind = e.kind(), policy = ?e.policy(), "reconcile failed");
+        } else {
+            health.set_blocked(None);
+        }
+        let decision =
+            outcome::decide(&ctx.settings, &row, &result, chrono::Utc::now(), &mut rand::rng());
+        match decision {
+            Decision::Write(write) => {
+                if write_back(ctx, metrics, &row, &write).await == Landed::Fenced {
+                    label = "fenced";
+                }
+            }
+            Decision::Blocked(condition) => {
+                health.set_blocked(Some(condition.describe()));
+                let _ = ctx.store.release(row.id).await;
+            }
+        }
+        metrics.reconciles.with_label_values(&[label]).inc();
+        metrics
+            .reconcile_duration
+            .with_label_values(&[label])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    .instrument(span)
+    .await
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Landed {
+    Yes,
+    Fenced,
+    Failed,
+}
+
+/// The fenced write of a pass's result (and the lease given back).
+async fn write_back(ctx: &Ctx, metrics: &Metrics, row: &PreviewRow, write: &StatusWrite) -> Landed {
+    match ctx.store.write_status(row.id, row.generation, write, Lease::Release).await {
+        Ok(Some(w)) => {
+            tracing::info!(status = %write.status, reason = %write.reason, "reconciled");
+            if write.status == Status::Running && w.previous_status != Status::Running {
+                let secs =
+                    (chrono::Utc::now() - w.requested_at).num_milliseconds().max(0) as f64 / 1000.0;
+                metrics.time_to_running.observe(secs);
+            }
+            Landed::Yes
+        }
+        Ok(None) => {
+            tracing::info!("row changed meanwhile; result discarded, it will be reconciled again");
+            let _ = ctx.store.release(row.id).await;
+            Landed::Fenced
+        }
+        Err(e) => {
+            metrics.db_errors.inc();
+            tracing::warn!(error = %e, "writing status failed; the lease will expire and the row is retried");
+            Landed::Failed
+        }
+    }
+}
+
+/// Bookkeeping that must happen even when a pass is aborted (drain deadline, second signal).
+struct Done<'a> {
+    metrics: &'a Metrics,
+    inflight: &'a InFlight,
+    id: Uuid,
+}
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.metrics.inflight.dec();
+        self.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+    }
+}

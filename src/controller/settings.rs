@@ -1,0 +1,57 @@
+//! Runtime settings of the controller, derived from the validated command line (or built
+//! directly by tests, the demo and the benchmark).
+
+use std::time::Duration;
+
+use crate::controller::backoff::Backoff;
+use crate::controller::machine_config::RunnerSettings;
+use crate::model::validate::Rules;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub org: String,
+    pub region: Option<String>,
+    pub rules: Rules,
+    pub runner: RunnerSettings,
+    pub backoff: Backoff,
+    pub concurrency: usize,
+    pub poll_interval: Duration,
+    pub lease: Duration,
+    pub init_deadline: Duration,
+    /// Longest single wait for a machine to start inside one pass.
+    pub wait_slice: Duration,
+    /// Delay before looking again at a machine that is starting or not healthy yet.
+    pub health_poll: Duration,
+    pub drift_interval: Duration,
+    pub full_resync_interval: Duration,
+    pub orphan_grace: Duration,
+    pub sweep_dry_run: bool,
+    pub shutdown_timeout: Duration,
+    /// How often queue figures are refreshed for metrics.
+    pub stats_interval: Duration,
+}
+
+impl Settings {
+    /// Defaults suitable for tests and the demo (fast timings).
+    pub fn for_tests(org: &str) -> Self {
+        Self {
+            org: org.into(),
+            region: None,
+            rules: Rules::default(),
+            runner: RunnerSettings::default(),
+            backoff: Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(2) },
+            concurrency: 16,
+            poll_interval: Duration::from_millis(200),
+            lease: Duration::from_secs(5),
+            init_deadline: Duration::from_secs(30),
+            wait_slice: Duration::from_secs(5),
+            health_poll: Duration::from_millis(200),
+            drift_interval: Duration::from_millis(500),
+            full_resync_interval: Duration::from_secs(5),
+            orphan_grace: Duration::from_secs(1),
+            sweep_dry_run: false,
+            shutdown_timeout: Duration::from_secs(5),
+            stats_interval: Duration::from_millis(500),
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Pure validation of a row's spec before anything is sent to Fly. Hostile strings are data:
+//! nothing here (or downstream) ever splices them into shell text, and each failure names
+//! the field and the reason so the web app can show it.
+
+use crate::model::naming;
+
+/// Longest repo URL we accept; GitHub URLs are far shorter.
+pub const MAX_URL_LEN: usize = 2048;
+/// Git allows long ref names, but Fly env values and UIs do not need more.
+pub const MAX_BRANCH_LEN: usize = 255;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {field}: {reason}")]
+pub struct ValidationError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl ValidationError {
+    fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self { field, reason: reason.into() }
+    }
+}
+
+/// Settings the rules depend on.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub prefix: String,
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self { prefix: naming::DEFAULT_PREFIX.into(), allowed_hosts: vec!["github.com".into()] }
+    }
+}
+
+/// The parts of a row that decide what is deployed.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec<'a> {
+    pub user_id: &'a str,
+    pub project_id: &'a str,
+    pub fly_app_name: &'a str,
+    pub repo_url: Option<&'a str>,
+    pub branch: Option<&'a str>,
+}
+
+/// Validates a whole spec; the first failure wins.
+pub fn validate(spec: &Spec<'_>, rules: &Rules) -> Result<(), ValidationError> {
+    let expected = naming::app_name(&rules.prefix, spec.user_id, spec.project_id);
+    if spec.fly_app_name != expected {
+        return Err(ValidationError::new(
+            "fly_app_name",
+            format!(
+                "must equal the derived name {expected:?} (found {:?})",
+                clip(spec.fly_app_name)
+            ),
+        ));
+    }
+    let url = spec.repo_url.filter(|u| !u.is_empty()).ok_or_else(|| {
+        ValidationError::new(
+            "github_repo_url",
+            "is missing; set it to https://github.com/OWNER/REPO",
+        )
+    })?;
+    repo_url(url, &rules.allowed_hosts)?;
+    branch(spec.branch.unwrap_or("main"))
+}
+
+/// Shows at most 60 characters of a hostile value in a message.
+fn clip(s: &str) -> String {
+    let mut out: String = s.chars().take(60).collect();
+    if out.len() < s.len() {
+        out.push('…');
+    }
+    out
+}
+
+fn url_err(reason: impl Into<String>) -> ValidationError {
+    ValidationError::new("github_repo_url", reason)
+}
+
+/// `https://<allowed host>/<owner>/<repo>[.git]`, nothing else.
+pub fn repo_url(raw: &str, allowed_hosts: &[String]) -> Result<(), ValidationError> {
+    if raw.len() > MAX_URL_LEN {
+        return Err(url_err(format!("is {} bytes long; the limit is {MAX_URL_LEN}", raw.len())));
+    }
+    if let Some(c) = raw.chars().find(|c| c.is_control() || c.is_whitespace()) {
+        return Err(url_err(format!("contains whitespace or a control character ({c:?})")));
+    }
+    if !raw.is_ascii() {
+        return Err(url_err("contains non-ASCII characters (look-alike hosts are refused)"));
+    }
+    let rest = raw
+        .strip_prefix("https://")
+        .ok_or_else(|| url_err(format!("must start with https:// (found {:?})", clip(raw))))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if authority.contains('@') {
+        return Err(url_err("must not contain credentials"));
+    }
+    if authority.contains(':') {
+        return Err(url_err("must not name a port"));
+    }
+    if raw.contains('?') || raw.contains('#') {
+        return Err(url_err("must not contain a query or fragment"));
+    }
+    let host = authority.to_ascii_lowercase();
+    if !allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(&host)) {
+        let allowed = allowed_hosts.join(", ");
+        return Err(url_err(format!("host {:?} is not allowed (allowed: {allowed})", clip(&host))));
+    }
+    repo_path(path)
+}
+
+fn repo_path(path: &str) -> Result<(), ValidationError> {
+    let mut parts = path.split('/');
+    let (owner, repo) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(o), Some(r), None) => (o, r.strip_suffix(".git").unwrap_or(r)),
+        _ => return Err(url_err("path must be exactly /OWNER/REPO")),
+    };
+    for (what, seg) in [("owner", owner), ("repository", repo)] {
+        let ok_chars =
+            seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if seg.is_empty() || !ok_chars || seg.starts_with(['-', '.']) {
+            return Err(url_err(format!(
+                "{what} {:?} must be letters, digits, '.', '_' or '-' and not start with '-' or '.'",
+                clip(seg)
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn branch_err(reason: impl Into<String>) -> ValidationError {
+    ValidationError::new("github_branch", reason)
+}
+
+/// A branch name git would accept as a ref (`git check-ref-format --branch`), minus the
+/// characters that are legal in git but dangerous or confusing elsewhere.
+pub fn branch(b: &str) -> Result<(), ValidationError> {
+    if b.is_empty() {
+        return Err(branch_err("must not be empty"));
+    }
+    if b.len() > MAX_BRANCH_LEN {
+        return Err(branch_err(format!(
+            "is {} bytes long; the limit is {MAX_BRANCH_LEN}",
+            b.len()
+        )));
+    }
+    if let Some(c) = b.chars().find(|c| c.is_control() || c.is_whitespace()) {
+        return Err(branch_err(format!("contains whitespace or a control character ({c:?})")));
+    }
+    if let Some(c) = b.chars().find(|c| "~^:?*[\\".contains(*c)) {
+        return Err(branch_err(format!("contains {c:?}, which git forbids in ref names")));
+    }
+    if let Some(c) = b.chars().find(|c| "$`;&|<>(){}'\"!".contains(*c)) {
+        return Err(branch_err(format!("contains the shell metacharacter {c:?}")));
+    }
+    if b.starts_with('-') {
+        return Err(branch_err("must not start with '-' (it would read as an option)"));
+    }
+    ref_shape(b)
+}
+
+fn ref_shape(b: &str) -> Result<(), ValidationError> {
+    if b.contains("..") || b.contains("@{") || b.contains("//") || b == "@" {
+        return Err(branch_err("must not contain '..', '@{', '//' or be '@'"));
+    }
+    if b.starts_with('/') || b.ends_with('/') || b.ends_with('.') {
+        return Err(branch_err("must not start or end with '/' or end with '.'"));
+    }
+    if b.split('/').any(|c| c.starts_with('.') || c.ends_with(".lock")) {
+        return Err(branch_err("no path component may start with '.' or end with '.lock'"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_values() {
+        let hosts = vec!["github.com".to_string()];
+        for u in [
+            "https://github.com/vercel/next-learn",
+            "https://github.com/a/b.git",
+            "https://GitHub.com/a_b/c.d",
+        ] {
+            assert_eq!(repo_url(u, &hosts), Ok(()), "{u}");
+        }
+        for b in
+            ["main", "feature/hmr-demo", "release-1.2", "v1.0.0", "dependabot/npm_and_yarn/x-1.2"]
+        {
+            assert_eq!(branch(b), Ok(()), "{b}");
+        }
+    }
+
+    #[test]
+    fn missing_url_names_the_field() {
+        let user = "d20f481d-f7ac-4c72-8b42-c683320a6b6e";
+        let spec = Spec {
+            user_id: user,
+            project_id: "p",
+            fly_app_name: &naming::app_name("roseram", user, "p"),
+            repo_url: None,
+            branch: Some("main"),
+        };
+        let err = validate(&spec, &Rules::default()).unwrap_err();
+        assert_eq!(err.field, "github_repo_url");
+        assert!(err.to_string().contains("missing"), "{err}");
+    }
+}

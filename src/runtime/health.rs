@@ -1,0 +1,100 @@
+//! Liveness and readiness state shared by the loops and the admin server.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+/// Liveness fails only if the main loop stops beating for this long (never because the
+/// database or Fly is down: an outage there must not become a restart storm).
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Default)]
+pub struct Health {
+    db_ok: AtomicBool,
+    listener_up: AtomicBool,
+    first_sync: AtomicBool,
+    shutting_down: AtomicBool,
+    heartbeat_ms: AtomicI64,
+    /// A condition that blocks all work (e.g. Fly rejects the token), and when it was last logged.
+    blocked: Mutex<Option<(&'static str, i64)>>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Health {
+    pub fn beat(&self) {
+        self.heartbeat_ms.store(now_ms(), Ordering::Relaxed);
+    }
+    pub fn set_db(&self, ok: bool) {
+        self.db_ok.store(ok, Ordering::Relaxed);
+    }
+    pub fn set_listener(&self, up: bool) {
+        self.listener_up.store(up, Ordering::Relaxed);
+    }
+    pub fn synced(&self) {
+        self.first_sync.store(true, Ordering::Relaxed);
+    }
+    pub fn shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Relaxed);
+    }
+
+    /// Sets or clears the condition that blocks all work. Logged when it starts, at most once
+    /// a minute while it lasts, and when it clears.
+    pub fn set_blocked(&self, condition: Option<&'static str>) {
+        let mut b = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        match (condition, b.as_mut()) {
+            (Some(c), Some((old, logged))) if *old == c => {
+                if now - *logged >= 60_000 {
+                    tracing::error!(
+                        condition = c,
+                        "the controller is blocked; no rows are touched"
+                    );
+                    *logged = now;
+                }
+            }
+            (Some(c), _) => {
+                tracing::error!(condition = c, "the controller is blocked; no rows are touched");
+                *b = Some((c, now));
+            }
+            (None, Some((c, _))) => {
+                tracing::info!(condition = *c, "condition cleared; resuming work");
+                *b = None;
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// The condition blocking all work, if any.
+    pub fn blocked(&self) -> Option<&'static str> {
+        self.blocked.lock().unwrap_or_else(|p| p.into_inner()).map(|(c, _)| c)
+    }
+
+    /// `/healthz`: the process and its main loop are alive.
+    pub fn live(&self) -> bool {
+        let last = self.heartbeat_ms.load(Ordering::Relaxed);
+        last > 0 && now_ms() - last < STALE_AFTER.as_millis() as i64
+    }
+
+    /// `/readyz`: database reachable, listener up, first sync done, not blocked, not shutting down.
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if self.shutting_down.load(Ordering::Relaxed) {
+            return Err("shutting down");
+        }
+        if let Some(c) = self.blocked() {
+            return Err(c);
+        }
+        if !self.first_sync.load(Ordering::Relaxed) {
+            return Err("first sync not done");
+        }
+        if !self.db_ok.load(Ordering::Relaxed) {
+            return Err("database unreachable");
+        }
+        if !self.listener_up.load(Ordering::Relaxed) {
+            return Err("notification listener down");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,323 @@
+//! Prometheus metrics. One `Metrics` value owns its registry (no globals) so tests can
+//! create as many as they like. Every name carries the `fly_preview_` prefix, counters end
+//! in `_total`, durations are seconds, and no metric is labelled by app or machine.
+
+use crate::model::state::Status;
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Reconcile outcomes used as the `result` label.
+pub const RESULTS: &[&str] = &["ok", "requeue", "error", "permanent", "fenced", "blocked"];
+/// Fly API actions the client labels requests with (pre-initialised so rates start at 0).
+pub const FLY_ACTIONS: &[&str] = &[
+    "create_app",
+    "get_app",
+    "delete_app",
+    "list_apps",
+    "list_ips",
+    "assign_ip",
+    "list_machines",
+    "create_machine",
+    "get_machine",
+    "update_machine",
+    "start_machine",
+    "stop_machine",
+    "destroy_machine",
+    "wait_machine",
+    "list_org_machines",
+];
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub reconciles: IntCounterVec,
+    pub reconcile_duration: HistogramVec,
+    pub previews: IntGaugeVec,
+    pub due_rows: IntGauge,
+    pub queue_lag: Gauge,
+    pub rows_in_backoff: IntGauge,
+    pub time_to_running: Histogram,
+    pub inflight: IntGauge,
+    pub fly_requests: IntCounterVec,
+    pub fly_request_duration: HistogramVec,
+    pub fly_throttled: IntCounterVec,
+    pub fly_rate_limited: IntCounter,
+    pub leader: IntGauge,
+    pub orphans_destroyed: IntCounter,
+    pub notifications: IntCounter,
+    pub resyncs: IntCounterVec,
+    pub drift_repairs: IntCounter,
+    pub last_sync: Gauge,
+    pub db_errors: IntCounter,
+    /// Failed passes by error kind (a fixed label set: `controller::error::KINDS`).
+    pub reconcile_errors: IntCounterVec,
+    pub build_info: IntGaugeVec,
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| bug(name, e));
+    reg(r, name, Box::new(c.clone()));
+    c
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| bug(name, e));
+    reg(r, name, Box::new(c.clone()));
+    c
+}
+
+fn int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| bug(name, e));
+    reg(r, name, Box::new(g.clone()));
+    g
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> Gauge {
+    let g = Gauge::new(name, help).unwrap_or_else(|e| bug(name, e));
+    reg(r, name, Box::new(g.clone()));
+    g
+}
+
+fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64]) -> HistogramVec {
+    let opts = HistogramOpts::new(name, help).buckets(b.to_vec());
+    let h = HistogramVec::new(opts, labels).unwrap_or_else(|e| bug(name, e));
+    reg(r, name, Box::new(h.clone()));
+    h
+}
+
+/// Metric definitions are compile-time constants; a failure here is a programming error
+/// caught by the unit test below, never by user input.
+#[allow(clippy::needless_pass_by_value)]
+fn bug(name: &str, e: prometheus::Error) -> ! {
+    panic!("metric {name} is malformed: {e}")
+}
+
+fn reg(r: &Registry, name: &str, c: Box<dyn prometheus::core::Collector>) {
+    if let Err(e) = r.register(c) {
+        bug(name, e)
+    }
+}
+
+const FAST: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const SLOW: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        reg(&r, "process", Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+        let m = Metrics {
+            reconciles: counter_vec(
+                &r,
+                "fly_preview_reconciles_total",
+                "Reconcile passes by result.",
+                &["result"],
+            ),
+            reconcile_duration: histogram_vec(
+                &r,
+                "fly_preview_reconcile_duration_seconds",
+                "Duration of one reconcile pass.",
+                &["result"],
+                FAST,
+            ),
+            previews: {
+                let g = IntGaugeVec::new(
+                    Opts::new("fly_preview_previews", "Rows by status."),
+                    &["status"],
+                )
+                .unwrap_or_else(|e| bug("previews", e));
+                reg(&r, "previews", Box::new(g.clone()));
+                g
+            },
+            due_rows: int_gauge(&r, "fly_preview_due_rows", "Rows whose next attempt is due now."),
+            queue_lag: gauge(
+                &r,
+                "fly_preview_queue_lag_seconds",
+                "Age of the oldest due, unleased row.",
+            ),
+            rows_in_backoff: int_gauge(
+                &r,
+                "fly_preview_rows_in_backoff",
+                "Rows in error waiting for a retry.",
+            ),
+            time_to_running: {
+                let h = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "fly_preview_time_to_running_seconds",
+                        "Time from a (re)deploy request to status running.",
+                    )
+                    .buckets(SLOW.to_vec()),
+                )
+                .unwrap_or_else(|e| bug("ttr", e));
+                reg(&r, "ttr", Box::new(h.clone()));
+                h
+            },
+            inflight: int_gauge(&r, "fly_preview_inflight_reconciles", "Reconciles running now."),
+            fly_requests: counter_vec(
+                &r,
+                "fly_preview_fly_requests_total",
+                "Fly Machines API requests by action and status class.",
+                &["action", "status_class"],
+            ),
+            fly_request_duration: histogram_vec(
+                &r,
+                "fly_preview_fly_request_duration_seconds",
+                "Fly Machines API request duration.",
+                &["action"],
+                FAST,
+            ),
+            fly_throttled: counter_vec(
+                &r,
+                "fly_preview_fly_throttled_total",
+                "Requests delayed by the client-side rate limiter.",
+                &["action"],
+            ),
+            fly_rate_limited: counter(
+                &r,
+                "fly_preview_fly_rate_limited_total",
+                "HTTP 429 responses received from Fly.",
+            ),
+            leader: int_gauge(
+                &r,
+                "fly_preview_leader",
+                "1 while this replica holds the leader lease.",
+            ),
+            orphans_destroyed: counter(
+                &r,
+                "fly_preview_orphans_destroyed_total",
+                "Orphaned Fly apps destroyed by the sweep.",
+            ),
+            notifications: counter(
+                &r,
+                "fly_preview_notifications_total",
+                "Postgres notifications received.",
+            ),
+            resyncs: counter_vec(
+                &r,
+                "fly_preview_resyncs_total",
+                "Full resyncs by reason.",
+                &["reason"],
+            ),
+            drift_repairs: counter(
+                &r,
+                "fly_preview_drift_detected_total",
+                "Rows requeued because Fly drifted from them.",
+            ),
+            last_sync: gauge(
+                &r,
+                "fly_preview_last_sync_timestamp_seconds",
+                "Unix time of the last successful sync with the database.",
+            ),
+            db_errors: counter(
+                &r,
+                "fly_preview_db_errors_total",
+                "Database errors seen by the scheduler.",
+            ),
+            reconcile_errors: counter_vec(
+                &r,
+                "fly_preview_reconcile_errors_total",
+                "Reconcile passes that ended in an error, by error kind.",
+                &["kind"],
+            ),
+            build_info: {
+                let g = IntGaugeVec::new(
+                    Opts::new("fly_preview_build_info", "Build information."),
+                    &["version"],
+                )
+                .unwrap_or_else(|e| bug("build", e));
+                reg(&r, "build", Box::new(g.clone()));
+                g
+            },
+            registry: r,
+        };
+        m.init_series();
+        m
+    }
+
+    /// Pre-initialises the error kinds (the list lives with the errors, above this module).
+    pub fn init_error_kinds(&self, kinds: &[&str]) {
+        for k in kinds {
+            self.reconcile_errors.with_label_values(&[k]);
+        }
+    }
+
+    /// Touch every label combination once so dashboards and alerts see zeros, not gaps.
+    fn init_series(&self) {
+        for r in RESULTS {
+            self.reconciles.with_label_values(&[r]);
+            self.reconcile_duration.with_label_values(&[r]);
+        }
+        for s in Status::ALL {
+            self.previews.with_label_values(&[s.as_str()]);
+        }
+        for action in FLY_ACTIONS {
+            self.fly_request_duration.with_label_values(&[action]);
+            self.fly_throttled.with_label_values(&[action]);
+            for class in ["2xx", "4xx", "429", "5xx", "transport"] {
+                self.fly_requests.with_label_values(&[action, class]);
+            }
+        }
+        for reason in ["startup", "listener", "periodic"] {
+            self.resyncs.with_label_values(&[reason]);
+        }
+        self.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+    }
+
+    /// Prometheus text exposition of every registered metric.
+    pub fn encode(&self) -> String {
+        let mut buf = Vec::new();
+        let enc = TextEncoder::new();
+        if let Err(e) = enc.encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// The status class label for a Fly response: `2xx`, `4xx`, `429`, `5xx`, or `transport`.
+    pub fn status_class(status: Option<u16>) -> &'static str {
+        match status {
+            Some(429) => "429",
+            Some(s) if (200..300).contains(&s) => "2xx",
+            Some(s) if (300..500).contains(&s) => "4xx",
+            Some(_) => "5xx",
+            None => "transport",
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_prefixed_and_counters_end_in_total() {
+        let m = Metrics::new();
+        let text = m.encode();
+        for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
+            let mut parts = line.split_whitespace().skip(2);
+            let (name, kind) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            assert!(name.starts_with("fly_preview_") || name.starts_with("process_"), "{name}");
+            if kind == "counter" {
+                assert!(name.ends_with("_total"), "{name}");
+            }
+        }
+        assert!(text.contains("fly_preview_reconciles_total{result=\"ok\"} 0"));
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(Metrics::status_class(Some(201)), "2xx");
+        assert_eq!(Metrics::status_class(Some(429)), "429");
+        assert_eq!(Metrics::status_class(Some(404)), "4xx");
+        assert_eq!(Metrics::status_class(Some(503)), "5xx");
+        assert_eq!(Metrics::status_class(None), "transport");
+    }
+}

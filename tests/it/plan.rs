@@ -1,0 +1,140 @@
+//! The pure planner: one table of situations and the step each must produce.
+
+use fly_preview_controller::controller::plan::{
+    AppSeen, Desired, Failure, MachineSeen, Observed, Step, failure_message, plan,
+};
+use uuid::Uuid;
+
+fn want() -> Desired {
+    Desired { preview_id: Uuid::nil(), generation: 2, was_running: false, deadline_passed: false }
+}
+
+fn m(id: &str, state: &str, generation: i64) -> MachineSeen {
+    MachineSeen {
+        id: id.into(),
+        state: state.into(),
+        instance_id: None,
+        ours: true,
+        generation: Some(generation),
+        checks_passing: false,
+        check_output: None,
+        exit_code: None,
+    }
+}
+
+fn app(machines: Vec<MachineSeen>) -> Observed {
+    Observed { app: AppSeen::Ours, has_v6: true, has_shared_v4: true, machines }
+}
+
+#[test]
+fn app_and_ips_come_first() {
+    assert_eq!(plan(&want(), &Observed::missing()), Step::CreateApp);
+    assert_eq!(
+        plan(&want(), &Observed { app: AppSeen::Foreign, ..Observed::missing() }),
+        Step::Fail(Failure::NameOwnedElsewhere)
+    );
+    assert_eq!(plan(&want(), &Observed::fresh_app()), Step::AllocateV6);
+    assert_eq!(
+        plan(&want(), &Observed { has_v6: true, ..Observed::fresh_app() }),
+        Step::AllocateSharedV4
+    );
+    assert_eq!(plan(&want(), &app(vec![])), Step::CreateMachine);
+}
+
+#[test]
+fn machine_lifecycle() {
+    let passing = MachineSeen { checks_passing: true, ..m("a", "started", 2) };
+    assert_eq!(
+        plan(&want(), &app(vec![passing])),
+        Step::Ready { id: "a".into(), state: "started".into() }
+    );
+    assert_eq!(
+        plan(&want(), &app(vec![m("a", "started", 2)])),
+        Step::WaitHealthy { id: "a".into() }
+    );
+    assert_eq!(
+        plan(&want(), &app(vec![m("a", "created", 2)])),
+        Step::WaitStarted { id: "a".into(), instance_id: None }
+    );
+    assert_eq!(
+        plan(&want(), &app(vec![m("a", "started", 1)])),
+        Step::UpdateMachine { id: "a".into() },
+        "spec change updates in place"
+    );
+    assert_eq!(
+        plan(&want(), &app(vec![m("a", "suspended", 2)])),
+        Step::Ready { id: "a".into(), state: "suspended".into() },
+        "idle is healthy"
+    );
+    assert_eq!(plan(&want(), &app(vec![m("a", "stopping", 2)])), Step::Requeue { id: "a".into() });
+    assert_eq!(
+        plan(&want(), &app(vec![m("a", "some-future-state", 2)])),
+        Step::Requeue { id: "a".into() }
+    );
+}
+
+#[test]
+fn failures_fail_fast_while_initializing_and_are_repaired_once_running() {
+    let exited = MachineSeen { exit_code: Some(128), ..m("a", "stopped", 2) };
+    assert_eq!(
+        plan(&want(), &app(vec![exited.clone()])),
+        Step::Fail(Failure::MachineExited { code: Some(128), state: "stopped".into() })
+    );
+    let running = Desired { was_running: true, ..want() };
+    assert_eq!(
+        plan(&running, &app(vec![exited])),
+        Step::StartMachine { id: "a".into() },
+        "a crash after running is restarted"
+    );
+    assert_eq!(
+        plan(&running, &app(vec![m("a", "failed", 2)])),
+        Step::StartMachine { id: "a".into() }
+    );
+    let late = Desired { deadline_passed: true, ..want() };
+    let sick =
+        MachineSeen { check_output: Some("connection refused".into()), ..m("a", "started", 2) };
+    assert_eq!(
+        plan(&late, &app(vec![sick])),
+        Step::Fail(Failure::Unhealthy { output: Some("connection refused".into()) })
+    );
+    assert_eq!(
+        plan(&late, &app(vec![m("a", "starting", 2)])),
+        Step::Fail(Failure::Unhealthy { output: None })
+    );
+}
+
+#[test]
+fn exactly_one_machine_of_ours_survives() {
+    let keep = MachineSeen { checks_passing: true, ..m("b", "started", 2) };
+    let step = plan(&want(), &app(vec![m("a", "started", 1), keep.clone()]));
+    assert_eq!(step, Step::DestroyMachine { id: "a".into() }, "the older generation goes");
+    let foreign = MachineSeen { ours: false, generation: None, ..m("hand", "started", 0) };
+    assert_eq!(
+        plan(&want(), &app(vec![keep, foreign])),
+        Step::DestroyMachine { id: "hand".into() },
+        "adopted apps lose machines we did not create"
+    );
+}
+
+#[test]
+fn failure_messages_are_actionable() {
+    let msg = failure_message(
+        &Failure::MachineExited { code: Some(128), state: "stopped".into() },
+        "roseram-x",
+    );
+    assert!(
+        msg.contains("exited with code 128")
+            && msg.contains("fly logs -a roseram-x")
+            && msg.contains("'pending'"),
+        "{msg}"
+    );
+    let msg = failure_message(
+        &Failure::Unhealthy { output: Some("connection refused\n".into()) },
+        "roseram-x",
+    );
+    assert!(msg.contains("(last check: connection refused);"), "{msg}");
+    assert!(
+        failure_message(&Failure::NameOwnedElsewhere, "roseram-x")
+            .contains("another Fly organization")
+    );
+}

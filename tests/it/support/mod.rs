@@ -1,0 +1,85 @@
+//! Helpers shared by the integration tests.
+
+pub mod admin_http;
+pub mod dashboard_promql;
+pub mod deploy_support;
+pub mod fly_mock;
+pub mod harness;
+pub mod prom_server;
+pub mod runner_fixture;
+
+use fly_preview_controller::model::naming;
+pub use fly_preview_controller::model::state::{DesiredState, Reason, Status};
+pub use fly_preview_controller::store::Lease;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+pub const USER_A: &str = "d20f481d-f7ac-4c72-8b42-c683320a6b6e";
+pub const USER_B: &str = "5b0c7f3e-2a41-4d8e-9c6b-0e1f2a3b4c5d";
+
+/// Inserts a row the way the web app's API does (as a privileged writer, not the controller).
+pub async fn insert_row(
+    pool: &PgPool,
+    user: &str,
+    project: &str,
+    repo: Option<&str>,
+    branch: &str,
+) -> Uuid {
+    let name = naming::app_name("roseram", user, project);
+    sqlx::query_scalar(
+        "INSERT INTO public.fly_preview_apps (user_id, project_id, fly_app_name, preview_url, status, github_repo_url, github_branch) \
+         VALUES ($1::uuid, $2, $3, $4, 'pending', $5, $6) RETURNING id",
+    )
+    .bind(user)
+    .bind(project)
+    .bind(&name)
+    .bind(naming::preview_url(&name))
+    .bind(repo)
+    .bind(branch)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Inserts `n` valid rows for USER_A with projects `p-0..p-n`.
+pub async fn insert_rows(pool: &PgPool, n: usize) -> Vec<Uuid> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        ids.push(
+            insert_row(
+                pool,
+                USER_A,
+                &format!("p-{i}"),
+                Some("https://github.com/acme/site"),
+                "main",
+            )
+            .await,
+        );
+    }
+    ids
+}
+
+/// Switches a transaction to a signed-in Supabase user (`authenticated` + JWT claims).
+pub async fn become_user(conn: &mut PgConnection, user: &str) {
+    sqlx::query("SET LOCAL ROLE authenticated").execute(&mut *conn).await.unwrap();
+    sqlx::query("SELECT set_config('request.jwt.claims', json_build_object('sub', $1::text, 'role', 'authenticated')::text, true)")
+        .bind(user)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
+/// The SQLSTATE of a failed query.
+pub fn sqlstate(e: &sqlx::Error) -> String {
+    e.as_database_error().and_then(|d| d.code()).map(|c| c.to_string()).unwrap_or_default()
+}
+
+/// Path of an external tool the test needs (on PATH or in /usr/bin). Tests that call this are
+/// `#[ignore = "needs <tool>: …"]`, so they only run when asked to: then a missing tool fails.
+pub fn require_tool(tool: &str) -> std::path::PathBuf {
+    let on_path = std::env::var_os("PATH")
+        .and_then(|p| std::env::split_paths(&p).map(|dir| dir.join(tool)).find(|p| p.is_file()));
+    on_path
+        .or_else(|| Some(std::path::Path::new("/usr/bin").join(tool)).filter(|p| p.is_file()))
+        .unwrap_or_else(|| panic!("needs {tool}: install it with bash .ci/install-tools.sh"))
+}
