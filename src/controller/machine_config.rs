@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::fly::{Guest, MachineConfig, MachineService, RestartPolicy, ServiceCheck, ServicePort};
+use crate::fly::{
+    Guest, HttpHeader, MachineConfig, MachineService, RestartPolicy, ServiceCheck, ServicePort,
+};
 
 pub const MANAGED_BY_KEY: &str = "managed-by";
 pub const MANAGED_BY: &str = "fly-preview-controller";
@@ -113,6 +115,12 @@ fn service(port: u16) -> MachineService {
             grace_period: Some("60s".to_owned()),
             method: Some("GET".to_owned()),
             path: Some("/".to_owned()),
+            // Dev servers filter Host headers (Vite answers 403 "Blocked request" to hosts it
+            // does not know); every framework accepts `localhost` (deploy/runner/README.md).
+            headers: vec![HttpHeader {
+                name: "Host".to_owned(),
+                values: vec!["localhost".to_owned()],
+            }],
         }],
         concurrency: None,
     }

@@ -257,6 +257,18 @@ pub struct ServiceCheck {
     pub method: Option<String>,
     #[serde(deserialize_with = "opt_string", skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// Headers sent with an http check (`fly.MachineHTTPHeader`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HttpHeader>,
+}
+
+/// One header of an http service check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpHeader {
+    #[serde(deserialize_with = "string")]
+    pub name: String,
+    pub values: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -91,8 +91,11 @@ pub fn repo_url(raw: &str, allowed_hosts: &[String]) -> Result<(), ValidationErr
     if !raw.is_ascii() {
         return Err(url_err("contains non-ASCII characters (look-alike hosts are refused)"));
     }
+    // The scheme, like the host, is case-insensitive (`HTTPS://GitHub.com/o/r` is fine).
     let rest = raw
-        .strip_prefix("https://")
+        .get(..8)
+        .filter(|p| p.eq_ignore_ascii_case("https://"))
+        .map(|_| &raw[8..])
         .ok_or_else(|| url_err(format!("must start with https:// (found {:?})", clip(raw))))?;
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     if authority.contains('@') {
@@ -150,6 +153,12 @@ pub fn branch(b: &str) -> Result<(), ValidationError> {
     if let Some(c) = b.chars().find(|c| c.is_control() || c.is_whitespace()) {
         return Err(branch_err(format!("contains whitespace or a control character ({c:?})")));
     }
+    if let Some(c) = b.chars().find(|c| is_invisible_format(*c)) {
+        return Err(branch_err(format!(
+            "contains the invisible formatting character U+{:04X} (bidi override, zero-width, BOM or tag)",
+            u32::from(c)
+        )));
+    }
     if let Some(c) = b.chars().find(|c| "~^:?*[\\".contains(*c)) {
         return Err(branch_err(format!("contains {c:?}, which git forbids in ref names")));
     }
@@ -173,6 +182,36 @@ fn ref_shape(b: &str) -> Result<(), ValidationError> {
         return Err(branch_err("no path component may start with '.' or end with '.lock'"));
     }
     Ok(())
+}
+
+/// Unicode format characters (general category Cf) and the tag block: invisible, they make
+/// a branch look like another one (bidi overrides, zero-width joiners, BOM). The same table
+/// as the runner's `FORMAT_CHAR_RANGES` (deploy/runner/lib/config.mjs); both are checked
+/// against testdata/repo-input-cases.json.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE007F
+    )
 }
 
 #[cfg(test)]

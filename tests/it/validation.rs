@@ -126,3 +126,47 @@ fn valid_rows_pass_and_other_hosts_can_be_allowed() {
         Rules { allowed_hosts: vec!["github.com".into(), "gitlab.com".into()], ..Rules::default() };
     assert_eq!(validate(&gl, &rules), Ok(()));
 }
+
+/// The shared accept/refuse cases, also checked by `node --test deploy/runner/test/`: the
+/// Rust validation and the runner's cannot drift apart.
+#[test]
+fn shared_repo_input_cases() {
+    use fly_preview_controller::model::validate::{ValidationError, branch, repo_url};
+    let file =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/repo-input-cases.json");
+    let cases: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read cases"))
+            .expect("cases are JSON");
+    let hosts: Vec<String> = cases["allowed_hosts"]
+        .as_array()
+        .expect("allowed_hosts")
+        .iter()
+        .map(|h| h.as_str().expect("host").to_owned())
+        .collect();
+    let check = |list: &str, f: &dyn Fn(&str) -> Result<(), ValidationError>| -> Vec<String> {
+        let mut wrong = Vec::new();
+        for c in cases[list].as_array().expect(list) {
+            let value = c["value"].as_str().expect("value");
+            let want_ok = c["ok"].as_bool().expect("ok");
+            let got = f(value);
+            if got.is_ok() != want_ok {
+                let why = c["why"].as_str().unwrap_or("?");
+                let want = if want_ok { "accept".to_owned() } else { format!("refuse ({why})") };
+                wrong.push(format!("{list} {value:?}: expected {want}, got {got:?}"));
+            }
+        }
+        wrong
+    };
+    let mut wrong = check("repo_url", &|v: &str| repo_url(v, &hosts));
+    wrong.extend(check("branch", &|v: &str| branch(v)));
+    assert!(
+        cases["branch"].as_array().is_some_and(|b| b.len() > 50),
+        "the cases file is not empty"
+    );
+    assert!(
+        wrong.is_empty(),
+        "{} case(s) disagree with testdata/repo-input-cases.json:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
+}

@@ -1,0 +1,145 @@
+// git: clone, fetch, reset, and a second tree for zero-downtime dependency changes.
+// REPO_URL / REPO_BRANCH reach git only as single argv elements (after `--` where git would
+// otherwise parse options); GIT_TOKEN only through GIT_CONFIG_* environment of git children.
+
+import fs from 'node:fs';
+import path from 'node:path';
+
+/** GIT_CONFIG_* environment that adds an Authorization header for https://<host>/ only. */
+export function gitAuthEnv(baseEnv, host, token) {
+  const env = {};
+  if (token === null) return env;
+  const existing = Number.parseInt(baseEnv.GIT_CONFIG_COUNT ?? '0', 10);
+  const i = Number.isFinite(existing) && existing > 0 ? existing : 0;
+  const basic = Buffer.from(`x-access-token:${token}`, 'utf8').toString('base64');
+  env.GIT_CONFIG_COUNT = String(i + 1);
+  env[`GIT_CONFIG_KEY_${i}`] = `http.https://${host}/.extraheader`;
+  env[`GIT_CONFIG_VALUE_${i}`] = `Authorization: Basic ${basic}`;
+  return env;
+}
+
+/** Environment of git children: no prompts, and the token header when there is a token. */
+export function gitEnvFor(baseEnv, host, token) {
+  const env = { ...baseEnv, GIT_TERMINAL_PROMPT: '0', GIT_ASKPASS: '', SSH_ASKPASS: '' };
+  delete env.GIT_TOKEN;
+  return Object.assign(env, gitAuthEnv(baseEnv, host, token));
+}
+
+export function firstErrorLine(stderr) {
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.length > 0);
+  return lines.find((l) => /^(fatal|error):/i.test(l)) ?? lines[0] ?? 'no error output';
+}
+
+/** Run git with output captured and redacted: { code, stdout, stderr, error }. */
+export async function git(ctx, args, cwd) {
+  const r = await ctx.procs.capture(['git', ...args], { cwd, env: ctx.gitEnv });
+  return { ...r, stdout: ctx.redact(r.stdout), stderr: ctx.redact(r.stderr) };
+}
+
+function logGitOutput(ctx, result) {
+  for (const line of `${result.stdout}${result.stderr}`.split('\n')) {
+    if (line.trim().length > 0) ctx.log.git(line);
+  }
+}
+
+/** Shallow single-branch clone into `dir`; null on success, else the one-line reason. */
+export async function clone(ctx, dir) {
+  const { cfg } = ctx;
+  fs.mkdirSync(path.dirname(dir), { recursive: true });
+  fs.rmSync(dir, { recursive: true, force: true });
+  ctx.log.runner(`cloning ${cfg.url} branch ${cfg.branch}`);
+  const r = await git(
+    ctx,
+    ['clone', '--depth', '1', '--single-branch', '--no-tags', '--branch', cfg.branch, '--', cfg.url, dir],
+    path.dirname(dir),
+  );
+  if (r.code === 0) return null;
+  if (ctx.shuttingDown) return 'stopped';
+  logGitOutput(ctx, r);
+  const err = r.stderr;
+  if (r.error) return `clone failed: could not run git (${r.error.code ?? r.error.message})`;
+  if (/Remote branch .* not found|Could not find remote branch/i.test(err)) {
+    return `clone failed: branch '${cfg.branch}' not found in ${cfg.url}`;
+  }
+  if (/Authentication failed|could not read Username|terminal prompts disabled/i.test(err)) {
+    return `clone failed: authentication to ${cfg.url} failed: ${firstErrorLine(err)}`;
+  }
+  return `clone failed: repository ${cfg.url} not reachable: ${firstErrorLine(err)}`;
+}
+
+export async function revParse(ctx, dir, rev) {
+  const r = await git(ctx, ['rev-parse', '--verify', '--quiet', `${rev}^{commit}`], dir);
+  return r.code === 0 ? r.stdout.trim() : null;
+}
+
+/** Fetch the branch tip: { sha } or { error } (one line). Does not touch the working tree. */
+export async function fetchBranch(ctx, dir) {
+  const r = await git(
+    ctx,
+    ['fetch', '--depth', '1', '--no-tags', '--quiet', '--', 'origin', `refs/heads/${ctx.cfg.branch}`],
+    dir,
+  );
+  if (r.code !== 0) {
+    return { error: r.error ? `could not run git (${r.error.code ?? r.error.message})` : firstErrorLine(r.stderr) };
+  }
+  const sha = await revParse(ctx, dir, 'FETCH_HEAD');
+  return sha === null ? { error: 'FETCH_HEAD is not a commit' } : { sha };
+}
+
+/** Paths changed between two commits, or null when git cannot tell. */
+export async function changedPaths(ctx, dir, from, to) {
+  const r = await git(ctx, ['diff', '--name-only', '--no-renames', from, to, '--'], dir);
+  return r.code === 0 ? r.stdout.split('\n').filter(Boolean) : null;
+}
+
+/** `git reset --hard <sha>`; null on success, else the one-line reason. */
+export async function resetHard(ctx, dir, sha) {
+  const r = await git(ctx, ['reset', '--hard', '--quiet', sha], dir);
+  return r.code === 0 ? null : firstErrorLine(r.stderr);
+}
+
+/** Copy a directory tree; files under `objects/` (immutable) are hard-linked when possible. */
+function copyGitDir(from, to, linkable = false) {
+  fs.mkdirSync(to, { recursive: true });
+  for (const e of fs.readdirSync(from, { withFileTypes: true })) {
+    const src = path.join(from, e.name);
+    const dst = path.join(to, e.name);
+    if (e.isDirectory()) {
+      copyGitDir(src, dst, linkable || e.name === 'objects');
+    } else if (e.isSymbolicLink()) {
+      fs.symlinkSync(fs.readlinkSync(src), dst);
+    } else if (e.isFile()) {
+      if (e.name === 'index' || e.name.endsWith('.lock')) continue; // rebuilt by the checkout
+      if (linkable) {
+        try {
+          fs.linkSync(src, dst);
+          continue;
+        } catch {
+          // other file system or no permission: copy
+        }
+      }
+      fs.copyFileSync(src, dst);
+    }
+  }
+}
+
+/**
+ * A second, independent tree at `sha` beside the served one: a copy of its `.git` (the objects
+ * for `sha` were fetched there) and a fresh checkout, without node_modules or build output.
+ * Null on success, else the one-line reason.
+ */
+export async function prepareTree(ctx, fromDir, toDir, sha) {
+  try {
+    fs.rmSync(toDir, { recursive: true, force: true });
+    copyGitDir(path.join(fromDir, '.git'), path.join(toDir, '.git'));
+  } catch (e) {
+    fs.rmSync(toDir, { recursive: true, force: true });
+    return `could not copy the repository (${e.code ?? e.message})`;
+  }
+  const why = await resetHard(ctx, toDir, sha);
+  if (why !== null) fs.rmSync(toDir, { recursive: true, force: true });
+  return why;
+}
