@@ -3,7 +3,6 @@
 //! Same setup and requirements as `tests/runner.rs` (`node` >= 20, `npm`, `git` on PATH).
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::support::runner_fixture::*;
@@ -136,89 +135,8 @@ fn git_token_is_never_leaked() {
     }
 }
 
-/// The pure parts of the runner (validation, package manager and dev server detection, git auth
-/// environment), checked through node against the module's exports.
-#[test]
-fn detection_table_and_validation_rules() {
-    let script = format!(
-        r#"
-import assert from 'node:assert/strict';
-import * as m from {url};
-const files = (...names) => (f) => names.includes(f);
-// package manager from lockfile
-assert.deepEqual(m.detectPackageManager(files('pnpm-lock.yaml', 'package-lock.json')), {{ pm: 'pnpm', lockfile: 'pnpm-lock.yaml' }});
-assert.deepEqual(m.detectPackageManager(files('yarn.lock')), {{ pm: 'yarn', lockfile: 'yarn.lock' }});
-assert.deepEqual(m.detectPackageManager(files('package-lock.json')), {{ pm: 'npm', lockfile: 'package-lock.json' }});
-assert.deepEqual(m.detectPackageManager(files()), {{ pm: 'npm', lockfile: null }});
-// install commands
-assert.deepEqual(m.installCommand({{ pm: 'npm', lockfile: 'package-lock.json' }}), ['npm', 'ci', '--no-audit', '--no-fund']);
-assert.deepEqual(m.installCommand({{ pm: 'npm', lockfile: null }}), ['npm', 'install', '--no-audit', '--no-fund', '--no-package-lock']);
-assert.deepEqual(m.installCommand({{ pm: 'pnpm', lockfile: 'pnpm-lock.yaml' }}), ['corepack', 'pnpm', 'install']);
-assert.deepEqual(m.installCommand({{ pm: 'yarn', lockfile: 'yarn.lock' }}), ['corepack', 'yarn', 'install']);
-// dev commands: dev, else start; vite / next get host+port args; CRA relies on env
-assert.deepEqual(m.devCommand('npm', {{ dev: 'vite', start: 'x' }}, 3000).argv, ['npm', 'run', 'dev', '--', '--host', '0.0.0.0', '--port', '3000']);
-assert.deepEqual(m.devCommand('pnpm', {{ dev: 'vite --open' }}, 8080).argv, ['corepack', 'pnpm', 'run', 'dev', '--host', '0.0.0.0', '--port', '8080']);
-assert.deepEqual(m.devCommand('yarn', {{ dev: 'vite' }}, 3000).argv, ['corepack', 'yarn', 'run', 'dev', '--host', '0.0.0.0', '--port', '3000']);
-assert.deepEqual(m.devCommand('npm', {{ dev: 'next dev --turbopack' }}, 3000).argv, ['npm', 'run', 'dev', '--', '-H', '0.0.0.0', '-p', '3000']);
-assert.deepEqual(m.devCommand('npm', {{ dev: 'next' }}, 3000).argv, ['npm', 'run', 'dev', '--', '-H', '0.0.0.0', '-p', '3000']);
-assert.deepEqual(m.devCommand('npm', {{ start: 'react-scripts start' }}, 3000), {{ script: 'start', argv: ['npm', 'run', 'start'] }});
-assert.deepEqual(m.devCommand('npm', {{ dev: 'vitest' }}, 3000).argv, ['npm', 'run', 'dev']);
-assert.deepEqual(m.devCommand('npm', {{ dev: 'next build' }}, 3000).argv, ['npm', 'run', 'dev']);
-assert.equal(m.devCommand('npm', {{ build: 'vite build' }}, 3000), null);
-assert.equal(m.devCommand('npm', undefined, 3000), null);
-// child environment binds 0.0.0.0:PORT and never carries the token
-const env = m.childEnv({{ GIT_TOKEN: 't', FLY_APP_NAME: 'roseram-5aacab32', PATH: '/bin' }}, 4000);
-assert.equal(env.GIT_TOKEN, undefined);
-assert.equal(env.PORT, '4000');
-assert.equal(env.HOST, '0.0.0.0');
-assert.equal(env.HOSTNAME, '0.0.0.0');
-assert.equal(env.BROWSER, 'none');
-assert.equal(env.__VITE_ADDITIONAL_SERVER_ALLOWED_HOSTS, 'roseram-5aacab32.fly.dev');
-// dependency change detection
-assert.equal(m.dependenciesChanged(['src/App.jsx']), false);
-assert.equal(m.dependenciesChanged(['package.json']), true);
-assert.equal(m.dependenciesChanged(['packages/web/pnpm-lock.yaml']), true);
-// token goes to git only as an http.<url>.extraheader through GIT_CONFIG_*
-assert.deepEqual(m.gitAuthEnv({{}}, 'github.com', 'tok'), {{
-  GIT_CONFIG_COUNT: '1',
-  GIT_CONFIG_KEY_0: 'http.https://github.com/.extraheader',
-  GIT_CONFIG_VALUE_0: 'Authorization: Basic ' + Buffer.from('x-access-token:tok').toString('base64'),
-}});
-assert.equal(m.gitAuthEnv({{ GIT_CONFIG_COUNT: '2' }}, 'github.com', 'tok').GIT_CONFIG_KEY_2, 'http.https://github.com/.extraheader');
-assert.deepEqual(m.gitAuthEnv({{}}, 'github.com', null), {{}});
-assert.equal(m.makeRedactor('tok')('x tok y ' + Buffer.from('x-access-token:tok').toString('base64')), 'x [REDACTED] y [REDACTED]');
-// validation
-const hosts = ['github.com'];
-assert.deepEqual(m.validateRepoUrl('https://github.com/o/r', hosts), {{ url: 'https://github.com/o/r', host: 'github.com', owner: 'o', repo: 'r' }});
-assert.equal(m.validateRepoUrl('https://GitHub.com/My-Org/my.repo_1.git', hosts).url, 'https://github.com/My-Org/my.repo_1.git');
-assert.equal(m.validateRepoUrl('https://gitlab.com/o/r', m.parseAllowedHosts('github.com, GitLab.com')).host, 'gitlab.com');
-for (const bad of ['https://github.com/o/r.git.git/', 'https://github.com/o/%2e%2e', 'https://github.com//r', 'https://github.com/o/.git']) {{
-  assert.throws(() => m.validateRepoUrl(bad, hosts), m.InputError, bad);
-}}
-for (const ok of ['main', 'feature/x-1', 'release-1.2', 'a@b', 'ümlaut', 'x'.repeat(255)]) assert.equal(m.validateBranch(ok), ok);
-assert.equal(m.validateBranch(undefined), 'main');
-for (const bad of ['a.', '/a', 'a b', 'a\tb', 'a~1', 'a^', 'a?', 'a*', 'a[b', 'a\\b', 'a/.b', 'a\x7f']) {{
-  assert.throws(() => m.validateBranch(bad), m.InputError, bad);
-}}
-assert.equal(m.parseDuration('500ms', 'X', '5s'), 500);
-assert.equal(m.parseDuration('5s', 'X', '5s'), 5000);
-assert.equal(m.parseDuration('1m', 'X', '5s'), 60000);
-assert.equal(m.parseDuration(undefined, 'X', '5s'), 5000);
-for (const bad of ['5', 's', '1h', '-1s', '1.5s', '0ms']) assert.throws(() => m.parseDuration(bad, 'X', '5s'), m.InputError, bad);
-assert.equal(m.parsePort(undefined), 3000);
-for (const bad of ['0', '65536', '80a', ' 80']) assert.throws(() => m.parsePort(bad), m.InputError, bad);
-console.log('ok');
-"#,
-        url = serde_json::to_string(&format!("file://{}", entrypoint().display())).unwrap()
-    );
-    let out = Command::new("node").args(["--input-type=module", "-e", &script]).output().unwrap();
-    assert!(
-        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok",
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+// The pure parts of the runner (validation, package-manager and dev-server detection, git
+// auth environment) are unit-tested by `node --test deploy/runner/test/` (CI runs it).
 
 mod base64_forms {
     /// The token and the encodings it could appear in (base64 of `x-access-token:TOKEN`, as
