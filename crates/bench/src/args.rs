@@ -4,19 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-/// A configuration problem: which setting, and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("configuration error: {setting} {problem}")]
-pub struct ConfigError {
-    pub setting: &'static str,
-    pub problem: String,
-}
-
-impl ConfigError {
-    pub fn new(setting: &'static str, problem: impl Into<String>) -> Self {
-        Self { setting, problem: problem.into() }
-    }
-}
+pub use fly_preview_controller::cli::config::ConfigError;
 
 #[derive(Debug, Parser)]
 #[command(
