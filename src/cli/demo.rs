@@ -212,8 +212,8 @@ async fn insert_samples(pool: &PgPool) -> Result<BTreeMap<uuid::Uuid, usize>, Cl
     let mut ids = BTreeMap::new();
     for (i, s) in SAMPLES.iter().enumerate() {
         let name = naming::app_name(naming::DEFAULT_PREFIX, s.user, s.project);
-        let id: uuid::Uuid = sqlx::query_scalar("INSERT INTO public.fly_preview_apps (user_id, project_id, fly_app_name, status, github_repo_url, github_branch) VALUES ($1::uuid, $2, $3, 'pending', $4, $5) RETURNING id")
-            .bind(s.user).bind(s.project).bind(&name).bind(s.repo).bind(s.branch)
+        let id: uuid::Uuid = sqlx::query_scalar("INSERT INTO public.fly_preview_apps (user_id, project_id, fly_app_name, status, github_repo_url, github_branch) VALUES ($1::uuid, $2, $3, $6, $4, $5) RETURNING id")
+            .bind(s.user).bind(s.project).bind(&name).bind(s.repo).bind(s.branch).bind(Status::Pending)
             .fetch_one(pool).await.map_err(anyhow::Error::from)?;
         println!(
             "   {name}  {:<52} → expect {:<8} ({})",
@@ -263,8 +263,9 @@ async fn watch(
             let Some(&i) = ids.get(&r.id) else { continue };
             if SAMPLES[i].expect == Status::Stopped && r.status == Status::Running && !stopped_blog
             {
-                sqlx::query("UPDATE public.fly_preview_apps SET status = 'stopped' WHERE id = $1")
+                sqlx::query("UPDATE public.fly_preview_apps SET status = $2 WHERE id = $1")
                     .bind(r.id)
+                    .bind(Status::Stopped)
                     .execute(pool)
                     .await
                     .map_err(anyhow::Error::from)?;
