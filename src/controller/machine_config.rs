@@ -166,7 +166,8 @@ mod tests {
                 "min_machines_running": 0,
                 "checks": [{
                     "type": "http", "interval": "15s", "timeout": "5s",
-                    "grace_period": "60s", "method": "GET", "path": "/"
+                    "grace_period": "60s", "method": "GET", "path": "/",
+                    "headers": [{"name": "Host", "values": ["localhost"]}]
                 }]
             }],
             "restart": {"policy": "on-failure", "max_retries": 3},
