@@ -1,0 +1,76 @@
+//! Checks made once at connect / start, before any other statement: is this a real session
+//! (not a transaction-mode pooler), and can the connected role see and write every row?
+
+use sqlx::Row;
+use sqlx::postgres::{PgConnection, PgPool};
+
+use super::StoreError;
+
+/// The probe's session setting (a custom GUC: any role may set it).
+const PROBE_GUC: &str = "fly_preview.pooler_probe";
+
+/// One simple-protocol statement (no prepared statement: those are what break behind a
+/// transaction pooler) returning the backend pid and the probe setting as this session sees it.
+async fn pid_and_probe(
+    conn: &mut PgConnection,
+    set: Option<&str>,
+) -> Result<(i32, String), StoreError> {
+    let sql = match set {
+        Some(token) => format!(
+            "SELECT pg_catalog.pg_backend_pid(), pg_catalog.set_config('{PROBE_GUC}', '{token}', false)"
+        ),
+        None => format!(
+            "SELECT pg_catalog.pg_backend_pid(), coalesce(pg_catalog.current_setting('{PROBE_GUC}', true), '')"
+        ),
+    };
+    let row = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).fetch_one(conn).await?;
+    Ok((row.try_get(0)?, row.try_get(1)?))
+}
+
+/// Recognises a transaction-mode pooler (PgBouncer `pool_mode = transaction`, Supabase's port
+/// 6543) with two client sessions A and B, using what only a transaction pooler can do: A sets
+/// a session setting; B, a different session, must run on a different backend and must not see
+/// it; A must keep its backend and its setting. On a direct connection or a session pooler all
+/// four hold by construction, so there are no false alarms; behind a transaction pooler an idle
+/// client's backend goes back to the pool and at least one of them fails (PgBouncer hands the
+/// backend A just released to B: `.ci/supabase/pooler-probe.py` shows it).
+pub async fn detect_transaction_pooler(pool: &PgPool) -> Result<(), StoreError> {
+    let token = uuid::Uuid::new_v4().simple().to_string();
+    let mut a = pool.acquire().await?;
+    let mut b = pool.acquire().await?;
+    let (pid_a, _) = pid_and_probe(&mut a, Some(&token)).await?;
+    let (pid_b, seen_by_b) = pid_and_probe(&mut b, None).await?;
+    let (pid_a2, seen_by_a) = pid_and_probe(&mut a, None).await?;
+    let reset = format!("SELECT pg_catalog.set_config('{PROBE_GUC}', '', false)");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(reset)).execute(&mut *a).await?;
+    let pooled = pid_a == pid_b || seen_by_b == token || pid_a != pid_a2 || seen_by_a != token;
+    if pooled {
+        // these connections' state is unknowable: never hand them out again
+        a.close_on_drop();
+        b.close_on_drop();
+        return Err(StoreError::TransactionPooler);
+    }
+    Ok(())
+}
+
+/// Catalog facts about the connected role and the tables `run` reads and writes.
+const ACCESS: &str = include_str!("sql/access.sql");
+
+/// Refuses a role that cannot see and write every row `run` needs: the role must bypass RLS
+/// (superuser, BYPASSRLS, or owner of a table without FORCE) or hold a permissive policy with
+/// `USING (true)` for what it does, with no restrictive policy applying to it, and hold the
+/// table privileges. Without that the daemon would report ready and silently do nothing (RLS
+/// hides rows; leader election fails). Tables that do not exist yet are left to
+/// `check_migrated`. Returns the problems as one line naming the fix.
+pub async fn check_row_access(pool: &PgPool) -> Result<(), StoreError> {
+    let rows: Vec<(String, String, String)> = sqlx::query_as(ACCESS).fetch_all(pool).await?;
+    let Some((role, _, _)) = rows.first() else {
+        return Ok(());
+    };
+    let problems: Vec<String> =
+        rows.iter().map(|(_, table, problem)| format!("{table}: {problem}")).collect();
+    Err(StoreError::Access(format!(
+        "connects as role \"{role}\", which cannot see and write every row the controller needs ({}); connect as a role with BYPASSRLS (e.g. postgres on Supabase) or create the controller's role with deploy/sql/controller-role.sql",
+        problems.join("; ")
+    )))
+}
