@@ -63,14 +63,40 @@ const ACCESS: &str = include_str!("sql/access.sql");
 /// hides rows; leader election fails). Tables that do not exist yet are left to
 /// `check_migrated`. Returns the problems as one line naming the fix.
 pub async fn check_row_access(pool: &PgPool) -> Result<(), StoreError> {
-    let rows: Vec<(String, String, String)> = sqlx::query_as(ACCESS).fetch_all(pool).await?;
-    let Some((role, _, _)) = rows.first() else {
+    let rows: Vec<(String, String, String, String)> =
+        sqlx::query_as(ACCESS).fetch_all(pool).await?;
+    let Some((role, _, _, _)) = rows.first() else {
         return Ok(());
     };
-    let problems: Vec<String> =
-        rows.iter().map(|(_, table, problem)| format!("{table}: {problem}")).collect();
     Err(StoreError::Access(format!(
         "connects as role \"{role}\", which cannot see and write every row the controller needs ({}); connect as a role with BYPASSRLS (e.g. postgres on Supabase) or create the controller's role with deploy/sql/controller-role.sql",
-        problems.join("; ")
+        summarize(&rows)
     )))
+}
+
+/// "table: no SELECT/UPDATE privilege, row-level security hides rows from SELECT; …"
+fn summarize(rows: &[(String, String, String, String)]) -> String {
+    let mut tables: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+    tables.dedup();
+    let items = |table: &str, kind: &str| -> String {
+        let v: Vec<&str> =
+            rows.iter().filter(|r| r.1 == table && r.2 == kind).map(|r| r.3.as_str()).collect();
+        v.join("/")
+    };
+    let describe = |table: &str| -> String {
+        let mut parts = Vec::new();
+        for (kind, head, tail) in [
+            ("schema", "no ", " privilege"),
+            ("privilege", "no ", " privilege"),
+            ("rls", "row-level security hides rows from ", " (no policy USING (true) for it)"),
+            ("restrictive", "restrictive policy ", ""),
+        ] {
+            let what = items(table, kind);
+            if !what.is_empty() {
+                parts.push(format!("{head}{what}{tail}"));
+            }
+        }
+        format!("{table}: {}", parts.join(", "))
+    };
+    tables.iter().map(|t| describe(t)).collect::<Vec<_>>().join("; ")
 }

@@ -9,6 +9,7 @@
 mod admin;
 mod admin_secrets;
 mod cli;
+mod controller_role;
 mod demo;
 mod deploy_artifacts;
 mod deploy_promql;

@@ -1,5 +1,6 @@
 -- access: what the connected role lacks to see and write every row `run` needs, one row per
--- problem (role, table, problem); no rows = fine. Tables that do not exist are skipped.
+-- problem (role, table, kind, what) with kind 'schema' | 'privilege' | 'rls' | 'restrictive';
+-- no rows = fine. Tables that do not exist are skipped.
 -- A role sees every row if it is superuser or BYPASSRLS, owns the table (without FORCE ROW
 -- LEVEL SECURITY), or holds a permissive policy with USING (true) (and WITH CHECK true or
 -- absent) for the command, and no restrictive policy applies to it.
@@ -34,17 +35,16 @@ rls AS (
     FROM t, me, unnest(t.cmds) AS cmd
     WHERE t.relrowsecurity AND NOT me.bypass AND NOT (t.owner AND NOT t.relforcerowsecurity)
 )
-SELECT me.rolname, 'fly_preview_controller', 'no USAGE on the schema'
+SELECT me.rolname, 'schema fly_preview_controller', 'schema', 'USAGE'
 FROM me
 WHERE pg_catalog.to_regnamespace('fly_preview_controller') IS NOT NULL
   AND NOT pg_catalog.has_schema_privilege(current_user, 'fly_preview_controller', 'USAGE')
 UNION ALL
-SELECT me.rolname, t.tbl, 'no ' || p || ' privilege'
+SELECT me.rolname, t.tbl, 'privilege', p
 FROM t, me, unnest(t.privs) AS p
 WHERE NOT pg_catalog.has_table_privilege(current_user, t.oid, p)
 UNION ALL
-SELECT me.rolname, rls.tbl, 'row-level security hides rows from ' || rls.cmd_name
-    || ' (no permissive policy USING (true) for this role)'
+SELECT me.rolname, rls.tbl, 'rls', rls.cmd_name
 FROM rls, me
 WHERE NOT EXISTS (
     SELECT 1 FROM applies p
@@ -54,8 +54,8 @@ WHERE NOT EXISTS (
       AND (rls.cmd NOT IN ('a', 'w') OR p.polwithcheck IS NULL
            OR pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid) = 'true'))
 UNION ALL
-SELECT me.rolname, rls.tbl, 'restrictive policy "' || p.polname || '" limits ' || rls.cmd_name
+SELECT me.rolname, rls.tbl, 'restrictive', p.polname || ' limits ' || rls.cmd_name
 FROM rls, me, applies p
 WHERE p.rel = rls.oid AND NOT p.polpermissive AND p.polcmd IN ('*', rls.cmd)
   AND coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), 'true') <> 'true'
-ORDER BY 2, 3
+ORDER BY 2, 3, 4
