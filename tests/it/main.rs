@@ -26,6 +26,7 @@ mod runner;
 mod runner_inputs;
 mod security;
 mod store;
+mod supabase_contract;
 mod support;
 mod upgrade;
 mod validation;
