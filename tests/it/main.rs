@@ -27,6 +27,8 @@ mod runner_inputs;
 mod security;
 mod store;
 mod supabase_contract;
+mod supabase_daemon;
+mod supabase_pooler;
 mod support;
 mod upgrade;
 mod validation;

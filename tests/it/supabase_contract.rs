@@ -41,7 +41,7 @@ async fn project() -> Project {
 }
 
 /// The body of the seed's `GET /api/fly-preview` insert.
-fn seed_insert(user: Uuid, project: &str, extra: Value) -> Value {
+fn seed_insert(user: Uuid, project: &str, extra: &Value) -> Value {
     let name = naming::app_name("roseram", &user.to_string(), project);
     let mut body = json!({
         "user_id": user, "project_id": project, "fly_app_name": name,
@@ -54,7 +54,7 @@ fn seed_insert(user: Uuid, project: &str, extra: Value) -> Value {
 
 impl Project {
     async fn create(&self, user: Uuid, project: &str, extra: Value) -> Value {
-        let body = seed_insert(user, project, extra);
+        let body = seed_insert(user, project, &extra);
         let rows = self
             .api
             .request(Jwt::User(user), "POST", &insert_sql(&body), Some(&body))
@@ -179,7 +179,7 @@ async fn cross_user_access_and_writes_to_controller_columns_are_refused() {
             .unwrap()
             .is_empty()
     );
-    let body = seed_insert(p.b, "forged", json!({}));
+    let body = seed_insert(p.b, "forged", &json!({}));
     let err =
         p.api.request(Jwt::User(p.a), "POST", &insert_sql(&body), Some(&body)).await.unwrap_err();
     assert_eq!(sqlstate(&err), "42501", "{err}");
@@ -205,7 +205,7 @@ async fn cross_user_access_and_writes_to_controller_columns_are_refused() {
         let err = p.patch(p.a, &anas["id"], json!({ col: v })).await.unwrap_err();
         assert_eq!(sqlstate(&err), "42501", "update {col}: {err}");
         if !["fly_app_name", "user_id"].contains(&col) {
-            let body = seed_insert(p.a, &format!("with-{col}"), json!({ col: v }));
+            let body = seed_insert(p.a, &format!("with-{col}"), &json!({ col: v }));
             let err = p
                 .api
                 .request(Jwt::User(p.a), "POST", &insert_sql(&body), Some(&body))
@@ -224,7 +224,7 @@ async fn anon_and_users_reach_nothing_of_the_controllers() {
     let p = project().await;
     let row = p.create(p.a, "site", json!({})).await;
     let id = row["id"].as_str().unwrap().to_string();
-    let body = seed_insert(p.a, "anon", json!({}));
+    let body = seed_insert(p.a, "anon", &json!({}));
     let patch = json!({"status": "stopped"});
     for (what, sql, body) in [
         ("read", select_sql("\"public\".\"fly_preview_apps\"", "true"), None),

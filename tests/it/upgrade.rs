@@ -152,11 +152,11 @@ async fn the_upgraded_project_converges(pool: PgPool) {
 
 /// The first release with the Supabase seam, 20261127000100: everything before it is what
 /// today's main applies, recording it in `public._sqlx_migrations` (no sqlx.toml then).
-const SEAM: i64 = 20261127000100;
+pub const SEAM: i64 = 20261127000100;
 
 /// A database migrated by the previous release: the same embedded files before the seam, the
 /// migrator's default table (`_sqlx_migrations`, created in public), a leader row and a row.
-async fn migrate_like_the_previous_release(pool: &PgPool) {
+pub async fn migrate_like_the_previous_release(pool: &PgPool) {
     let before: Vec<_> = store::MIGRATOR.iter().filter(|m| m.version < SEAM).cloned().collect();
     let old = sqlx::migrate::Migrator::with_migrations(before);
     old.run(pool).await.unwrap();
@@ -165,7 +165,7 @@ async fn migrate_like_the_previous_release(pool: &PgPool) {
     insert_row(pool, USER_A, "kept", Some("https://github.com/a/b"), "main").await;
 }
 
-const HISTORY: &str = "SELECT json_agg(json_build_object('v', version, 'd', description, 'at', installed_on, \
+pub const HISTORY: &str = "SELECT json_agg(json_build_object('v', version, 'd', description, 'at', installed_on, \
     'ok', success, 'sum', encode(checksum, 'hex')) ORDER BY version)::text FROM ";
 
 #[sqlx::test(migrations = false)]

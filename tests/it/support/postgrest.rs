@@ -180,8 +180,4 @@ impl PostgRest {
     pub async fn call(&self, jwt: Jwt, method: &str, sql: &str) -> Result<Vec<Value>, sqlx::Error> {
         self.request(jwt, method, sql, None).await
     }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
 }
