@@ -4,11 +4,12 @@
 //! and writable with the anon key) is upgraded by `migrate` without losing its history.
 
 use crate::controller_role::{CONTROLLER_ROLE_SQL, ROLE};
-use crate::support::harness::{Harness, is_running};
+use crate::support::admin_http::{REPO, wait_http};
+use crate::support::harness::{Harness, TOKEN, is_running};
 use crate::support::postgrest::{
     Jwt, PostgRest, delete_sql, eq, insert_sql, select_sql, update_sql,
 };
-use crate::support::supabase::{PORT, SupaDb, opts};
+use crate::support::supabase::{PORT, SESSION_POOLER_PORT, SupaDb, opts};
 use crate::support::*;
 use crate::upgrade::{HISTORY, SEAM, migrate_like_the_previous_release};
 use fly_preview_controller::fly::Secret;
@@ -112,4 +113,48 @@ async fn a_project_migrated_by_the_previous_release_is_upgraded_and_closed() {
     .await
     .unwrap();
     assert_eq!(exposed, 0, "nothing of the controller's is left in public");
+}
+
+/// The real binary: `run` through the session pooler as the least-privilege role becomes ready,
+/// converges a row the web app created, and drains on SIGTERM.
+#[tokio::test]
+#[ignore = "needs the Supabase cluster and pgbouncer: bash .ci/supabase/setup.sh && bash .ci/supabase/pgbouncer.sh"]
+async fn run_through_the_session_pooler_as_the_least_privilege_role() {
+    let db = SupaDb::create().await;
+    let postgres = db.pool("postgres").await;
+    store::migrate::run(&postgres).await.unwrap();
+    sqlx::raw_sql(CONTROLLER_ROLE_SQL).execute(&postgres).await.unwrap();
+    let sim =
+        fly_sim::Simulator::start(SimConfig { token: Some(TOKEN.into()), ..SimConfig::default() })
+            .await
+            .unwrap();
+    let admin = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fly-preview-controller"))
+        .arg("run")
+        .env_clear()
+        .env("DATABASE_URL", db.url(SESSION_POOLER_PORT, ROLE))
+        .env("FLY_API_TOKEN", TOKEN)
+        .env("FLY_API_URL", sim.base_url())
+        .env("LISTEN_ADDR", admin.to_string())
+        .env("POLL_INTERVAL", "200ms")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(admin).is_err() {
+        assert!(child.try_wait().unwrap().is_none(), "run exited early");
+        assert!(std::time::Instant::now() < deadline, "admin server never came up");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    wait_http(admin, "/readyz", "ready", |s, _| s == 200).await;
+    let id = insert_row(&postgres, USER_A, "pooled", Some(REPO), "main").await;
+    let h = Harness::new(postgres.clone(), SimConfig::default()).await;
+    h.wait_row(id, "running through the session pooler", is_running).await;
+    let _ =
+        std::process::Command::new("kill").args(["-s", "TERM", &child.id().to_string()]).status();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    assert!(status.success(), "graceful exit: {status}");
+    sim.shutdown().await;
 }
