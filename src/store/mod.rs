@@ -1,5 +1,6 @@
 //! The database as the work queue: rows, leases, fenced status writes, notifications,
-//! leader election and migrations. Every statement is runtime-checked and exercised by a
+//! leader election and migrations, and the checks made when connecting (`preflight`: no
+//! transaction pooler; the role sees and writes every row). Every statement is runtime-checked and exercised by a
 //! `#[sqlx::test]` in `tests/store.rs`.
 
 mod leader;
