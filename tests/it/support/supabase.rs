@@ -51,7 +51,8 @@ async fn ensure_template(conn: &mut PgConnection) {
         .unwrap();
     if !exists(conn, TEMPLATE).await {
         let mut cloned = false;
-        for _ in 0..10 {
+        // each attempt waits up to 5 s for other sessions of `postgres` to go away (55006)
+        for _ in 0..2 {
             let sql = format!("CREATE DATABASE {TEMPLATE} TEMPLATE postgres");
             match sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await {
                 Ok(_) => {
@@ -80,7 +81,10 @@ async fn ensure_template(conn: &mut PgConnection) {
 /// stays with supabase_admin (it only reacts to CREATE EXTENSION pg_net).
 async fn dump_restore(conn: &mut PgConnection) {
     let tmp = format!("{TEMPLATE}_building");
-    for sql in [format!("DROP DATABASE IF EXISTS {tmp}"), format!("CREATE DATABASE {tmp}")] {
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {tmp}"),
+        format!("CREATE DATABASE {tmp} TEMPLATE template0"),
+    ] {
         sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut *conn).await.unwrap();
     }
     let script = format!(
