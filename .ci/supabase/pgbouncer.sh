@@ -122,8 +122,8 @@ verify() {
     local failed=0 name port got mode
     for inst in $instances; do
         name=${inst%%:*} port=${inst##*:}
-        got=$(psql -X -At -h 127.0.0.1 -p "$port" -U postgres -d postgres -c 'select 1' 2>&1 || true)
-        mode=$(psql -X -At -h 127.0.0.1 -p "$port" -U postgres -d pgbouncer -c 'show config' 2>/dev/null \
+        got=$(timeout 15 psql -X -At -h 127.0.0.1 -p "$port" -U postgres -d postgres -c 'select 1' 2>&1 || true)
+        mode=$(timeout 15 psql -X -At -h 127.0.0.1 -p "$port" -U postgres -d pgbouncer -c 'show config' 2>/dev/null \
                | awk -F'|' '$1=="pool_mode"{print $2}' || true)
         if [ "$got" = 1 ] && [ "$mode" = "$name" ]; then
             log "check: OK   127.0.0.1:$port answers select 1 (admin console: pool_mode=$mode)"
@@ -139,10 +139,14 @@ print_urls() {
     log "url (session mode, like Supabase's session pooler): postgres://postgres@127.0.0.1:$PGBOUNCER_SESSION_PORT/postgres"
 }
 
+# One run at a time; the daemons must not inherit this lock (fd 9 is closed for them).
+exec 9>/tmp/fly-preview-pgbouncer-setup.lock
+flock -w 120 9 || die "another pgbouncer.sh holds the lock"
+
 case "$action" in
     start | restart)
         [ "$(id -u)" = 0 ] || die "run as root (installs pgbouncer, switches to $PGBOUNCER_RUN_AS)"
-        pg_isready -q -h 127.0.0.1 -p "$SUPA_PORT" \
+        pg_isready -q -h 127.0.0.1 -p "$SUPA_PORT" -U supabase_admin -d postgres \
             || die "no Postgres on 127.0.0.1:$SUPA_PORT: run .ci/supabase/setup.sh first"
         install_pgbouncer
         log "$(pgbouncer --version | head -n 1)"
@@ -153,7 +157,7 @@ case "$action" in
             if [ "$action" = start ] && [ -n "$(pid_of "${inst%%:*}")" ] \
                 && grep -qF "listen_port = ${inst##*:}" "$PGBOUNCER_DIR/${inst%%:*}/pgbouncer.ini" 2>/dev/null \
                 && grep -qF "port=$SUPA_PORT" "$PGBOUNCER_DIR/${inst%%:*}/pgbouncer.ini" 2>/dev/null \
-                && psql -X -q -At -h 127.0.0.1 -p "${inst##*:}" -U postgres -d postgres -c 'select 1' >/dev/null 2>&1; then
+                && timeout 15 psql -X -q -At -h 127.0.0.1 -p "${inst##*:}" -U postgres -d postgres -c 'select 1' >/dev/null 2>&1; then
                 log "${inst%%:*} pooler already running on 127.0.0.1:${inst##*:} (pid $(pid_of "${inst%%:*}")); kept"
                 continue
             fi

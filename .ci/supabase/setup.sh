@@ -70,7 +70,7 @@ start_cluster() {
         fi
     fi
     for _ in $(seq 1 60); do
-        pg_isready -q -h 127.0.0.1 -p "$SUPA_PORT" && return 0
+        pg_isready -q -h 127.0.0.1 -p "$SUPA_PORT" -U supabase_admin -d postgres && return 0
         sleep 0.5
     done
     die "cluster on port $SUPA_PORT did not become ready (log: $(cluster_field 7))"
@@ -184,7 +184,7 @@ if [ -n "$datadir" ]; then
 fi
 
 # ---------------------------------------------------------------- cold path
-if pg_isready -q -h 127.0.0.1 -p "$SUPA_PORT"; then
+if pg_isready -q -h 127.0.0.1 -p "$SUPA_PORT" -U supabase_admin -d postgres; then
     die "something already listens on 127.0.0.1:$SUPA_PORT (not cluster $SUPA_PG_VERSION/$SUPA_CLUSTER); set SUPA_PORT"
 fi
 log "creating cluster $SUPA_PG_VERSION/$SUPA_CLUSTER on 127.0.0.1:$SUPA_PORT, bootstrap superuser supabase_admin"

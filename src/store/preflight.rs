@@ -1,8 +1,8 @@
 //! Checks made once at connect / start, before any other statement: is this a real session
 //! (not a transaction-mode pooler), and can the connected role see and write every row?
 
-use sqlx::Row;
 use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{Acquire, Row};
 
 use super::StoreError;
 
@@ -28,19 +28,22 @@ async fn pid_and_probe(
 }
 
 /// Recognises a transaction-mode pooler (PgBouncer `pool_mode = transaction`, Supabase's port
-/// 6543) with two client sessions A and B, using what only a transaction pooler can do: A sets
-/// a session setting; B, a different session, must run on a different backend and must not see
-/// it; A must keep its backend and its setting. On a direct connection or a session pooler all
-/// four hold by construction, so there are no false alarms; behind a transaction pooler an idle
-/// client's backend goes back to the pool and at least one of them fails (PgBouncer hands the
-/// backend A just released to B: `.ci/supabase/pooler-probe.py` shows it).
+/// 6543) with two client sessions A and B, using what only a transaction pooler can do:
+/// A sets a session setting; B, a different session, opens a transaction and must run on a
+/// different backend without seeing that setting; while B's transaction is open, A must still
+/// be on its own backend with its setting. On a direct connection or a session pooler all of
+/// this holds by construction (no false alarms); behind a transaction pooler A's backend goes
+/// back to the pool between statements, so B is handed it, or A moves (`.ci/supabase/README.md`
+/// shows both with PgBouncer).
 pub async fn detect_transaction_pooler(pool: &PgPool) -> Result<(), StoreError> {
     let token = uuid::Uuid::new_v4().simple().to_string();
     let mut a = pool.acquire().await?;
     let mut b = pool.acquire().await?;
     let (pid_a, _) = pid_and_probe(&mut a, Some(&token)).await?;
-    let (pid_b, seen_by_b) = pid_and_probe(&mut b, None).await?;
+    let mut tx_b = b.begin().await?;
+    let (pid_b, seen_by_b) = pid_and_probe(&mut tx_b, None).await?;
     let (pid_a2, seen_by_a) = pid_and_probe(&mut a, None).await?;
+    tx_b.rollback().await?;
     let reset = format!("SELECT pg_catalog.set_config('{PROBE_GUC}', '', false)");
     sqlx::raw_sql(sqlx::AssertSqlSafe(reset)).execute(&mut *a).await?;
     let pooled = pid_a == pid_b || seen_by_b == token || pid_a != pid_a2 || seen_by_a != token;
