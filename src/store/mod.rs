@@ -1,7 +1,8 @@
 //! The database as the work queue: rows, leases, fenced status writes, notifications,
 //! leader election and migrations, and the checks made when connecting (`preflight`: no
-//! transaction pooler; the role sees and writes every row). Every statement is runtime-checked and exercised by a
-//! `#[sqlx::test]` in `tests/store.rs`.
+//! transaction pooler; the role sees and writes every row). Every statement is
+//! runtime-checked and exercised by a test in `tests/it/` (`store.rs`, `controller_role.rs`,
+//! `supabase_*.rs`).
 
 mod leader;
 mod listen;
