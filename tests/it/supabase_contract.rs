@@ -20,7 +20,8 @@ const LINTS: &str = include_str!("supabase_lints.sql");
 
 /// A migrated Supabase database, the PostgREST stand-in and the two users' ids.
 struct Project {
-    db: SupaDb,
+    /// Dropped (with the database) when the test ends.
+    _db: SupaDb,
     postgres: PgPool,
     api: PostgRest,
     a: Uuid,
@@ -37,7 +38,7 @@ async fn project() -> Project {
         sqlx::query("INSERT INTO auth.users (instance_id, id, aud, role, email) VALUES ('00000000-0000-0000-0000-000000000000', $1, 'authenticated', 'authenticated', $2)")
             .bind(id).bind(email).execute(&postgres).await.unwrap();
     }
-    Project { db, postgres, api, a, b }
+    Project { _db: db, postgres, api, a, b }
 }
 
 /// The body of the seed's `GET /api/fly-preview` insert.
