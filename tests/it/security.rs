@@ -155,58 +155,64 @@ async fn migrations_apply_on_a_supabase_like_database(pool: PgPool) {
     assert_eq!(seen, vec![id], "the pre-existing auth.uid() drives the policies");
 }
 
-/// The web app's own writes are accepted as it sends them; derived values it sends are
-/// replaced by the truth (trigger fly_preview_apps_15_derived), never trusted.
-#[sqlx::test]
-async fn derived_columns_sent_by_users_are_replaced_by_the_truth(pool: PgPool) {
-    let name = naming::app_name("roseram", USER_A, "p");
+type Derived = (Option<String>, Option<String>, String);
+
+/// preview_url, error_message, status of one row.
+async fn derived(conn: &mut sqlx::PgConnection, id: uuid::Uuid) -> Derived {
+    let sql =
+        "SELECT preview_url, error_message, status FROM public.fly_preview_apps WHERE id = $1";
+    sqlx::query_as(sql).bind(id).fetch_one(conn).await.unwrap()
+}
+
+/// The web app's own insert, with forged derived values, as the signed-in user.
+async fn insert_forged(pool: &PgPool, name: &str) -> uuid::Uuid {
     let mut tx = pool.begin().await.unwrap();
     become_user(&mut tx, USER_A).await;
-    let id: uuid::Uuid = sqlx::query_scalar(
+    let id = sqlx::query_scalar(
         "INSERT INTO public.fly_preview_apps (user_id, project_id, fly_app_name, preview_url, status, error_message, github_repo_url, github_branch) \
          VALUES ($1::uuid, 'p', $2, 'https://evil.example', 'running', 'forged', 'https://github.com/a/b', 'main') RETURNING id",
     )
     .bind(USER_A)
-    .bind(&name)
+    .bind(name)
     .fetch_one(&mut *tx)
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    let derived =
-        "SELECT preview_url, error_message, status FROM public.fly_preview_apps WHERE id = $1";
-    let row: (Option<String>, Option<String>, String) =
-        sqlx::query_as(derived).bind(id).fetch_one(&pool).await.unwrap();
-    assert_eq!(row, (Some(naming::preview_url(&name)), None, "pending".to_string()));
-    // the controller records an error; the user's writes to derived columns change nothing...
+    id
+}
+
+/// The web app's own writes are accepted as it sends them; derived values it sends are
+/// replaced by the truth (trigger fly_preview_apps_15_derived), never trusted.
+#[sqlx::test]
+async fn derived_values_inserted_by_users_are_replaced_by_the_truth(pool: PgPool) {
+    let name = naming::app_name("roseram", USER_A, "p");
+    let id = insert_forged(&pool, &name).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let truth = (Some(naming::preview_url(&name)), None, "pending".to_string());
+    assert_eq!(derived(&mut conn, id).await, truth);
+}
+
+#[sqlx::test]
+async fn derived_values_updated_by_users_are_kept_until_a_redeploy(pool: PgPool) {
+    let id = insert_forged(&pool, &naming::app_name("roseram", USER_A, "p")).await;
+    // the controller records an error
     sqlx::query("UPDATE public.fly_preview_apps SET status = 'error', error_message = 'boom', preview_url = NULL WHERE id = $1 AND (SELECT set_config('fly_preview.controller', 'on', true)) IS NOT NULL")
         .bind(id).execute(&pool).await.unwrap();
+    // the user's writes to derived columns are accepted and change nothing, even when the
+    // user sets the controller's marker
     let mut tx = pool.begin().await.unwrap();
     become_user(&mut tx, USER_A).await;
-    sqlx::query("SELECT set_config('fly_preview.controller', 'on', true)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    let mark = "SELECT set_config('fly_preview.controller', 'on', true)";
+    sqlx::query(mark).execute(&mut *tx).await.unwrap();
     let n = sqlx::query("UPDATE public.fly_preview_apps SET error_message = NULL, preview_url = 'https://evil' WHERE id = $1")
         .bind(id).execute(&mut *tx).await.unwrap();
     assert_eq!(n.rows_affected(), 1, "accepted");
-    let row: (Option<String>, Option<String>, String) =
-        sqlx::query_as(derived).bind(id).fetch_one(&mut *tx).await.unwrap();
-    assert_eq!(
-        row,
-        (None, Some("boom".into()), "error".into()),
-        "even with the controller's marker set"
-    );
-    // ...until a redeploy request: a pending row has no error yet
-    sqlx::query(
-        "UPDATE public.fly_preview_apps SET status = 'pending', error_message = NULL WHERE id = $1",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    let row: (Option<String>, Option<String>, String) =
-        sqlx::query_as(derived).bind(id).fetch_one(&mut *tx).await.unwrap();
-    assert_eq!(row, (None, None, "pending".into()));
+    assert_eq!(derived(&mut tx, id).await, (None, Some("boom".into()), "error".into()));
+    // until a redeploy request: a pending row has no error yet
+    let redeploy =
+        "UPDATE public.fly_preview_apps SET status = 'pending', error_message = NULL WHERE id = $1";
+    sqlx::query(redeploy).bind(id).execute(&mut *tx).await.unwrap();
+    assert_eq!(derived(&mut tx, id).await, (None, None, "pending".into()));
 }
 
 #[sqlx::test]
