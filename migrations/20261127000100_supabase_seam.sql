@@ -78,3 +78,16 @@ end $$;
 drop trigger if exists fly_preview_apps_15_derived on public.fly_preview_apps;
 create trigger fly_preview_apps_15_derived before insert or update on public.fly_preview_apps
   for each row execute function public.fly_preview_apps_derived();
+
+-- The controller's functions are not part of the Data API: Supabase's default privileges let
+-- anon (and, through PUBLIC, everyone) call functions in public via /rest/v1/rpc. Only the
+-- writers of fly_preview_apps need the helper its triggers call (as the writing role):
+-- signed-in users, service_role, the table's owner, and the controller's own role
+-- (deploy/sql/controller-role.sql). Trigger functions are only run as triggers.
+revoke execute on function
+  public.fly_preview_apps_by_controller(), public.fly_preview_apps_on_insert(),
+  public.fly_preview_apps_on_status_write(), public.fly_preview_apps_on_update(),
+  public.fly_preview_apps_touch(), public.fly_preview_apps_notify(),
+  public.fly_preview_apps_derived()
+  from public, anon, authenticated;
+grant execute on function public.fly_preview_apps_by_controller() to authenticated, service_role;

@@ -4,6 +4,7 @@
 --   public.fly_preview_apps                    SELECT, UPDATE (claims, leases, status writes)
 --   fly_preview_controller.leader              SELECT, INSERT, UPDATE, DELETE (leader election)
 --   fly_preview_controller._sqlx_migrations    SELECT (`run` refuses an unmigrated schema)
+--   public.fly_preview_apps_by_controller()    EXECUTE (the table's triggers call it)
 -- It cannot insert or delete previews, change the schema, or read anything else.
 --
 -- Run it once, after `fly-preview-controller migrate`, as the role that ran the migrations
@@ -29,6 +30,7 @@ grant usage on schema public, fly_preview_controller to fly_preview_reconciler;
 grant select, update on public.fly_preview_apps to fly_preview_reconciler;
 grant select, insert, update, delete on fly_preview_controller.leader to fly_preview_reconciler;
 grant select on fly_preview_controller._sqlx_migrations to fly_preview_reconciler;
+grant execute on function public.fly_preview_apps_by_controller() to fly_preview_reconciler;
 
 -- Row-level security: every row, for this role only (the web app's users keep their own
 -- policies; anon and authenticated gain nothing).

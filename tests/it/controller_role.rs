@@ -37,7 +37,8 @@ async fn role_without_policies(pool: &PgPool, role: &str) {
         "GRANT USAGE ON SCHEMA fly_preview_controller TO {role};
          GRANT SELECT, UPDATE ON public.fly_preview_apps TO {role};
          GRANT SELECT, INSERT, UPDATE, DELETE ON fly_preview_controller.leader TO {role};
-         GRANT SELECT ON fly_preview_controller._sqlx_migrations TO {role};"
+         GRANT SELECT ON fly_preview_controller._sqlx_migrations TO {role};
+         GRANT EXECUTE ON FUNCTION public.fly_preview_apps_by_controller() TO {role};"
     );
     sqlx::raw_sql(sqlx::AssertSqlSafe(grants)).execute(pool).await.unwrap();
 }

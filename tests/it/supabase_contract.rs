@@ -295,6 +295,13 @@ async fn anon_and_users_hold_exactly_the_contracts_privileges() {
             "UPDATE desired_state,error_message,github_branch,github_repo_url,preview_url,status",
         ]
     );
+    // functions: none for anon (no /rest/v1/rpc), only the triggers' helper for users
+    let functions = "SELECT r || ' ' || p.oid::regprocedure::text FROM pg_proc p, unnest(array['anon', 'authenticated']) r \
+         WHERE p.pronamespace IN ('public'::regnamespace, 'fly_preview_controller'::regnamespace) \
+         AND has_function_privilege(r, p.oid, 'EXECUTE') ORDER BY 1";
+    let functions: Vec<String> =
+        sqlx::query_scalar(functions).fetch_all(&p.postgres).await.unwrap();
+    assert_eq!(functions, ["authenticated fly_preview_apps_by_controller()"]);
 }
 
 #[tokio::test]

@@ -44,6 +44,12 @@ SELECT me.rolname, t.tbl, 'privilege', p
 FROM t, me, unnest(t.privs) AS p
 WHERE NOT pg_catalog.has_table_privilege(current_user, t.oid, p)
 UNION ALL
+SELECT me.rolname, 'function public.fly_preview_apps_by_controller()', 'privilege', 'EXECUTE'
+FROM me
+WHERE pg_catalog.to_regprocedure('public.fly_preview_apps_by_controller()') IS NOT NULL
+  AND NOT pg_catalog.has_function_privilege(current_user,
+        'public.fly_preview_apps_by_controller()', 'EXECUTE')
+UNION ALL
 SELECT me.rolname, rls.tbl, 'rls', rls.cmd_name
 FROM rls, me
 WHERE NOT EXISTS (
