@@ -9,7 +9,7 @@
 //! | [`model`] | the row's vocabulary, pure: typed states ([`model::state`]), app naming, input validation |
 //! | [`runtime`] | process plumbing: metrics, health, telemetry (logs), shutdown phases, the admin HTTP server |
 //! | [`fly`] | the Fly Machines API client: typed requests, error classification, rate limits, retries |
-//! | [`store`] | Postgres: migrations, the work queue (claims, leases, fenced writes), LISTEN/NOTIFY, leader election |
+//! | [`store`] | Postgres: migrations (bookkeeping in schema `fly_preview_controller`), start-up checks (transaction pooler, row access of the role), the work queue (claims, leases, fenced writes), LISTEN/NOTIFY, leader election |
 //! | [`controller`] | the reconciler: `observe` → pure `plan` → `reconcile` (execute) → pure `outcome`; the `scheduler` that claims due rows; `drift` (leader-only org listing and orphan sweep); `background` loops; `machine_config` (what a row asks Fly to run); `daemon` wiring of one replica |
 //! | [`cli`] | the command line: configuration (env + flags), the commands (`run`, `migrate`, `status`, `app-name`, `demo`) and their exit codes |
 //!

@@ -70,6 +70,8 @@ pub async fn run(a: RunArgs) -> Result<(), CliError> {
         FlyClient::new(fly_cfg, Some(metrics.clone())).context("building the Fly API client")?;
     let pool_size = (settings.concurrency as u32 / 2).clamp(4, 32);
     let pool = store::connect(&db_url, pool_size).await?;
+    // before /readyz exists: a role that cannot see every row never reports ready
+    store::check_row_access(&pool).await?;
     check_migrated(&pool).await?;
     let health = Arc::new(Health::default());
     health.beat();

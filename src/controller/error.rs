@@ -71,6 +71,8 @@ pub const KINDS: &[&str] = &[
     "db_connect",
     "db_query",
     "db_migrate",
+    "db_transaction_pooler",
+    "db_access",
     "not_visible_yet",
     "fenced",
 ];

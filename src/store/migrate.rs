@@ -4,30 +4,72 @@
 use std::collections::BTreeSet;
 
 use sqlx::migrate::Migration;
-use sqlx::postgres::PgPool;
+use sqlx::postgres::{PgConnection, PgPool};
 
 use super::{MIGRATOR, StoreError};
 
+/// Where the migration bookkeeping lives (set in `sqlx.toml`, which `sqlx::migrate!()` and
+/// `#[sqlx::test]` read): a schema PostgREST does not expose.
+pub const MIGRATIONS_TABLE: &str = "fly_preview_controller._sqlx_migrations";
+/// Where releases before the Supabase seam (migration 20261127000100) kept it.
+pub const LEGACY_MIGRATIONS_TABLE: &str = "public._sqlx_migrations";
+
+/// Moves `public._sqlx_migrations` of an existing install into the controller's schema, with
+/// its history, so the migrator finds it there. Runs on the caller's connection (inside the
+/// dry run's transaction too); serialized by a transaction-level advisory lock.
+const MOVE_LEGACY: &str = "\
+DO $$
+BEGIN
+  PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('fly_preview_controller.migrate'));
+  IF to_regclass('public._sqlx_migrations') IS NULL THEN
+    RETURN;
+  END IF;
+  IF to_regclass('fly_preview_controller._sqlx_migrations') IS NOT NULL THEN
+    RAISE EXCEPTION 'both public._sqlx_migrations and fly_preview_controller._sqlx_migrations exist: an older release migrated this database again after the move; check that fly_preview_controller._sqlx_migrations lists every migration, then drop public._sqlx_migrations'
+      USING ERRCODE = 'P0001';
+  END IF;
+  CREATE SCHEMA IF NOT EXISTS fly_preview_controller;
+  ALTER TABLE public._sqlx_migrations SET SCHEMA fly_preview_controller;
+END $$";
+
+async fn move_legacy(conn: &mut PgConnection) -> Result<(), StoreError> {
+    sqlx::raw_sql(MOVE_LEGACY).execute(conn).await?;
+    Ok(())
+}
+
 /// Applies pending migrations; a second run is a no-op. Returns the versions applied now.
+/// An existing install's `public._sqlx_migrations` is moved first (history kept).
 pub async fn run(pool: &PgPool) -> Result<Vec<i64>, StoreError> {
+    let legacy: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(LEGACY_MIGRATIONS_TABLE)
+        .fetch_one(pool)
+        .await?;
+    if legacy {
+        let mut tx = pool.begin().await?;
+        move_legacy(&mut tx).await?;
+        tx.commit().await?;
+        tracing::info!("moved {LEGACY_MIGRATIONS_TABLE} to {MIGRATIONS_TABLE} (history kept)");
+    }
     let before = applied(pool).await?;
     MIGRATOR.run(pool).await?;
     let after = applied(pool).await?;
     Ok(after.difference(&before).copied().collect())
 }
 
+/// Versions recorded as applied: in the controller's schema, or (not moved yet) in public.
 async fn applied(pool: &PgPool) -> Result<BTreeSet<i64>, StoreError> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+    let (current, legacy): (bool, bool) =
+        sqlx::query_as("SELECT to_regclass($1) IS NOT NULL, to_regclass($2) IS NOT NULL")
+            .bind(MIGRATIONS_TABLE)
+            .bind(LEGACY_MIGRATIONS_TABLE)
             .fetch_one(pool)
             .await?;
-    if !exists {
-        return Ok(BTreeSet::new());
-    }
-    let rows: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM public._sqlx_migrations WHERE success")
-            .fetch_all(pool)
-            .await?;
+    let sql = match (current, legacy) {
+        (true, _) => "SELECT version FROM fly_preview_controller._sqlx_migrations WHERE success",
+        (false, true) => "SELECT version FROM public._sqlx_migrations WHERE success",
+        (false, false) => return Ok(BTreeSet::new()),
+    };
+    let rows: Vec<i64> = sqlx::query_scalar(sql).fetch_all(pool).await?;
     Ok(rows.into_iter().collect())
 }
 
@@ -59,7 +101,8 @@ UNION ALL SELECT 'grant ' || privilege_type || ' (' || column_name || ') to ' ||
  WHERE table_schema = 'public' AND table_name = 'fly_preview_apps' AND grantee IN ('anon', 'authenticated') \
 UNION ALL SELECT 'role ' || rolname FROM pg_roles WHERE rolname IN ('anon', 'authenticated', 'service_role') \
 UNION ALL SELECT 'function auth.uid()' WHERE to_regprocedure('auth.uid()') IS NOT NULL \
-UNION ALL SELECT 'table public.fly_preview_controller_leader' WHERE to_regclass('public.fly_preview_controller_leader') IS NOT NULL";
+UNION ALL SELECT 'table ' || t FROM unnest(array['public.fly_preview_controller_leader', 'fly_preview_controller.leader', \
+  'public._sqlx_migrations', 'fly_preview_controller._sqlx_migrations']) AS t WHERE to_regclass(t) IS NOT NULL";
 
 const ROWS: &str = "SELECT status || ' -> desired_state ' || desired_state || ': ' || count(*) \
     FROM public.fly_preview_apps GROUP BY status, desired_state ORDER BY 1";
@@ -82,6 +125,7 @@ pub async fn dry_run(pool: &PgPool) -> Result<String, StoreError> {
     pending.iter().for_each(|p| out.push_str(&format!("  {p}\n")));
     let mut tx = pool.begin().await?;
     let before = snapshot(&mut tx).await?;
+    move_legacy(&mut tx).await?;
     MIGRATOR.run(&mut *tx).await?;
     let after = snapshot(&mut tx).await?;
     let rows: Vec<String> = sqlx::query_scalar(ROWS).fetch_all(&mut *tx).await?;
@@ -95,4 +139,15 @@ pub async fn dry_run(pool: &PgPool) -> Result<String, StoreError> {
     }
     rows.iter().for_each(|r| out.push_str(&format!("  {r}\n")));
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlx_toml_places_the_bookkeeping_where_the_code_looks() {
+        assert_eq!(MIGRATOR.table_name, MIGRATIONS_TABLE);
+        assert!(MIGRATOR.create_schemas.iter().any(|s| s == "fly_preview_controller"));
+    }
 }

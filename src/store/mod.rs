@@ -1,10 +1,13 @@
 //! The database as the work queue: rows, leases, fenced status writes, notifications,
-//! leader election and migrations. Every statement is runtime-checked and exercised by a
-//! `#[sqlx::test]` in `tests/store.rs`.
+//! leader election and migrations, and the checks made when connecting (`preflight`: no
+//! transaction pooler; the role sees and writes every row). Every statement is
+//! runtime-checked and exercised by a test in `tests/it/` (`store.rs`, `controller_role.rs`,
+//! `supabase_*.rs`).
 
 mod leader;
 mod listen;
 pub mod migrate;
+mod preflight;
 mod queue;
 
 use std::time::Duration;
@@ -14,6 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 pub use listen::{ListenEvent, Listener, Notification, Op};
+pub use preflight::{check_row_access, detect_transaction_pooler};
 pub use queue::{Lease, QueueStats, StatusWrite, Written};
 
 use crate::fly::Secret;
@@ -21,15 +25,48 @@ use crate::model::state::{DesiredState, Status};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// Errors at the database boundary.
+/// Errors at the database boundary. Each message is complete in itself (no `source()`), so
+/// a caller printing the chain (`{:#}`) shows the database's message once.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database connection failed: {0}")]
     Connect(String),
-    #[error("database error: {0}")]
-    Query(#[from] sqlx::Error),
+    #[error("database error: {}", describe(.0))]
+    Query(sqlx::Error),
     #[error("migration failed: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(sqlx::migrate::MigrateError),
+    /// `DATABASE_URL` leads to a transaction-mode pooler (Supabase's port 6543, PgBouncer
+    /// `pool_mode = transaction`): no LISTEN, no session state, no prepared statements.
+    #[error(
+        "DATABASE_URL points at a transaction pooler; use the session pooler (port 5432) or a direct connection"
+    )]
+    TransactionPooler,
+    /// The connected role cannot see or write every row the controller needs (RLS, grants).
+    #[error("DATABASE_URL {0}")]
+    Access(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Query(e)
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Migrate(e)
+    }
+}
+
+/// A database error as one line: the server's message and SQLSTATE, else sqlx's text.
+fn describe(e: &sqlx::Error) -> String {
+    match e.as_database_error() {
+        Some(d) => match d.code() {
+            Some(code) => format!("{} (SQLSTATE {code})", d.message()),
+            None => d.message().to_string(),
+        },
+        None => e.to_string(),
+    }
 }
 
 impl StoreError {
@@ -51,7 +88,7 @@ impl StoreError {
                     })
                 })
             }
-            StoreError::Migrate(_) => false,
+            StoreError::Migrate(_) | StoreError::TransactionPooler | StoreError::Access(_) => false,
         }
     }
 
@@ -61,6 +98,8 @@ impl StoreError {
             StoreError::Connect(_) => "db_connect",
             StoreError::Query(_) => "db_query",
             StoreError::Migrate(_) => "db_migrate",
+            StoreError::TransactionPooler => "db_transaction_pooler",
+            StoreError::Access(_) => "db_access",
         }
     }
 }
@@ -124,19 +163,25 @@ pub struct Store {
     owner: String,
 }
 
-/// Connects a small pool. The URL (it may hold a password) never appears in errors.
+/// Connects a small pool (at least two connections) and refuses a transaction-mode pooler
+/// before any other statement. The URL (it may hold a password) never appears in errors.
 pub async fn connect(url: &Secret, max_connections: u32) -> Result<PgPool, StoreError> {
     let opts: PgConnectOptions = url
         .expose()
         .parse()
         .map_err(|_| StoreError::Connect("DATABASE_URL could not be parsed".into()))?;
     let opts = opts.application_name("fly-preview-controller");
-    PgPoolOptions::new()
-        .max_connections(max_connections)
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections.max(2))
         .acquire_timeout(Duration::from_secs(10))
         .connect_with(opts)
         .await
-        .map_err(|e| StoreError::Connect(redact(&e.to_string(), url)))
+        .map_err(|e| StoreError::Connect(redact(&e.to_string(), url)))?;
+    match detect_transaction_pooler(&pool).await {
+        Ok(()) => Ok(pool),
+        Err(StoreError::Query(e)) => Err(StoreError::Connect(redact(&describe(&e), url))),
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes any trace of the secret from a message.

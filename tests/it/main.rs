@@ -9,6 +9,7 @@
 mod admin;
 mod admin_secrets;
 mod cli;
+mod controller_role;
 mod demo;
 mod deploy_artifacts;
 mod deploy_promql;
@@ -25,6 +26,9 @@ mod runner;
 mod runner_inputs;
 mod security;
 mod store;
+mod supabase_contract;
+mod supabase_daemon;
+mod supabase_pooler;
 mod support;
 mod upgrade;
 mod validation;

@@ -63,8 +63,9 @@ async fn users_cannot_write_controller_columns(pool: PgPool) {
         "observed_generation = 5",
         "lease_owner = 'me'",
         "fly_machine_id = 'm'",
-        "preview_url = 'https://evil'",
-        "error_message = 'x'",
+        "machine_state = 'started'",
+        "generation = 99",
+        "next_attempt_at = now()",
     ] {
         let mut tx = pool.begin().await.unwrap();
         become_user(&mut tx, USER_A).await;
@@ -152,4 +153,80 @@ async fn migrations_apply_on_a_supabase_like_database(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(seen, vec![id], "the pre-existing auth.uid() drives the policies");
+}
+
+type Derived = (Option<String>, Option<String>, String);
+
+/// preview_url, error_message, status of one row.
+async fn derived(conn: &mut sqlx::PgConnection, id: uuid::Uuid) -> Derived {
+    let sql =
+        "SELECT preview_url, error_message, status FROM public.fly_preview_apps WHERE id = $1";
+    sqlx::query_as(sql).bind(id).fetch_one(conn).await.unwrap()
+}
+
+/// The web app's own insert, with forged derived values, as the signed-in user.
+async fn insert_forged(pool: &PgPool, name: &str) -> uuid::Uuid {
+    let mut tx = pool.begin().await.unwrap();
+    become_user(&mut tx, USER_A).await;
+    let id = sqlx::query_scalar(
+        "INSERT INTO public.fly_preview_apps (user_id, project_id, fly_app_name, preview_url, status, error_message, github_repo_url, github_branch) \
+         VALUES ($1::uuid, 'p', $2, 'https://evil.example', 'running', 'forged', 'https://github.com/a/b', 'main') RETURNING id",
+    )
+    .bind(USER_A)
+    .bind(name)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+/// The web app's own writes are accepted as it sends them; derived values it sends are
+/// replaced by the truth (trigger fly_preview_apps_15_derived), never trusted.
+#[sqlx::test]
+async fn derived_values_inserted_by_users_are_replaced_by_the_truth(pool: PgPool) {
+    let name = naming::app_name("roseram", USER_A, "p");
+    let id = insert_forged(&pool, &name).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let truth = (Some(naming::preview_url(&name)), None, "pending".to_string());
+    assert_eq!(derived(&mut conn, id).await, truth);
+}
+
+#[sqlx::test]
+async fn derived_values_updated_by_users_are_kept_until_a_redeploy(pool: PgPool) {
+    let id = insert_forged(&pool, &naming::app_name("roseram", USER_A, "p")).await;
+    // the controller records an error
+    sqlx::query("UPDATE public.fly_preview_apps SET status = 'error', error_message = 'boom', preview_url = NULL WHERE id = $1 AND (SELECT set_config('fly_preview.controller', 'on', true)) IS NOT NULL")
+        .bind(id).execute(&pool).await.unwrap();
+    // the user's writes to derived columns are accepted and change nothing, even when the
+    // user sets the controller's marker
+    let mut tx = pool.begin().await.unwrap();
+    become_user(&mut tx, USER_A).await;
+    let mark = "SELECT set_config('fly_preview.controller', 'on', true)";
+    sqlx::query(mark).execute(&mut *tx).await.unwrap();
+    let n = sqlx::query("UPDATE public.fly_preview_apps SET error_message = NULL, preview_url = 'https://evil' WHERE id = $1")
+        .bind(id).execute(&mut *tx).await.unwrap();
+    assert_eq!(n.rows_affected(), 1, "accepted");
+    assert_eq!(derived(&mut tx, id).await, (None, Some("boom".into()), "error".into()));
+    // until a redeploy request: a pending row has no error yet
+    let redeploy =
+        "UPDATE public.fly_preview_apps SET status = 'pending', error_message = NULL WHERE id = $1";
+    sqlx::query(redeploy).bind(id).execute(&mut *tx).await.unwrap();
+    assert_eq!(derived(&mut tx, id).await, (None, None, "pending".into()));
+}
+
+#[sqlx::test]
+async fn users_hold_no_truncate_references_or_trigger(pool: PgPool) {
+    for role in ["anon", "authenticated"] {
+        for privilege in ["TRUNCATE", "REFERENCES", "TRIGGER"] {
+            let held: bool =
+                sqlx::query_scalar("SELECT has_table_privilege($1, 'public.fly_preview_apps', $2)")
+                    .bind(role)
+                    .bind(privilege)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            assert!(!held, "{role} holds {privilege}");
+        }
+    }
 }

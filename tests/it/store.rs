@@ -235,12 +235,10 @@ async fn leader_election(pool: PgPool) {
     assert!(!b.try_lead(LEASE).await.unwrap());
     a.resign().await.unwrap();
     assert!(b.try_lead(LEASE).await.unwrap());
-    sqlx::query(
-        "UPDATE public.fly_preview_controller_leader SET expires_at = now() - interval '1s'",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+    sqlx::query("UPDATE fly_preview_controller.leader SET expires_at = now() - interval '1s'")
+        .execute(&pool)
+        .await
+        .unwrap();
     assert!(a.try_lead(LEASE).await.unwrap(), "an expired leader is replaced");
 }
 

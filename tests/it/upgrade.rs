@@ -149,3 +149,92 @@ async fn the_upgraded_project_converges(pool: PgPool) {
     assert!(h.calls_for(&no_repo.fly_app_name).is_empty());
     replica.stop().await;
 }
+
+/// The first release with the Supabase seam, 20261127000100: everything before it is what
+/// today's main applies, recording it in `public._sqlx_migrations` (no sqlx.toml then).
+pub const SEAM: i64 = 20261127000100;
+
+/// A database migrated by the previous release: the same embedded files before the seam, the
+/// migrator's default table (`_sqlx_migrations`, created in public), a leader row and a row.
+pub async fn migrate_like_the_previous_release(pool: &PgPool) {
+    let before: Vec<_> = store::MIGRATOR.iter().filter(|m| m.version < SEAM).cloned().collect();
+    let old = sqlx::migrate::Migrator::with_migrations(before);
+    old.run(pool).await.unwrap();
+    sqlx::query("INSERT INTO public.fly_preview_controller_leader (holder, expires_at) VALUES ('old-replica', now() + interval '1 minute')")
+        .execute(pool).await.unwrap();
+    insert_row(pool, USER_A, "kept", Some("https://github.com/a/b"), "main").await;
+}
+
+pub const HISTORY: &str = "SELECT json_agg(json_build_object('v', version, 'd', description, 'at', installed_on, \
+    'ok', success, 'sum', encode(checksum, 'hex')) ORDER BY version)::text FROM ";
+
+#[sqlx::test(migrations = false)]
+async fn migrate_moves_the_previous_releases_bookkeeping_out_of_public(pool: PgPool) {
+    migrate_like_the_previous_release(&pool).await;
+    let history: String =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("{HISTORY} public._sqlx_migrations")))
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let pending: Vec<i64> =
+        store::migrate::pending(&pool).await.unwrap().iter().map(|m| m.version).collect();
+    assert_eq!(pending, vec![SEAM], "the previous release's database lacks only the seam");
+    let report = store::migrate::dry_run(&pool).await.unwrap();
+    assert!(report.contains("- table public._sqlx_migrations"), "{report}");
+    assert!(report.contains("+ table fly_preview_controller._sqlx_migrations"), "{report}");
+    assert!(report.contains("+ table fly_preview_controller.leader"), "{report}");
+    let still: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(still, "the dry run moved nothing");
+
+    assert_eq!(store::migrate::run(&pool).await.unwrap(), vec![SEAM], "only the seam is applied");
+    assert!(store::migrate::run(&pool).await.unwrap().is_empty(), "second run is a no-op");
+    let gone: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT to_regclass(t)::text FROM unnest(array['public._sqlx_migrations', 'public.fly_preview_controller_leader']) t",
+    )
+    .fetch_all(&pool).await.unwrap();
+    assert_eq!(gone, vec![None, None], "nothing of the controller's is left in public");
+    let moved: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "{HISTORY} fly_preview_controller._sqlx_migrations WHERE version < {SEAM}"
+    )))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(moved, history, "every version, checksum and install time is kept");
+    let holder: String = sqlx::query_scalar("SELECT holder FROM fly_preview_controller.leader")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(holder, "old-replica", "the leader row moved with its table");
+    assert_eq!(h_rows(&pool).await, 1);
+    assert!(store::migrate::pending(&pool).await.unwrap().is_empty(), "`run` would start");
+}
+
+#[sqlx::test(migrations = false)]
+async fn migrate_refuses_two_bookkeeping_tables(pool: PgPool) {
+    migrate_like_the_previous_release(&pool).await;
+    store::migrate::run(&pool).await.unwrap();
+    // an older binary migrates again after the move: it recreates public._sqlx_migrations
+    sqlx::query("CREATE TABLE public._sqlx_migrations (version bigint primary key)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let err = store::migrate::run(&pool).await.unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "both public._sqlx_migrations and fly_preview_controller._sqlx_migrations exist"
+        ),
+        "{err}"
+    );
+    assert_eq!(err.matches("both public").count(), 1, "said once: {err}");
+}
+
+async fn h_rows(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM public.fly_preview_apps")
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}

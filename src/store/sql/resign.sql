@@ -1,3 +1,3 @@
 -- resign: step down (shutdown) so another replica can lead at once.
-DELETE FROM public.fly_preview_controller_leader
+DELETE FROM fly_preview_controller.leader
 WHERE holder = $1

@@ -1,5 +1,5 @@
 -- try_lead: take or renew leadership for replica $1 for $2 seconds; a row back = leader.
-INSERT INTO public.fly_preview_controller_leader AS l (id, holder, expires_at)
+INSERT INTO fly_preview_controller.leader AS l (id, holder, expires_at)
 VALUES (1, $1, now() + make_interval(secs => $2))
 ON CONFLICT (id) DO UPDATE
 SET holder = excluded.holder,

@@ -5,8 +5,10 @@ pub mod dashboard_promql;
 pub mod deploy_support;
 pub mod fly_mock;
 pub mod harness;
+pub mod postgrest;
 pub mod prom_server;
 pub mod runner_fixture;
+pub mod supabase;
 
 use fly_preview_controller::model::naming;
 pub use fly_preview_controller::model::state::{DesiredState, Reason, Status};

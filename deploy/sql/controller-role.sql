@@ -1,0 +1,48 @@
+-- The controller's own least-privilege role: fly_preview_reconciler.
+-- NOSUPERUSER, NOBYPASSRLS: it sees and writes every row only through its own policies, and
+-- holds only the privileges `fly-preview-controller run` needs:
+--   public.fly_preview_apps                    SELECT, UPDATE (claims, leases, status writes)
+--   fly_preview_controller.leader              SELECT, INSERT, UPDATE, DELETE (leader election)
+--   fly_preview_controller._sqlx_migrations    SELECT (`run` refuses an unmigrated schema)
+--   public.fly_preview_apps_by_controller()    EXECUTE (the table's triggers call it)
+-- It cannot insert or delete previews, change the schema, or read anything else.
+--
+-- Run it once, after `fly-preview-controller migrate`, as the role that ran the migrations
+-- (on Supabase: `postgres`, e.g. in the SQL editor or with psql). Running it again is a no-op.
+-- Then give the role a password and use it in DATABASE_URL:
+--   alter role fly_preview_reconciler password '<a long random password>';
+--   direct:          postgresql://fly_preview_reconciler:<pw>@db.<ref>.supabase.co:5432/postgres
+--   session pooler:  postgresql://fly_preview_reconciler.<ref>:<pw>@aws-<n>-<region>.pooler.supabase.com:5432/postgres
+-- `run` checks at start that its role can see and write every row and exits 2 otherwise.
+
+do $$
+begin
+  if not exists (select 1 from pg_catalog.pg_roles where rolname = 'fly_preview_reconciler') then
+    begin
+      create role fly_preview_reconciler login nosuperuser nobypassrls nocreatedb nocreaterole;
+    exception when duplicate_object or unique_violation then
+      null; -- created concurrently (roles are cluster-wide)
+    end;
+  end if;
+end $$;
+
+grant usage on schema public, fly_preview_controller to fly_preview_reconciler;
+grant select, update on public.fly_preview_apps to fly_preview_reconciler;
+grant select, insert, update, delete on fly_preview_controller.leader to fly_preview_reconciler;
+grant select on fly_preview_controller._sqlx_migrations to fly_preview_reconciler;
+grant execute on function public.fly_preview_apps_by_controller() to fly_preview_reconciler;
+
+-- Row-level security: every row, for this role only (the web app's users keep their own
+-- policies; anon and authenticated gain nothing).
+drop policy if exists fly_preview_apps_reconciler_select on public.fly_preview_apps;
+create policy fly_preview_apps_reconciler_select on public.fly_preview_apps
+  for select to fly_preview_reconciler using (true);
+drop policy if exists fly_preview_apps_reconciler_update on public.fly_preview_apps;
+create policy fly_preview_apps_reconciler_update on public.fly_preview_apps
+  for update to fly_preview_reconciler using (true) with check (true);
+drop policy if exists leader_reconciler_all on fly_preview_controller.leader;
+create policy leader_reconciler_all on fly_preview_controller.leader
+  for all to fly_preview_reconciler using (true) with check (true);
+drop policy if exists sqlx_migrations_reconciler_select on fly_preview_controller._sqlx_migrations;
+create policy sqlx_migrations_reconciler_select on fly_preview_controller._sqlx_migrations
+  for select to fly_preview_reconciler using (true);
