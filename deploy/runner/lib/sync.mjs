@@ -201,12 +201,14 @@ export class Syncer {
     this.dev = new DevServer(ctx, p.dir);
     ctx.log.git(`serving ${short(p.sha)}`);
     const cannot = this.dev.start();
-    fs.promises.rm(old.dir, { recursive: true, force: true }).catch((e) => {
-      ctx.log.runner(`could not remove ${old.dir}: ${e.code ?? e.message}`);
-    });
     if (cannot) ctx.log.runner(`cannot start dev server: ${cannot}; waiting for the next commit`);
     // Syncs (and their replies) wait until the new dev server answers, so "revision" is served.
     else await awaitListening(ctx, this.dev);
+    // The old tree goes only now: deleting a large node_modules competes for disk and CPU with
+    // the new dev server's start, which is the downtime of the switch.
+    fs.promises.rm(old.dir, { recursive: true, force: true }).catch((e) => {
+      ctx.log.runner(`could not remove ${old.dir}: ${e.code ?? e.message}`);
+    });
   }
 
   /** Periodic fetch every SYNC_INTERVAL (fixed rate) and an immediate one after a clock jump. */
