@@ -49,8 +49,9 @@ impl Default for RunnerSettings {
             port: 3000,
             cpu_kind: "shared".to_owned(),
             cpus: 1,
-            // A Next.js dev server peaked at ~1 GB RSS on a small app (BENCHMARKS.md, "Runner on
-            // real projects"); 2 GB leaves room for a real app's compile.
+            // A small Next.js app: dev server ~0.9 GiB RSS; 1.5 GiB PSS for the whole machine
+            // while a dependency change installs beside the running server (BENCHMARKS.md,
+            // "Runner on real projects"). 2048 is also the most a shared-cpu-1x machine takes.
             memory_mb: 2048,
             sync_interval: "5s".to_owned(),
             install_timeout: "5m".to_owned(),

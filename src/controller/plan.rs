@@ -184,11 +184,15 @@ fn machine_step(want: &Desired, m: &MachineSeen) -> Step {
             Step::Fail(Failure::Unhealthy { output: m.check_output.clone() })
         }
         s if STARTING.contains(&s) => Step::WaitStarted { id, instance_id: m.instance_id.clone() },
-        "stopped" | "failed" if !want.was_running => Step::Fail(Failure::MachineExited {
-            code: m.exit_code,
-            state: m.state.clone(),
-            oom_killed: m.oom_killed,
-        }),
+        // Killed for memory: Fly's `on-failure` policy has already restarted it; starting it
+        // again would only repeat the kill, so say which setting to change.
+        "stopped" | "failed" if !want.was_running || m.oom_killed => {
+            Step::Fail(Failure::MachineExited {
+                code: m.exit_code,
+                state: m.state.clone(),
+                oom_killed: m.oom_killed,
+            })
+        }
         "stopped" | "failed" => Step::StartMachine { id },
         _ => Step::Requeue { id },
     }

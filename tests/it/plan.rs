@@ -171,12 +171,12 @@ fn runner_exits_name_the_cause_and_the_setting() {
         assert!(msg.contains("fly logs -a roseram-x") && msg.contains("'pending'"), "{msg}");
     }
     let oom = MachineSeen { exit_code: Some(137), oom_killed: true, ..m("a", "stopped", 2) };
-    assert_eq!(
-        plan(&want(), &app(vec![oom])),
-        Step::Fail(Failure::MachineExited {
-            code: Some(137),
-            state: "stopped".into(),
-            oom_killed: true
-        })
-    );
+    let failed = Step::Fail(Failure::MachineExited {
+        code: Some(137),
+        state: "stopped".into(),
+        oom_killed: true,
+    });
+    assert_eq!(plan(&want(), &app(vec![oom.clone()])), failed);
+    let running = Desired { was_running: true, ..want() };
+    assert_eq!(plan(&running, &app(vec![oom])), failed, "an OOM kill is not restarted again");
 }

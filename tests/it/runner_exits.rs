@@ -38,7 +38,6 @@ async fn each_runner_exit_names_its_cause_and_setting(pool: PgPool) {
             assert!(msg.contains(want), "{branch}: {want:?} not in {msg}");
         }
         assert!(msg.contains(&format!("fly logs -a {}", row.fly_app_name)), "{msg}");
-        assert_eq!(row.next_attempt_at, None, "{branch}: waits for the row to change");
     }
     r.stop().await;
 }
