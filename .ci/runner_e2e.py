@@ -172,6 +172,11 @@ def serve_and_follow(project, args, work, app, base_env, git_env):
             figure(f"peak memory, {phase} (PSS / RSS)", f"{pss / 1024:.0f} MiB / {rss / 1024:.0f} MiB")
         code = r.stop()
         check(code == 0, f"runner exit code {code} after SIGTERM\n{r.tail()}")
+        with open(r.out_path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+        check("\x1b" not in text and "\r" not in text, "ANSI escapes or \\r in the runner's log")
+        check("telemetry" not in text.lower(), "a telemetry notice in the runner's log")
+        log("log clean: no ANSI escapes, no telemetry notice")
         log("stopped by SIGTERM, exit code 0")
     finally:
         mem.stop_flag = True
