@@ -21,6 +21,8 @@ export const short = (sha) => (sha ? sha.slice(0, 12) : '?');
 
 /** How long a new dev server gets to accept connections before syncs go on regardless. */
 export const LISTEN_TIMEOUT_MS = 60_000;
+/** SIGTERM → SIGKILL grace for the old dev server when a dependency change switches trees. */
+export const SWITCH_KILL_GRACE_MS = 500;
 
 /** Wait until `dev` listens on PORT (bounded) and log the outcome. */
 export async function awaitListening(ctx, dev) {
@@ -192,7 +194,9 @@ export class Syncer {
     if (ctx.shuttingDown) return;
     const old = this.served;
     ctx.log.runner(`dependencies of ${short(p.sha)} installed: switching the dev server to ${p.dir}`);
-    await this.dev.stop();
+    // The old tree is deleted after the switch, so its server has nothing to save: a short
+    // grace before SIGKILL keeps the switch (the downtime) short.
+    await this.dev.stop(SWITCH_KILL_GRACE_MS);
     if (ctx.shuttingDown) return;
     pointRepoLink(ctx.cfg.workdir, p.dir);
     this.served = { dir: p.dir, sha: p.sha };
