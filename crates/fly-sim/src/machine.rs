@@ -58,8 +58,7 @@ pub(crate) enum Outcome {
     },
 }
 
-/// `REPO_BRANCH` values that make the simulated runner exit after starting, as the real one
-/// does (deploy/runner/README.md, "Exit codes"); `sim-oom` is an out-of-memory kill.
+/// `REPO_BRANCH` values: the runner exits after starting (deploy/runner exit codes; OOM kill).
 pub(crate) const EXIT_BRANCHES: &[(&str, i64, bool)] = &[
     ("sim-clone-failed", 3, false),
     ("sim-no-dev-script", 4, false),
@@ -207,14 +206,13 @@ impl Machine {
                 self.checks_passing = true;
                 self.checks_updated = at;
             }
-            Step::ChecksPass => {}
             Step::Exit { code, oom_killed } if self.state == MState::Started => {
                 self.exit(at, code, env);
                 if let Some(e) = self.events.last_mut() {
                     e.oom_killed = oom_killed;
                 }
             }
-            Step::Exit { .. } => {}
+            Step::ChecksPass | Step::Exit { .. } => {}
             Step::Settle(state, kind, source) => {
                 self.set_state(state, at);
                 self.event(kind, state.as_str(), source, at, None, env);
