@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::controller::backoff::Backoff;
-use crate::controller::machine_config::RunnerSettings;
+use crate::controller::machine_config::{self, RunnerSettings};
 use crate::controller::settings::Settings;
 use crate::fly::Secret;
 use crate::model::naming;
@@ -143,8 +143,13 @@ pub struct ControllerArgs {
     pub runner_cpu_kind: String,
     #[arg(long, env = "RUNNER_CPUS", default_value_t = 1)]
     pub runner_cpus: u32,
-    #[arg(long, env = "RUNNER_MEMORY_MB", default_value_t = 1024)]
+    /// Memory of a preview machine; a Next.js dev server needs about 1 GB (BENCHMARKS.md).
+    #[arg(long, env = "RUNNER_MEMORY_MB", default_value_t = 2048)]
     pub runner_memory_mb: u32,
+    /// Longest a preview's dependency install may run (1s–1h); the runner then exits and the
+    /// row gets an `error` naming this setting.
+    #[arg(long, env = "INSTALL_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5m")]
+    pub install_timeout: Duration,
     /// Identity of this replica in leases (default: host-pid-random).
     #[arg(long, env = "CONTROLLER_ID")]
     pub controller_id: Option<String>,
@@ -265,6 +270,11 @@ impl ControllerArgs {
         if self.poll_interval.is_zero() {
             return Err(ConfigError::new("POLL_INTERVAL", "must be > 0"));
         }
+        if self.install_timeout < Duration::from_secs(1)
+            || self.install_timeout > Duration::from_secs(3600)
+        {
+            return Err(ConfigError::new("INSTALL_TIMEOUT", "must be between 1s and 1h"));
+        }
         Ok(())
     }
 }
@@ -283,6 +293,7 @@ pub fn settings(fly: &FlyArgs, c: &ControllerArgs) -> Result<Settings, ConfigErr
             cpu_kind: c.runner_cpu_kind.clone(),
             cpus: c.runner_cpus,
             memory_mb: c.runner_memory_mb,
+            install_timeout: machine_config::runner_duration(c.install_timeout),
             ..RunnerSettings::default()
         },
         backoff: Backoff { base: c.backoff_base, cap: c.backoff_cap },

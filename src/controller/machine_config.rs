@@ -26,6 +26,20 @@ pub struct RunnerSettings {
     pub memory_mb: u32,
     /// How often the runner pulls the branch, as a duration string (`"5s"`).
     pub sync_interval: String,
+    /// Longest a dependency install may run in the runner (`INSTALL_TIMEOUT`, runner syntax).
+    pub install_timeout: String,
+}
+
+/// The runner's duration syntax (`500ms`, `5s`, `1m`): the shortest exact form.
+pub fn runner_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
 }
 
 impl Default for RunnerSettings {
@@ -35,8 +49,12 @@ impl Default for RunnerSettings {
             port: 3000,
             cpu_kind: "shared".to_owned(),
             cpus: 1,
-            memory_mb: 1024,
+            // A small Next.js app: dev server ~0.9 GiB RSS; 1.5 GiB PSS for the whole machine
+            // while a dependency change installs beside the running server (BENCHMARKS.md,
+            // "Runner on real projects"). 2048 is also the most a shared-cpu-1x machine takes.
+            memory_mb: 2048,
             sync_interval: "5s".to_owned(),
+            install_timeout: "5m".to_owned(),
         }
     }
 }
@@ -83,6 +101,7 @@ fn env(settings: &RunnerSettings, spec: &PreviewSpec<'_>) -> BTreeMap<String, St
         ("REPO_BRANCH".to_owned(), spec.branch.to_owned()),
         ("PORT".to_owned(), settings.port.to_string()),
         ("SYNC_INTERVAL".to_owned(), settings.sync_interval.clone()),
+        ("INSTALL_TIMEOUT".to_owned(), settings.install_timeout.clone()),
     ])
 }
 
@@ -152,7 +171,8 @@ mod tests {
                 "REPO_URL": "https://github.com/acme/site.git",
                 "REPO_BRANCH": "feature/x; rm -rf /",
                 "PORT": "3000",
-                "SYNC_INTERVAL": "5s"
+                "SYNC_INTERVAL": "5s",
+                "INSTALL_TIMEOUT": "5m"
             },
             "services": [{
                 "protocol": "tcp",
@@ -171,7 +191,7 @@ mod tests {
                 }]
             }],
             "restart": {"policy": "on-failure", "max_retries": 3},
-            "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 1024},
+            "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 2048},
             "metadata": {
                 "managed-by": "fly-preview-controller",
                 "preview-id": ID,
@@ -191,11 +211,13 @@ mod tests {
             cpus: 2,
             memory_mb: 4096,
             sync_interval: "10s".into(),
+            install_timeout: "90s".into(),
         };
         let v = serde_json::to_value(build(&s, &spec("m"))).unwrap();
         assert_eq!(v["image"], "img@sha256:abc");
         assert_eq!(v["env"]["PORT"], "8080");
         assert_eq!(v["env"]["SYNC_INTERVAL"], "10s");
+        assert_eq!(v["env"]["INSTALL_TIMEOUT"], "90s");
         assert_eq!(v["services"][0]["internal_port"], 8080);
         assert_eq!(v["guest"], json!({"cpu_kind": "performance", "cpus": 2, "memory_mb": 4096}));
     }
@@ -204,7 +226,15 @@ mod tests {
     fn env_never_contains_a_token() {
         let cfg = build(&RunnerSettings::default(), &spec("m"));
         assert!(cfg.env.keys().all(|k| !k.contains("TOKEN") && !k.contains("SECRET")));
-        assert_eq!(cfg.env.len(), 4);
+        assert_eq!(cfg.env.len(), 5);
+    }
+
+    #[test]
+    fn durations_in_runner_syntax() {
+        use std::time::Duration;
+        assert_eq!(runner_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(runner_duration(Duration::from_secs(90)), "90s");
+        assert_eq!(runner_duration(Duration::from_millis(1500)), "1500ms");
     }
 
     #[test]

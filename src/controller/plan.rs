@@ -39,6 +39,8 @@ pub struct MachineSeen {
     pub checks_passing: bool,
     pub check_output: Option<String>,
     pub exit_code: Option<i64>,
+    /// The newest exit event says the process was killed for memory.
+    pub oom_killed: bool,
 }
 
 impl MachineSeen {
@@ -56,6 +58,7 @@ impl MachineSeen {
             checks_passing: m.checks_passing(),
             check_output: failing.and_then(|c| c.output.clone()).filter(|o| !o.is_empty()),
             exit_code: m.last_exit_code(),
+            oom_killed: m.last_exit_oom_killed(),
         }
     }
 }
@@ -86,7 +89,7 @@ impl Observed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     NameOwnedElsewhere,
-    MachineExited { code: Option<i64>, state: String },
+    MachineExited { code: Option<i64>, state: String, oom_killed: bool },
     Unhealthy { output: Option<String> },
 }
 
@@ -181,8 +184,14 @@ fn machine_step(want: &Desired, m: &MachineSeen) -> Step {
             Step::Fail(Failure::Unhealthy { output: m.check_output.clone() })
         }
         s if STARTING.contains(&s) => Step::WaitStarted { id, instance_id: m.instance_id.clone() },
-        "stopped" | "failed" if !want.was_running => {
-            Step::Fail(Failure::MachineExited { code: m.exit_code, state: m.state.clone() })
+        // Killed for memory: Fly's `on-failure` policy has already restarted it; starting it
+        // again would only repeat the kill, so say which setting to change.
+        "stopped" | "failed" if !want.was_running || m.oom_killed => {
+            Step::Fail(Failure::MachineExited {
+                code: m.exit_code,
+                state: m.state.clone(),
+                oom_killed: m.oom_killed,
+            })
         }
         "stopped" | "failed" => Step::StartMachine { id },
         _ => Step::Requeue { id },
@@ -195,10 +204,19 @@ pub fn failure_message(f: &Failure, app: &str) -> String {
         Failure::NameOwnedElsewhere => format!(
             "app name {app} is taken by another Fly organization; change the project (or APP_PREFIX) to get a new name"
         ),
-        Failure::MachineExited { code: Some(c), state } => format!(
-            "the preview machine exited with code {c} while starting (state {state}); the repository or branch may be wrong or the dev server crashed — see `fly logs -a {app}`; set status to 'pending' to retry"
+        Failure::MachineExited { code, state, oom_killed: true } => format!(
+            "the preview machine ran out of memory and was killed by the kernel{} (state {state}); the dev server needs more memory than the machine has: raise the controller's RUNNER_MEMORY_MB — see `fly logs -a {app}`; set status to 'pending' to retry",
+            code.map(|c| format!(" (exited with code {c})")).unwrap_or_default()
         ),
-        Failure::MachineExited { code: None, state } => format!(
+        Failure::MachineExited { code: Some(c), state, .. } => match runner_exit_cause(*c) {
+            Some(cause) => format!(
+                "the preview machine exited with code {c} while starting (state {state}): {cause} — see `fly logs -a {app}`; set status to 'pending' to retry"
+            ),
+            None => format!(
+                "the preview machine exited with code {c} while starting (state {state}); the repository or branch may be wrong or the dev server crashed — see `fly logs -a {app}`; set status to 'pending' to retry"
+            ),
+        },
+        Failure::MachineExited { code: None, state, .. } => format!(
             "the preview machine is {state} and did not start; see `fly logs -a {app}`; set status to 'pending' to retry"
         ),
         Failure::Unhealthy { output } => format!(
@@ -206,6 +224,37 @@ pub fn failure_message(f: &Failure, app: &str) -> String {
             output.as_deref().map(|o| format!(" (last check: {})", o.trim())).unwrap_or_default()
         ),
     }
+}
+
+/// Exit codes of the preview runner (deploy/runner/lib/exitcodes.mjs).
+pub mod runner_exit {
+    pub const INVALID_INPUT: i64 = 2;
+    pub const CLONE_FAILED: i64 = 3;
+    pub const NOTHING_TO_RUN: i64 = 4;
+    pub const DEV_SERVER_CRASHLOOP: i64 = 5;
+    pub const INSTALL_TIMEOUT: i64 = 6;
+}
+
+/// What a runner exit code means and which setting a person changes about it.
+fn runner_exit_cause(code: i64) -> Option<&'static str> {
+    Some(match code {
+        runner_exit::INVALID_INPUT => {
+            "the runner refused its inputs; check the row's github_repo_url and github_branch"
+        }
+        runner_exit::CLONE_FAILED => {
+            "the runner could not clone the repository; check the row's github_repo_url (a reachable repository) and github_branch (an existing branch)"
+        }
+        runner_exit::NOTHING_TO_RUN => {
+            "the project cannot be installed or run; fix the project's package.json on that branch (it needs a \"dev\" or \"start\" script, and its dependencies must install)"
+        }
+        runner_exit::DEV_SERVER_CRASHLOOP => {
+            "the dev server keeps exiting at start; fix the project's dev script on that branch"
+        }
+        runner_exit::INSTALL_TIMEOUT => {
+            "installing dependencies took longer than INSTALL_TIMEOUT; raise the controller's INSTALL_TIMEOUT or make the install faster"
+        }
+        _ => return None,
+    })
 }
 
 /// `status_reason` for a failure.

@@ -107,8 +107,8 @@ impl Machine {
         !matches!(self.state.as_str(), "destroying" | "destroyed")
     }
 
-    /// Exit code of the newest `exit` event (`request.exit_event.exit_code`).
-    pub fn last_exit_code(&self) -> Option<i64> {
+    /// `request.exit_event` of the newest `exit` event.
+    fn last_exit_event(&self) -> Option<&Value> {
         let newest = self
             .events
             .iter()
@@ -117,8 +117,22 @@ impl Machine {
             // Newest by timestamp; on ties prefer the earlier entry (Fly lists newest first).
             .max_by_key(|(i, e)| (e.timestamp.unwrap_or(i64::MIN), std::cmp::Reverse(*i)))?
             .1;
-        let code = newest.request.as_ref()?.get("exit_event")?.get("exit_code")?;
+        newest.request.as_ref()?.get("exit_event")
+    }
+
+    /// Exit code of the newest `exit` event (`request.exit_event.exit_code`).
+    pub fn last_exit_code(&self) -> Option<i64> {
+        let code = self.last_exit_event()?.get("exit_code")?;
         code.as_i64().or_else(|| code.as_f64().map(|f| f as i64))
+    }
+
+    /// The newest `exit` event says the kernel killed the machine's process for memory
+    /// (`request.exit_event.oom_killed`).
+    pub fn last_exit_oom_killed(&self) -> bool {
+        self.last_exit_event()
+            .and_then(|e| e.get("oom_killed"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
     }
 
     /// At least one check result and every one `passing`.

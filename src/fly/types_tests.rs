@@ -71,6 +71,21 @@ fn last_exit_code_uses_newest_exit_event() {
 }
 
 #[test]
+fn oom_kill_is_read_from_the_newest_exit_event() {
+    let m = machine(json!({"id": "m", "events": [
+        {"type": "exit", "timestamp": 100, "request": {"exit_event": {"exit_code": 1, "oom_killed": false}}},
+        {"type": "exit", "timestamp": 900, "request": {"exit_event": {"exit_code": 137, "oom_killed": true}}}
+    ]}));
+    assert!(m.last_exit_oom_killed());
+    let m = machine(json!({"id": "m", "events": [
+        {"type": "exit", "timestamp": 900, "request": {"exit_event": {"exit_code": 0, "oom_killed": false}}},
+        {"type": "exit", "timestamp": 100, "request": {"exit_event": {"exit_code": 137, "oom_killed": true}}}
+    ]}));
+    assert!(!m.last_exit_oom_killed(), "an older OOM kill does not count");
+    assert!(!machine(json!({"id": "m"})).last_exit_oom_killed());
+}
+
+#[test]
 fn activity_and_checks() {
     assert!(!machine(json!({"id": "m", "state": "destroying"})).is_active());
     assert!(!machine(json!({"id": "m", "state": "destroyed"})).is_active());

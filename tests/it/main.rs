@@ -23,6 +23,7 @@ mod plan;
 mod reconciler;
 mod resilience;
 mod runner;
+mod runner_exits;
 mod runner_inputs;
 mod security;
 mod store;

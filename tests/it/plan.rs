@@ -19,6 +19,7 @@ fn m(id: &str, state: &str, generation: i64) -> MachineSeen {
         checks_passing: false,
         check_output: None,
         exit_code: None,
+        oom_killed: false,
     }
 }
 
@@ -78,7 +79,11 @@ fn failures_fail_fast_while_initializing_and_are_repaired_once_running() {
     let exited = MachineSeen { exit_code: Some(128), ..m("a", "stopped", 2) };
     assert_eq!(
         plan(&want(), &app(vec![exited.clone()])),
-        Step::Fail(Failure::MachineExited { code: Some(128), state: "stopped".into() })
+        Step::Fail(Failure::MachineExited {
+            code: Some(128),
+            state: "stopped".into(),
+            oom_killed: false
+        })
     );
     let running = Desired { was_running: true, ..want() };
     assert_eq!(
@@ -119,7 +124,7 @@ fn exactly_one_machine_of_ours_survives() {
 #[test]
 fn failure_messages_are_actionable() {
     let msg = failure_message(
-        &Failure::MachineExited { code: Some(128), state: "stopped".into() },
+        &Failure::MachineExited { code: Some(128), state: "stopped".into(), oom_killed: false },
         "roseram-x",
     );
     assert!(
@@ -137,4 +142,41 @@ fn failure_messages_are_actionable() {
         failure_message(&Failure::NameOwnedElsewhere, "roseram-x")
             .contains("another Fly organization")
     );
+}
+
+#[test]
+fn runner_exits_name_the_cause_and_the_setting() {
+    let exited = |code: i64, oom_killed: bool| {
+        failure_message(
+            &Failure::MachineExited { code: Some(code), state: "stopped".into(), oom_killed },
+            "roseram-x",
+        )
+    };
+    for (code, oom, wants) in [
+        (
+            3,
+            false,
+            &["exited with code 3", "could not clone", "github_repo_url", "github_branch"][..],
+        ),
+        (4, false, &["exited with code 4", "package.json", "\"dev\" or \"start\" script"]),
+        (5, false, &["exited with code 5", "dev server keeps exiting"]),
+        (6, false, &["exited with code 6", "INSTALL_TIMEOUT"]),
+        (137, true, &["out of memory", "RUNNER_MEMORY_MB", "exited with code 137"]),
+        (6, true, &["out of memory", "RUNNER_MEMORY_MB"]),
+    ] {
+        let msg = exited(code, oom);
+        for want in wants {
+            assert!(msg.contains(want), "code {code} oom {oom}: {want:?} not in {msg}");
+        }
+        assert!(msg.contains("fly logs -a roseram-x") && msg.contains("'pending'"), "{msg}");
+    }
+    let oom = MachineSeen { exit_code: Some(137), oom_killed: true, ..m("a", "stopped", 2) };
+    let failed = Step::Fail(Failure::MachineExited {
+        code: Some(137),
+        state: "stopped".into(),
+        oom_killed: true,
+    });
+    assert_eq!(plan(&want(), &app(vec![oom.clone()])), failed);
+    let running = Desired { was_running: true, ..want() };
+    assert_eq!(plan(&running, &app(vec![oom])), failed, "an OOM kill is not restarted again");
 }

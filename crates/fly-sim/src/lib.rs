@@ -14,6 +14,10 @@
 //! - `REPO_BRANCH` = `sim-never-healthy`: `started`, but checks stay critical
 //!   (`connection refused`);
 //! - `REPO_BRANCH` = `sim-boot-failed`: boot ends in state `failed` (exit event, code 1);
+//! - `REPO_BRANCH` = `sim-clone-failed` / `sim-no-dev-script` / `sim-dev-crashloop` /
+//!   `sim-install-timeout`: `started`, then after `check_delay` the runner exits with its code
+//!   (3 / 4 / 5 / 6), state `stopped`; `sim-oom`: the same with code 137 and
+//!   `oom_killed: true` on the exit event (Fly's out-of-memory kill);
 //! - anything else: `started`, then checks `passing` after `check_delay`.
 
 mod control;

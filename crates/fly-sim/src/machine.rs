@@ -51,7 +51,21 @@ pub(crate) enum Outcome {
     NeverHealthy,
     /// The VM fails to boot: state `failed`.
     BootFailed,
+    /// The runner starts, then exits with `code` (`oom_killed`: killed by the kernel for memory).
+    Exits {
+        code: i64,
+        oom_killed: bool,
+    },
 }
+
+/// `REPO_BRANCH` values: the runner exits after starting (deploy/runner exit codes; OOM kill).
+pub(crate) const EXIT_BRANCHES: &[(&str, i64, bool)] = &[
+    ("sim-clone-failed", 3, false),
+    ("sim-no-dev-script", 4, false),
+    ("sim-dev-crashloop", 5, false),
+    ("sim-install-timeout", 6, false),
+    ("sim-oom", 137, true),
+];
 
 impl Outcome {
     pub(crate) fn from_config(config: &Value) -> Self {
@@ -62,6 +76,10 @@ impl Outcome {
             Outcome::NeverHealthy
         } else if env("REPO_BRANCH") == Some("sim-boot-failed") {
             Outcome::BootFailed
+        } else if let Some(&(_, code, oom_killed)) =
+            EXIT_BRANCHES.iter().find(|(b, _, _)| env("REPO_BRANCH") == Some(*b))
+        {
+            Outcome::Exits { code, oom_killed }
         } else {
             Outcome::Healthy
         }
@@ -77,6 +95,8 @@ pub(crate) enum Step {
     Boot,
     /// Service checks turn `passing`.
     ChecksPass,
+    /// The started runner exits on its own (`Outcome::Exits`).
+    Exit { code: i64, oom_killed: bool },
     /// → `state` with an event of `kind` from `source`.
     Settle(MState, &'static str, &'static str),
 }
@@ -89,6 +109,7 @@ pub(crate) struct Event {
     pub source: &'static str,
     pub at: Instant,
     pub exit_code: Option<i64>,
+    pub oom_killed: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -173,15 +194,25 @@ impl Machine {
             Step::Boot => {
                 self.set_state(MState::Started, at);
                 self.event("start", "started", "flyd", at, None, env);
-                if self.outcome == Outcome::Healthy {
-                    self.schedule(at + env.check_delay, Step::ChecksPass);
+                match self.outcome {
+                    Outcome::Healthy => self.schedule(at + env.check_delay, Step::ChecksPass),
+                    Outcome::Exits { code, oom_killed } => {
+                        self.schedule(at + env.check_delay, Step::Exit { code, oom_killed });
+                    }
+                    _ => {}
                 }
             }
             Step::ChecksPass if self.state == MState::Started => {
                 self.checks_passing = true;
                 self.checks_updated = at;
             }
-            Step::ChecksPass => {}
+            Step::Exit { code, oom_killed } if self.state == MState::Started => {
+                self.exit(at, code, env);
+                if let Some(e) = self.events.last_mut() {
+                    e.oom_killed = oom_killed;
+                }
+            }
+            Step::ChecksPass | Step::Exit { .. } => {}
             Step::Settle(state, kind, source) => {
                 self.set_state(state, at);
                 self.event(kind, state.as_str(), source, at, None, env);
@@ -208,7 +239,7 @@ impl Machine {
         env: &Env,
     ) {
         let id = self.ids.ulid(env.clock.unix_ms(at));
-        self.events.push(Event { id, kind, status, source, at, exit_code });
+        self.events.push(Event { id, kind, status, source, at, exit_code, oom_killed: false });
     }
 
     /// The main process exited with `code`: exit event, state `stopped`, checks critical.
@@ -288,7 +319,7 @@ fn event_json(e: &Event, clock: &SimClock) -> Value {
                        "timestamp": clock.unix_ms(e.at)});
     if let Some(code) = e.exit_code {
         v["request"] = json!({"exit_event": {
-            "exit_code": code, "guest_exit_code": code, "oom_killed": false,
+            "exit_code": code, "guest_exit_code": code, "oom_killed": e.oom_killed,
             "requested_stop": false, "restarting": false, "exited_at": clock.rfc3339(e.at),
         }});
     }
@@ -349,6 +380,10 @@ mod tests {
         assert_eq!(check_names(&config), ["servicecheck-00-http-3000", "alive"]);
         let never = json!({"env": {"REPO_URL": "x", "REPO_BRANCH": "sim-never-healthy"}});
         assert_eq!(Outcome::from_config(&never), Outcome::NeverHealthy);
+        let oom = json!({"env": {"REPO_URL": "x", "REPO_BRANCH": "sim-oom"}});
+        assert_eq!(Outcome::from_config(&oom), Outcome::Exits { code: 137, oom_killed: true });
+        let slow = json!({"env": {"REPO_URL": "x", "REPO_BRANCH": "sim-install-timeout"}});
+        assert_eq!(Outcome::from_config(&slow), Outcome::Exits { code: 6, oom_killed: false });
         assert_eq!(Outcome::from_config(&json!({})), Outcome::Healthy);
     }
 

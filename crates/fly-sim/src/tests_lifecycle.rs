@@ -93,6 +93,21 @@ fn repository_not_found_exits_during_boot() {
 }
 
 #[test]
+fn runner_exit_branches_start_then_exit_with_their_code() {
+    for (branch, code, oom) in [("sim-install-timeout", 6, false), ("sim-oom", 137, true)] {
+        let mut f = Fixture::new();
+        let env = json!({"REPO_URL": "https://github.com/acme/site", "REPO_BRANCH": branch});
+        let id = f.create(&env, &json!({}), 0);
+        assert_eq!(f.get(&id, 150)["state"], "started", "{branch}");
+        let m = f.get(&id, 5_000);
+        assert_eq!(m["state"], "stopped", "{branch}");
+        let exit = &m["events"][0]["request"]["exit_event"];
+        assert_eq!(exit["exit_code"], code, "{branch}");
+        assert_eq!(exit["oom_killed"], oom, "{branch}");
+    }
+}
+
+#[test]
 fn never_healthy_and_boot_failed_branches() {
     let mut f = Fixture::new();
     let env =

@@ -89,7 +89,8 @@ export class DevServer {
     }, delay);
   }
 
-  async stop() {
+  /** Stop the dev server's process group: SIGTERM, SIGKILL after `graceMs` (default 5s). */
+  async stop(graceMs = undefined) {
     this.wanted = false;
     clearTimeout(this.timer);
     this.timer = null;
@@ -97,7 +98,7 @@ export class DevServer {
     this.child = null;
     if (child) {
       this.ctx.log.runner('stopping dev server');
-      if (child.pid !== undefined) await this.ctx.procs.kill(child.pid);
+      if (child.pid !== undefined) await this.ctx.procs.kill(child.pid, graceMs);
     }
   }
 

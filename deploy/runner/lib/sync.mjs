@@ -21,6 +21,8 @@ export const short = (sha) => (sha ? sha.slice(0, 12) : '?');
 
 /** How long a new dev server gets to accept connections before syncs go on regardless. */
 export const LISTEN_TIMEOUT_MS = 60_000;
+/** SIGTERM → SIGKILL grace for the old dev server when a dependency change switches trees. */
+export const SWITCH_KILL_GRACE_MS = 500;
 
 /** Wait until `dev` listens on PORT (bounded) and log the outcome. */
 export async function awaitListening(ctx, dev) {
@@ -192,7 +194,9 @@ export class Syncer {
     if (ctx.shuttingDown) return;
     const old = this.served;
     ctx.log.runner(`dependencies of ${short(p.sha)} installed: switching the dev server to ${p.dir}`);
-    await this.dev.stop();
+    // The old tree is deleted after the switch, so its server has nothing to save: a short
+    // grace before SIGKILL keeps the switch (the downtime) short.
+    await this.dev.stop(SWITCH_KILL_GRACE_MS);
     if (ctx.shuttingDown) return;
     pointRepoLink(ctx.cfg.workdir, p.dir);
     this.served = { dir: p.dir, sha: p.sha };
@@ -201,12 +205,14 @@ export class Syncer {
     this.dev = new DevServer(ctx, p.dir);
     ctx.log.git(`serving ${short(p.sha)}`);
     const cannot = this.dev.start();
-    fs.promises.rm(old.dir, { recursive: true, force: true }).catch((e) => {
-      ctx.log.runner(`could not remove ${old.dir}: ${e.code ?? e.message}`);
-    });
     if (cannot) ctx.log.runner(`cannot start dev server: ${cannot}; waiting for the next commit`);
     // Syncs (and their replies) wait until the new dev server answers, so "revision" is served.
     else await awaitListening(ctx, this.dev);
+    // The old tree goes only now: deleting a large node_modules competes for disk and CPU with
+    // the new dev server's start, which is the downtime of the switch.
+    fs.promises.rm(old.dir, { recursive: true, force: true }).catch((e) => {
+      ctx.log.runner(`could not remove ${old.dir}: ${e.code ?? e.message}`);
+    });
   }
 
   /** Periodic fetch every SYNC_INTERVAL (fixed rate) and an immediate one after a clock jump. */
