@@ -24,7 +24,9 @@ pub struct RunnerSettings {
     pub cpu_kind: String,
     pub cpus: u32,
     pub memory_mb: u32,
-    /// How often the runner pulls the branch, as a duration string (`"5s"`).
+    /// The runner's fallback periodic fetch, as a duration string (`"60s"`). Saves reach a
+    /// running preview through the sync lane (`controller::sync`, exec of the runner's `sync`)
+    /// within a second; this slow pull only catches what that path missed.
     pub sync_interval: String,
 }
 
@@ -36,7 +38,7 @@ impl Default for RunnerSettings {
             cpu_kind: "shared".to_owned(),
             cpus: 1,
             memory_mb: 1024,
-            sync_interval: "5s".to_owned(),
+            sync_interval: "60s".to_owned(),
         }
     }
 }
@@ -152,7 +154,7 @@ mod tests {
                 "REPO_URL": "https://github.com/acme/site.git",
                 "REPO_BRANCH": "feature/x; rm -rf /",
                 "PORT": "3000",
-                "SYNC_INTERVAL": "5s"
+                "SYNC_INTERVAL": "60s"
             },
             "services": [{
                 "protocol": "tcp",
@@ -166,7 +168,8 @@ mod tests {
                 "min_machines_running": 0,
                 "checks": [{
                     "type": "http", "interval": "15s", "timeout": "5s",
-                    "grace_period": "60s", "method": "GET", "path": "/"
+                    "grace_period": "60s", "method": "GET", "path": "/",
+                    "headers": [{"name": "Host", "values": ["localhost"]}]
                 }]
             }],
             "restart": {"policy": "on-failure", "max_retries": 3},

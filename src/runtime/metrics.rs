@@ -27,6 +27,7 @@ pub const FLY_ACTIONS: &[&str] = &[
     "destroy_machine",
     "wait_machine",
     "list_org_machines",
+    "exec_machine",
 ];
 
 #[derive(Clone)]
@@ -53,6 +54,10 @@ pub struct Metrics {
     pub db_errors: IntCounter,
     /// Failed passes by error kind (a fixed label set: `controller::error::KINDS`).
     pub reconcile_errors: IntCounterVec,
+    /// Sync on save: one exec of the runner's `sync` through the row write (seconds).
+    pub sync_duration: Histogram,
+    /// Sync on save attempts that did not confirm the revision, by a fixed kind.
+    pub sync_failures: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -219,6 +224,22 @@ impl Metrics {
                 &r,
                 "fly_preview_reconcile_errors_total",
                 "Reconcile passes that ended in an error, by error kind.",
+                &["kind"],
+            ),
+            sync_duration: {
+                let opts = HistogramOpts::new(
+                    "fly_preview_sync_duration_seconds",
+                    "Sync on save: claim, exec of the runner's sync and the row write.",
+                );
+                let h = Histogram::with_opts(opts.buckets(FAST.to_vec()))
+                    .unwrap_or_else(|e| bug("sync", e));
+                reg(&r, "sync", Box::new(h.clone()));
+                h
+            },
+            sync_failures: counter_vec(
+                &r,
+                "fly_preview_sync_failures_total",
+                "Sync on save attempts that did not confirm the revision, by kind.",
                 &["kind"],
             ),
             build_info: {

@@ -6,6 +6,7 @@ mod leader;
 mod listen;
 pub mod migrate;
 mod queue;
+mod sync;
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 pub use listen::{ListenEvent, Listener, Notification, Op};
 pub use queue::{Lease, QueueStats, StatusWrite, Written};
+pub use sync::{STARTED, SyncTarget};
 
 use crate::fly::Secret;
 use crate::model::state::{DesiredState, Status};

@@ -26,5 +26,6 @@ mod runner_inputs;
 mod security;
 mod store;
 mod support;
+mod sync;
 mod upgrade;
 mod validation;
