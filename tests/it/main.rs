@@ -27,5 +27,6 @@ mod security;
 mod store;
 mod support;
 mod sync;
+mod sync_runner;
 mod upgrade;
 mod validation;
