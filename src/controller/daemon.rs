@@ -65,7 +65,8 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
     bg.spawn(drift::deletes(ctx.clone(), del_rx, 4));
     let sync = SyncCtx {
         fly: ctx.fly.clone(),
-        store: store.clone(),
+        // Its own lease owner, so its fenced writes can never touch a reconcile's lease.
+        store: Store::new(p.pool.clone(), format!("{}/sync", p.owner)),
         settings: p.settings.sync.clone(),
         metrics: p.metrics.clone(),
     };

@@ -107,10 +107,10 @@ pub enum Done {
 
 /// One attempt for row `id`.
 pub async fn sync_once(ctx: &SyncCtx, id: Uuid) -> Result<Done, StoreError> {
+    let started = Instant::now();
     let Some(t) = ctx.store.sync_claim(id, ctx.settings.lease()).await? else {
         return Ok(Done::Skipped);
     };
-    let started = Instant::now();
     let answer = ask(ctx, &t).await;
     let done = record(ctx, &t, answer).await;
     ctx.metrics.sync_duration.observe(started.elapsed().as_secs_f64());

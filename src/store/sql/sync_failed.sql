@@ -9,4 +9,5 @@ SET status_reason = CASE WHEN status = $6 AND revision = $3 THEN $4 ELSE status_
     lease_expires_at = NULL
 WHERE id = $1
   AND lease_owner = $2
+  AND lease_expires_at > now()
   AND {by_controller}

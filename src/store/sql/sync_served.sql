@@ -20,5 +20,6 @@ FROM (
 ) AS m
 WHERE id = $1
   AND lease_owner = $2
+  AND lease_expires_at > now()
   AND {by_controller}
 RETURNING m.hit, revision
