@@ -33,6 +33,8 @@ pub struct SaveRun {
     pub missing: usize,
     pub execs: usize,
     pub sync_failures: f64,
+    /// Mean exec call as the daemon's Fly client timed it (ms).
+    pub exec_mean_ms: f64,
 }
 
 struct Sent {
@@ -84,7 +86,11 @@ async fn measure(
     let fly_call_ms = (a.api_latency + a.sync_time).as_secs_f64() * 1000.0;
     let overhead = sorted(end_to_end.iter().map(|t| t - fly_call_ms).collect());
     let metrics = daemon.metrics().await?;
+    let exec = Some("action=\"exec_machine\"");
+    let exec_sum = metric_sum(&metrics, "fly_preview_fly_request_duration_seconds_sum", exec);
+    let exec_n = metric_sum(&metrics, "fly_preview_fly_request_duration_seconds_count", exec);
     Ok(SaveRun {
+        exec_mean_ms: if exec_n > 0.0 { exec_sum / exec_n * 1000.0 } else { 0.0 },
         saves: a.saves,
         rows: rows.len(),
         fly_call_ms,
@@ -153,13 +159,15 @@ pub fn render(r: &SaveRun, a: &BenchArgs) -> String {
     let mut out = format!(
         "### Sync on save (`revision` written → `served_revision` set)\n\n\
          {} saves, one after another, round-robin over {} running previews; simulator API \
-         latency {:?}, simulated sync {:?} (one Fly call = {:.0} ms). {} confirmed, {} missing; \
-         {} exec calls; {} sync failures.\n\n| ms | p50 | p99 | max |\n|---|---|---|---|\n",
+         latency {:?}, simulated sync {:?} (one Fly call = {:.0} ms; the daemon's client timed \
+         it at {:.1} ms on average). {} confirmed, {} missing; {} exec calls; {} sync \
+         failures.\n\n| ms | p50 | p99 | max |\n|---|---|---|---|\n",
         r.saves,
         r.rows,
         a.api_latency,
         a.sync_time,
         r.fly_call_ms,
+        r.exec_mean_ms,
         r.end_to_end.len(),
         r.missing,
         r.execs,
