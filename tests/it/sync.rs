@@ -141,6 +141,22 @@ async fn rapid_saves_coalesce_into_the_latest(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn two_replicas_sync_a_save_once(pool: PgPool) {
+    let (h, a, id, app, _) = running(&pool, SyncSettings::default()).await;
+    let b = h.start("b");
+    for sha in [SHA1, SHA2] {
+        h.sim.push_revision(&app, sha);
+        save(&pool, id, sha).await;
+        wait_cols(&pool, id, "served", |c| c.served_revision.as_deref() == Some(sha)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(execs(&h, &app), 2, "one exec per save across replicas (the row lease)");
+    assert_eq!(h.row(id).await.lease_owner, None);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[sqlx::test]
 async fn suspended_machine_is_not_woken(pool: PgPool) {
     let s = SyncSettings { idle_retry: Duration::from_millis(500), ..Default::default() };
     let (h, r, id, app, machine) = running(&pool, s).await;
