@@ -219,6 +219,15 @@ async fn timeouts_and_missing_commits_have_their_own_reasons(pool: PgPool) {
     .await;
     assert_eq!((c.status, c.served_revision), (Status::Running, None));
     assert!(c.error_message.unwrap().contains(SHA2));
+    // A dependency change: the runner installs it beside the running server first.
+    h.sim.set_sync_fault(&app, Some(SyncFault::Installing));
+    h.sim.push_revision(&app, SHA1);
+    save(&pool, id, SHA1).await;
+    let c = wait_cols(&pool, id, "installing", |c| {
+        c.status_reason.as_deref() == Some("SyncInstalling")
+    })
+    .await;
+    assert_eq!((c.status, c.served_revision.as_deref()), (Status::Running, None));
     r.stop().await;
 }
 

@@ -128,6 +128,10 @@ fn sync_answer(shared: &Shared, app: &str, id: &str, fault: Option<SyncFault>) -
             "message": "no runner listening on /app/.runner.sock (ENOENT)"}),
         ),
         Some(SyncFault::Stale) => (0, json!({"ok": true, "revision": served})),
+        Some(SyncFault::Installing) => {
+            let next = st.pushed.get(app).cloned().unwrap_or_else(|| served.clone());
+            (0, json!({"ok": true, "revision": served, "installing": next}))
+        }
         _ => {
             let now = st.pushed.get(app).cloned().unwrap_or(served);
             st.served.insert(id.to_owned(), now.clone());

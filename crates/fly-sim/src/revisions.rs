@@ -16,6 +16,9 @@ pub enum SyncFault {
     Hang,
     /// The fetch succeeds but the pushed commit is not there yet: answers the old revision.
     Stale,
+    /// The pushed commit changed dependencies: answers the old revision plus
+    /// `"installing": <pushed>` (the runner installs it beside the running dev server).
+    Installing,
 }
 
 /// Revisions and sync behaviour, per app / machine.
