@@ -38,9 +38,6 @@ pub struct SyncLane {
 
 impl SyncLane {
     pub fn new(ctx: SyncCtx, ids: mpsc::Receiver<Uuid>) -> Self {
-        for kind in FAILURE_KINDS {
-            ctx.metrics.sync_failures.with_label_values(&[kind]);
-        }
         Self {
             ctx: Arc::new(ctx),
             ids,

@@ -12,17 +12,7 @@ use crate::model::state::Reason;
 use crate::store::{StoreError, SyncTarget};
 
 /// Every `kind` label of `fly_preview_sync_failures_total`.
-pub const FAILURE_KINDS: &[&str] = &[
-    "timeout",
-    "sync_failed",
-    "runner_not_running",
-    "commit_not_found",
-    "installing",
-    "bad_answer",
-    "machine_not_started",
-    "fly_api",
-    "db",
-];
+pub use crate::runtime::metrics::SYNC_FAILURE_KINDS as FAILURE_KINDS;
 
 /// What the runner's `sync` answered, as the controller reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]

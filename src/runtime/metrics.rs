@@ -30,6 +30,19 @@ pub const FLY_ACTIONS: &[&str] = &[
     "exec_machine",
 ];
 
+/// `kind` labels of `fly_preview_sync_failures_total` (sync on save, `controller::sync`).
+pub const SYNC_FAILURE_KINDS: &[&str] = &[
+    "timeout",
+    "sync_failed",
+    "runner_not_running",
+    "commit_not_found",
+    "installing",
+    "bad_answer",
+    "machine_not_started",
+    "fly_api",
+    "db",
+];
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Registry,
@@ -279,6 +292,9 @@ impl Metrics {
             for class in ["2xx", "4xx", "429", "5xx", "transport"] {
                 self.fly_requests.with_label_values(&[action, class]);
             }
+        }
+        for kind in SYNC_FAILURE_KINDS {
+            self.sync_failures.with_label_values(&[kind]);
         }
         for reason in ["startup", "listener", "periodic"] {
             self.resyncs.with_label_values(&[reason]);
