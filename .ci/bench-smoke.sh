@@ -21,3 +21,9 @@ target/debug/fly-preview-bench \
 grep -q '^| 50 | yes |' "$out" || { cat "$out"; echo "bench-smoke: the fleet did not converge" >&2; exit 1; }
 grep -q '^### Targets' "$out" || { cat "$out"; echo "bench-smoke: no report" >&2; exit 1; }
 echo "bench-smoke: ok in $(( $(date +%s) - started )) s"
+
+# Sync on save: a few saves against the simulator, every one confirmed.
+started=$(date +%s)
+target/debug/fly-preview-bench --db-name fly_preview_bench_smoke --saves 10 --save-rows 5 >"$out"
+grep -q ' 10 confirmed, 0 missing;' "$out" || { cat "$out"; echo "bench-smoke: saves not confirmed" >&2; exit 1; }
+echo "bench-smoke: saves ok in $(( $(date +%s) - started )) s"

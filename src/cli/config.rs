@@ -309,5 +309,6 @@ pub fn settings(fly: &FlyArgs, c: &ControllerArgs) -> Result<Settings, ConfigErr
         sweep_dry_run: c.sweep_dry_run,
         shutdown_timeout: c.shutdown_timeout,
         stats_interval: Duration::from_secs(5),
+        sync: crate::controller::sync::SyncSettings::default(),
     })
 }

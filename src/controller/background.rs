@@ -65,6 +65,8 @@ pub struct ListenTargets {
     pub wake: Arc<Notify>,
     pub resync: Arc<Notify>,
     pub deletes: mpsc::Sender<Notification>,
+    /// Rows whose `revision` changed, for the sync lane (`controller::sync`).
+    pub revisions: mpsc::Sender<uuid::Uuid>,
     pub health: Arc<Health>,
     pub metrics: Metrics,
 }
@@ -95,6 +97,12 @@ pub async fn listen(store: Store, t: ListenTargets) {
 async fn pump(l: &mut Listener, t: &ListenTargets) {
     loop {
         match l.next().await {
+            Ok(ListenEvent::Notified(n)) if n.op == Op::Revision => {
+                t.metrics.notifications.inc();
+                if t.revisions.try_send(n.id).is_err() {
+                    tracing::debug!("sync queue full; the sync sweep will catch up");
+                }
+            }
             Ok(ListenEvent::Notified(n)) => {
                 t.metrics.notifications.inc();
                 if n.op == Op::Delete && t.deletes.try_send(n).is_err() {

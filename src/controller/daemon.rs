@@ -13,6 +13,7 @@ use crate::controller::drift::{self, Drift};
 use crate::controller::reconcile::Ctx;
 use crate::controller::scheduler::Scheduler;
 use crate::controller::settings::Settings;
+use crate::controller::sync::{SyncCtx, SyncLane};
 use crate::fly::FlyClient;
 use crate::runtime::health::Health;
 use crate::runtime::metrics::Metrics;
@@ -36,6 +37,7 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
     let ctx = Arc::new(Ctx { fly: p.fly, store: store.clone(), settings: p.settings.clone() });
     let (wake, resync) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let (del_tx, del_rx) = mpsc::channel(1024);
+    let (rev_tx, rev_rx) = mpsc::channel(4096);
     let sched = Scheduler {
         ctx: ctx.clone(),
         metrics: p.metrics.clone(),
@@ -55,11 +57,20 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
         wake,
         resync: resync.clone(),
         deletes: del_tx,
+        revisions: rev_tx,
         health: p.health.clone(),
         metrics: p.metrics.clone(),
     };
     bg.spawn(background::listen(store.clone(), targets));
     bg.spawn(drift::deletes(ctx.clone(), del_rx, 4));
+    let sync = SyncCtx {
+        fly: ctx.fly.clone(),
+        // Its own lease owner, so its fenced writes can never touch a reconcile's lease.
+        store: Store::new(p.pool.clone(), format!("{}/sync", p.owner)),
+        settings: p.settings.sync.clone(),
+        metrics: p.metrics.clone(),
+    };
+    bg.spawn(SyncLane::new(sync, rev_rx).run());
     bg.spawn(Drift::new(ctx.clone(), p.metrics.clone(), resync).run());
     sched.run(shutdown.subscribe()).await;
     bg.abort_all();

@@ -24,7 +24,9 @@ pub struct RunnerSettings {
     pub cpu_kind: String,
     pub cpus: u32,
     pub memory_mb: u32,
-    /// How often the runner pulls the branch, as a duration string (`"5s"`).
+    /// The runner's fallback periodic fetch, as a duration string (`"60s"`). Saves reach a
+    /// running preview through the sync lane (`controller::sync`, exec of the runner's `sync`)
+    /// within a second; this slow pull only catches what that path missed.
     pub sync_interval: String,
     /// Longest a dependency install may run in the runner (`INSTALL_TIMEOUT`, runner syntax).
     pub install_timeout: String,
@@ -53,7 +55,7 @@ impl Default for RunnerSettings {
             // while a dependency change installs beside the running server (BENCHMARKS.md,
             // "Runner on real projects"). 2048 is also the most a shared-cpu-1x machine takes.
             memory_mb: 2048,
-            sync_interval: "5s".to_owned(),
+            sync_interval: "60s".to_owned(),
             install_timeout: "5m".to_owned(),
         }
     }
@@ -171,7 +173,7 @@ mod tests {
                 "REPO_URL": "https://github.com/acme/site.git",
                 "REPO_BRANCH": "feature/x; rm -rf /",
                 "PORT": "3000",
-                "SYNC_INTERVAL": "5s",
+                "SYNC_INTERVAL": "60s",
                 "INSTALL_TIMEOUT": "5m"
             },
             "services": [{

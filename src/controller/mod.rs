@@ -17,3 +17,6 @@ pub mod plan;
 pub mod reconcile;
 pub mod scheduler;
 pub mod settings;
+pub mod sync;
+mod sync_once;
+mod sync_settings;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::controller::backoff::Backoff;
 use crate::controller::machine_config::RunnerSettings;
+use crate::controller::sync::SyncSettings;
 use crate::model::validate::Rules;
 
 #[derive(Debug, Clone)]
@@ -29,6 +30,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// How often queue figures are refreshed for metrics.
     pub stats_interval: Duration,
+    /// Sync on save (`controller::sync`).
+    pub sync: SyncSettings,
 }
 
 impl Settings {
@@ -52,6 +55,7 @@ impl Settings {
             sweep_dry_run: false,
             shutdown_timeout: Duration::from_secs(5),
             stats_interval: Duration::from_millis(500),
+            sync: SyncSettings { sweep_interval: Duration::from_millis(200), ..Default::default() },
         }
     }
 }

@@ -85,6 +85,10 @@ struct WaitResponse {
 }
 
 impl FlyClient {
+    pub(super) fn transport(&self) -> &Transport {
+        &self.inner
+    }
+
     pub fn new(cfg: FlyClientConfig, metrics: Option<Metrics>) -> Result<Self, FlyError> {
         let t =
             Transport::new(&cfg.base_url, cfg.token, cfg.request_timeout, cfg.rate_limit, metrics)?;

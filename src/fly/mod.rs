@@ -10,6 +10,7 @@
 
 pub mod client;
 pub mod error;
+pub mod exec;
 mod lenient;
 mod ratelimit;
 mod transport;
@@ -19,6 +20,7 @@ use std::fmt;
 
 pub use client::{FlyClient, FlyClientConfig, WaitOutcome};
 pub use error::{ErrorInfo, FlyError};
+pub use exec::{ExecRequest, ExecResponse};
 pub use types::*;
 
 /// An API token. `Debug` and `Display` print `***`; use [`Secret::expose`] to read it.

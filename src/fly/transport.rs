@@ -37,6 +37,7 @@ pub(crate) enum Action {
     DestroyMachine,
     WaitMachine,
     ListOrgMachines,
+    ExecMachine,
 }
 
 impl Action {
@@ -57,6 +58,7 @@ impl Action {
             Action::DestroyMachine => "destroy_machine",
             Action::WaitMachine => "wait_machine",
             Action::ListOrgMachines => "list_org_machines",
+            Action::ExecMachine => "exec_machine",
         }
     }
 
@@ -68,12 +70,16 @@ impl Action {
         }
     }
 
-    /// Reads, deletes, start/stop and waits may be repeated; creates, updates and IP
-    /// assignment may not.
+    /// Reads, deletes, start/stop and waits may be repeated; creates, updates, IP
+    /// assignment and exec may not.
     fn idempotent(self) -> bool {
         !matches!(
             self,
-            Action::CreateApp | Action::CreateMachine | Action::UpdateMachine | Action::AssignIp
+            Action::CreateApp
+                | Action::CreateMachine
+                | Action::UpdateMachine
+                | Action::AssignIp
+                | Action::ExecMachine
         )
     }
 

@@ -134,7 +134,27 @@ text_enum! {
         FlyApiError = "FlyApiError",
         DatabaseError = "DatabaseError",
         Fenced = "Fenced",
+        /// Sync on save: the runner answered that the fetch (or reset / install) failed, or
+        /// the runner could not be asked. The preview keeps running the previous commit.
+        SyncFailed = "SyncFailed",
+        /// Sync on save: no answer within the exec / runner timeout.
+        SyncTimedOut = "SyncTimedOut",
+        /// Sync on save: the fetch succeeded but the branch does not have `revision` (yet).
+        SyncCommitNotFound = "SyncCommitNotFound",
+        /// Sync on save: `revision` changed dependencies and is being installed beside the
+        /// running dev server; `served_revision` follows when it serves.
+        SyncInstalling = "SyncInstalling",
     }
+}
+
+impl Reason {
+    /// The reasons the sync lane sets; a confirmed sync replaces them with `Ready`.
+    pub const SYNC: &'static [Reason] = &[
+        Reason::SyncFailed,
+        Reason::SyncTimedOut,
+        Reason::SyncCommitNotFound,
+        Reason::SyncInstalling,
+    ];
 }
 
 impl Status {

@@ -27,6 +27,20 @@ pub const FLY_ACTIONS: &[&str] = &[
     "destroy_machine",
     "wait_machine",
     "list_org_machines",
+    "exec_machine",
+];
+
+/// `kind` labels of `fly_preview_sync_failures_total` (sync on save, `controller::sync`).
+pub const SYNC_FAILURE_KINDS: &[&str] = &[
+    "timeout",
+    "sync_failed",
+    "runner_not_running",
+    "commit_not_found",
+    "installing",
+    "bad_answer",
+    "machine_not_started",
+    "fly_api",
+    "db",
 ];
 
 #[derive(Clone)]
@@ -53,6 +67,10 @@ pub struct Metrics {
     pub db_errors: IntCounter,
     /// Failed passes by error kind (a fixed label set: `controller::error::KINDS`).
     pub reconcile_errors: IntCounterVec,
+    /// Sync on save: one exec of the runner's `sync` through the row write (seconds).
+    pub sync_duration: Histogram,
+    /// Sync on save attempts that did not confirm the revision, by a fixed kind.
+    pub sync_failures: IntCounterVec,
     pub build_info: IntGaugeVec,
 }
 
@@ -221,6 +239,22 @@ impl Metrics {
                 "Reconcile passes that ended in an error, by error kind.",
                 &["kind"],
             ),
+            sync_duration: {
+                let opts = HistogramOpts::new(
+                    "fly_preview_sync_duration_seconds",
+                    "Sync on save: claim, exec of the runner's sync and the row write.",
+                );
+                let h = Histogram::with_opts(opts.buckets(FAST.to_vec()))
+                    .unwrap_or_else(|e| bug("sync", e));
+                reg(&r, "sync", Box::new(h.clone()));
+                h
+            },
+            sync_failures: counter_vec(
+                &r,
+                "fly_preview_sync_failures_total",
+                "Sync on save attempts that did not confirm the revision, by kind.",
+                &["kind"],
+            ),
             build_info: {
                 let g = IntGaugeVec::new(
                     Opts::new("fly_preview_build_info", "Build information."),
@@ -258,6 +292,9 @@ impl Metrics {
             for class in ["2xx", "4xx", "429", "5xx", "transport"] {
                 self.fly_requests.with_label_values(&[action, class]);
             }
+        }
+        for kind in SYNC_FAILURE_KINDS {
+            self.sync_failures.with_label_values(&[kind]);
         }
         for reason in ["startup", "listener", "periodic"] {
             self.resyncs.with_label_values(&[reason]);

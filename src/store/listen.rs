@@ -14,6 +14,8 @@ pub enum Op {
     Insert,
     Update,
     Delete,
+    /// Only `revision` changed (sync on save): a hint for the sync lane.
+    Revision,
 }
 
 /// The trigger's payload: `{op, id}` plus the app name on delete.

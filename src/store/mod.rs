@@ -9,6 +9,7 @@ mod listen;
 pub mod migrate;
 mod preflight;
 mod queue;
+mod sync;
 
 use std::time::Duration;
 
@@ -19,6 +20,7 @@ use uuid::Uuid;
 pub use listen::{ListenEvent, Listener, Notification, Op};
 pub use preflight::{check_row_access, detect_transaction_pooler};
 pub use queue::{Lease, QueueStats, StatusWrite, Written};
+pub use sync::{STARTED, SyncTarget};
 
 use crate::fly::Secret;
 use crate::model::state::{DesiredState, Status};

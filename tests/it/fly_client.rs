@@ -165,6 +165,7 @@ async fn contract_through_prism() {
         .await
         .unwrap();
     assert!(page.machines.iter().any(|m| m.id == id), "{page:?}");
+    crate::sync::contract_exec(&c, &app, &id).await;
     c.destroy_machine(&app, &id, true).await.unwrap();
     c.delete_app(&app).await.unwrap();
     assert!(matches!(c.get_app(&app).await, Err(FlyError::NotFound(_))));

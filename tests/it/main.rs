@@ -31,5 +31,7 @@ mod supabase_contract;
 mod supabase_daemon;
 mod supabase_pooler;
 mod support;
+mod sync;
+mod sync_runner;
 mod upgrade;
 mod validation;

@@ -63,6 +63,16 @@ pub struct BenchArgs {
     /// Exit with status 1 unless every fleet converged (CI smoke run).
     #[arg(long)]
     pub fail_unconverged: bool,
+    /// Sync on save instead of the fleet runs: this many saves (`revision` writes), timed
+    /// until `served_revision` shows them (see BENCHMARKS.md, "Sync on save").
+    #[arg(long, default_value_t = 0)]
+    pub saves: usize,
+    /// Running previews the saves go to, round-robin.
+    #[arg(long, default_value_t = 50)]
+    pub save_rows: usize,
+    /// Simulated run time of the runner's `sync` inside the machine (git fetch + reset).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20ms")]
+    pub sync_time: Duration,
     /// The bench's own database on that server, dropped and recreated for every run.
     #[arg(long, default_value = "fly_preview_bench")]
     pub db_name: String,

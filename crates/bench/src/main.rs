@@ -15,6 +15,7 @@ mod controller;
 mod db;
 mod fleet;
 mod report;
+mod saves;
 mod targets;
 mod wake;
 
@@ -101,6 +102,9 @@ fn main() -> ExitCode {
 async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let admin = db::connect(&a.database_url, 2).await?;
     let env = Environment::read(&admin).await;
+    if a.saves > 0 {
+        return run_saves(&a, &admin, &env).await;
+    }
     let result = run_all(&a, &admin).await;
     let dropped = db::drop_db(&admin, &a.db_name).await;
     let (runs, baselines) = result?;
@@ -109,6 +113,26 @@ async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.fail_unconverged && runs.iter().any(|r| !r.conv.converged) {
         anyhow::bail!("bench: not every fleet converged within --converge-budget");
     }
+    Ok(())
+}
+
+/// `--saves N`: the sync-on-save scenario only.
+async fn run_saves(a: &BenchArgs, admin: &sqlx::PgPool, env: &Environment) -> anyhow::Result<()> {
+    let result = saves::run(a, admin).await;
+    let dropped = db::drop_db(admin, &a.db_name).await;
+    let run = result?;
+    dropped.context("dropping the bench database")?;
+    println!(
+        "## fly-preview-controller bench (sync on save), {}
+",
+        env.date
+    );
+    println!(
+        "{} cores ({}), {}, PostgreSQL {}
+",
+        env.cores, env.cpu, env.memory, env.postgres
+    );
+    print!("{}", saves::render(&run, a));
     Ok(())
 }
 

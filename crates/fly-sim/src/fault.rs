@@ -33,7 +33,7 @@ actions! {
     StartMachine => "start_machine", StopMachine => "stop_machine",
     SuspendMachine => "suspend_machine", RestartMachine => "restart_machine",
     DestroyMachine => "destroy_machine", WaitMachine => "wait_machine", Lease => "lease",
-    OrgMachines => "org_machines", Any => "any",
+    OrgMachines => "org_machines", ExecMachine => "exec_machine", Any => "any",
 }
 
 impl fmt::Display for Action {

@@ -22,6 +22,8 @@
 
 mod control;
 mod error;
+mod exec;
+mod exec_control;
 mod fault;
 mod ids;
 mod lease;
@@ -30,6 +32,7 @@ mod limits;
 mod machine;
 mod machines;
 mod query;
+mod revisions;
 mod routes;
 mod server;
 mod shared;
@@ -49,7 +52,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+pub use exec::DEFAULT_SYNC_TIME;
 pub use fault::{Action, Fault, FaultRule, FaultSpecError, Trigger};
+pub use revisions::SyncFault;
 
 use fault::FaultEngine;
 use ids::{IdGen, SimClock};
@@ -214,6 +219,7 @@ fn shared_state(cfg: SimConfig) -> Shared {
         rate_limits: cfg.rate_limits,
         retry_after: cfg.retry_after,
         world: Mutex::new(world),
+        exec: Mutex::new(revisions::ExecState::default()),
         faults: Mutex::new(FaultEngine::new(cfg.seed, cfg.faults)),
         limiter: Mutex::new(RateLimiter::default()),
         request_ids: Mutex::new(IdGen::new(cfg.seed.wrapping_add(0x0123_4567_89ab_cdef))),

@@ -70,8 +70,11 @@ fn machine_verb(verb: &str, method: &str) -> Result<Action, ApiError> {
         ("suspend", "POST") => Ok(Action::SuspendMachine),
         ("restart", "POST") => Ok(Action::RestartMachine),
         ("wait", "GET") => Ok(Action::WaitMachine),
+        ("exec", "POST") => Ok(Action::ExecMachine),
         ("lease", "GET" | "POST" | "DELETE") => Ok(Action::Lease),
-        ("start" | "stop" | "suspend" | "restart" | "wait" | "lease", _) => Err(not_allowed()),
+        ("start" | "stop" | "suspend" | "restart" | "wait" | "lease" | "exec", _) => {
+            Err(not_allowed())
+        }
         _ => Err(not_found()),
     }
 }
@@ -100,6 +103,9 @@ pub(crate) async fn dispatch(shared: &Shared, call: &Call<'_>) -> ApiResult {
     let r = call.route;
     if r.action == Action::WaitMachine {
         return wait::wait(shared, &r.app, &r.id, call.query).await;
+    }
+    if r.action == Action::ExecMachine {
+        return super::exec::exec(shared, &r.app, &r.id, call.body).await;
     }
     let result = dispatch_sync(shared, call, Instant::now());
     shared.changed.notify_waiters();

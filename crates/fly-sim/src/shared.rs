@@ -27,6 +27,8 @@ pub(crate) struct Shared {
     pub rate_limits: bool,
     pub retry_after: Option<u64>,
     pub world: Mutex<World>,
+    /// Revisions and `sync` behaviour for `exec`.
+    pub exec: Mutex<super::revisions::ExecState>,
     pub faults: Mutex<FaultEngine>,
     pub limiter: Mutex<RateLimiter>,
     pub request_ids: Mutex<IdGen>,

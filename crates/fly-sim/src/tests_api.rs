@@ -208,3 +208,42 @@ async fn retry_after_header_is_opt_in() {
     assert_eq!(last.status().as_u16(), 429);
     assert_eq!(last.headers()["retry-after"], "2");
 }
+
+const SYNC: &[&str] = &["node", "/usr/local/lib/runner/entrypoint.mjs", "sync", "--timeout", "5s"];
+
+#[tokio::test(start_paused = true)]
+async fn exec_runs_the_runner_sync_and_answers_like_fly() {
+    let api = Api::start().await;
+    let id = api.app_with_machine("x", "1").await;
+    let path = format!("/apps/x/machines/{id}/exec");
+    // Not started yet: exec never wakes or waits for a machine.
+    let (status, body) = api.post(&path, json!({"command": SYNC, "timeout": 10})).await;
+    assert_eq!(status, 412, "{body}");
+    advance(Duration::from_secs(2)).await;
+    api.sim.push_revision("x", "abc1234def");
+    let (status, body) = api.post(&path, json!({"command": SYNC, "timeout": 10})).await;
+    assert_eq!((status, body["exit_code"].as_i64()), (200, Some(0)), "{body}");
+    let line: Value = serde_json::from_str(body["stdout"].as_str().unwrap().trim()).unwrap();
+    assert_eq!(line, json!({"ok": true, "revision": "abc1234def"}));
+    assert_eq!(api.sim.served_revision("x", &id), "abc1234def");
+    // A failing sync is still HTTP 200, with the runner's exit code and JSON line.
+    api.sim.set_sync_fault("x", Some(crate::SyncFault::FetchFailed));
+    let (status, body) = api.post(&path, json!({"command": SYNC, "timeout": 10})).await;
+    assert_eq!((status, body["exit_code"].as_i64()), (200, Some(1)), "{body}");
+    assert!(body["stdout"].as_str().unwrap().contains("fetch_failed"));
+    // Hanging: the runner's own --timeout (5 s) answers before the exec timeout (10 s)...
+    api.sim.set_sync_fault("x", Some(crate::SyncFault::Hang));
+    let (status, body) = api.post(&path, json!({"command": SYNC, "timeout": 10})).await;
+    assert_eq!((status, body["exit_code"].as_i64()), (200, Some(1)), "{body}");
+    // ...else the exec deadline is a 408.
+    let (status, body) = api.post(&path, json!({"command": SYNC, "timeout": 2})).await;
+    assert_eq!(status, 408, "{body}");
+    let (status, body) = api.post(&path, json!({"cmd": "echo hi"})).await;
+    assert_eq!((status, body["stdout"].as_str()), (200, Some("hi\n")));
+    let (status, _) = api.post(&path, json!({"timeout": 1})).await;
+    assert_eq!(status, 400);
+    api.post(&format!("/apps/x/machines/{id}/suspend"), json!({})).await;
+    advance(Duration::from_secs(2)).await;
+    let (status, body) = api.post(&path, json!({"command": SYNC})).await;
+    assert_eq!(status, 412, "{body}");
+}

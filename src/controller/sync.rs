@@ -1,0 +1,142 @@
+//! The sync lane: sync on save, beside the scheduler so saves never queue behind deploys.
+//!
+//! Woken by the `revision` NOTIFY (the row id, through a channel from the listener) and by a
+//! cheap sweep every [`SyncSettings::sweep_interval`] for rows whose `revision` is not
+//! confirmed yet (missed notifications, machines that resumed, deploys that finished,
+//! retries after a failure). Each attempt is [`sync_once`]: one Fly call (exec of the runner's
+//! `sync`) on the happy path. At most one attempt per row is in flight; saves arriving
+//! meanwhile coalesce: when it finishes, the row is tried once more if its revision moved on.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+pub use crate::controller::sync_once::{Answer, Done, FAILURE_KINDS, parse_answer, sync_once};
+pub use crate::controller::sync_settings::{RUNNER_ENTRYPOINT, SyncCtx, SyncSettings};
+
+/// A row waiting for its next try after a failure.
+struct Retry {
+    at: Instant,
+    attempts: u32,
+}
+
+/// The lane's bookkeeping (single task; attempts run in a `JoinSet`).
+pub struct SyncLane {
+    ctx: Arc<SyncCtx>,
+    ids: mpsc::Receiver<Uuid>,
+    tasks: JoinSet<(Uuid, Done)>,
+    inflight: HashSet<Uuid>,
+    dirty: HashSet<Uuid>,
+    queue: VecDeque<Uuid>,
+    queued: HashSet<Uuid>,
+    retries: HashMap<Uuid, Retry>,
+}
+
+impl SyncLane {
+    pub fn new(ctx: SyncCtx, ids: mpsc::Receiver<Uuid>) -> Self {
+        Self {
+            ctx: Arc::new(ctx),
+            ids,
+            tasks: JoinSet::new(),
+            inflight: HashSet::new(),
+            dirty: HashSet::new(),
+            queue: VecDeque::new(),
+            queued: HashSet::new(),
+            retries: HashMap::new(),
+        }
+    }
+
+    /// Runs until the task is dropped or aborted.
+    pub async fn run(mut self) {
+        let mut sweep = tokio::time::interval(self.ctx.settings.sweep_interval);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                Some(id) = self.ids.recv() => {
+                    // A new save: any backoff was for an older revision.
+                    self.retries.remove(&id);
+                    self.request(id);
+                }
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
+                    Ok((id, done)) => self.finished(id, done),
+                    Err(e) => tracing::error!(error = %e, "sync attempt panicked"),
+                },
+                _ = sweep.tick() => self.sweep().await,
+            }
+            self.start_queued();
+        }
+    }
+
+    /// One attempt for `id` as soon as possible; coalesced with one in flight.
+    fn request(&mut self, id: Uuid) {
+        if self.inflight.contains(&id) {
+            self.dirty.insert(id);
+        } else if self.queued.insert(id) {
+            self.queue.push_back(id);
+        }
+    }
+
+    fn start_queued(&mut self) {
+        while self.tasks.len() < self.ctx.settings.concurrency.max(1) {
+            let Some(id) = self.queue.pop_front() else { return };
+            self.queued.remove(&id);
+            self.inflight.insert(id);
+            let ctx = self.ctx.clone();
+            self.tasks.spawn(async move {
+                let done = sync_once(&ctx, id).await.unwrap_or_else(|e| {
+                    tracing::warn!(%id, error = %e, kind = e.kind(), "sync on save: database error");
+                    Done::Failed("db")
+                });
+                (id, done)
+            });
+        }
+    }
+
+    fn finished(&mut self, id: Uuid, done: Done) {
+        self.inflight.remove(&id);
+        let again = self.dirty.remove(&id);
+        match done {
+            Done::Confirmed | Done::Skipped => {
+                self.retries.remove(&id);
+            }
+            Done::MovedOn => {
+                self.retries.remove(&id);
+                self.request(id);
+                return;
+            }
+            Done::Failed(kind) => {
+                let attempts = self.retries.get(&id).map_or(0, |r| r.attempts + 1);
+                let delay = self.ctx.settings.retry_after(kind, attempts);
+                tracing::info!(%id, kind, ?delay, "sync on save did not confirm the revision");
+                self.retries.insert(id, Retry { at: Instant::now() + delay, attempts });
+            }
+        }
+        if again {
+            self.retries.remove(&id);
+            self.request(id);
+        }
+    }
+
+    /// Unconfirmed rows without a notification (and retries whose backoff has passed).
+    async fn sweep(&mut self) {
+        let limit = self.ctx.settings.sweep_limit;
+        let ids = match self.ctx.store.sync_candidates(limit).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "sync on save: sweep query failed");
+                return;
+            }
+        };
+        let now = Instant::now();
+        self.retries.retain(|id, r| r.at > now || ids.contains(id));
+        for id in ids {
+            if self.retries.get(&id).is_none_or(|r| r.at <= now) {
+                self.request(id);
+            }
+        }
+    }
+}

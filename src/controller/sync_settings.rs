@@ -1,0 +1,78 @@
+//! Settings and shared context of the sync lane (`controller::sync`).
+
+use std::time::Duration;
+
+use crate::fly::FlyClient;
+use crate::runtime::metrics::Metrics;
+use crate::store::Store;
+
+/// Where the runner lives in the image (deploy/runner/Dockerfile).
+pub const RUNNER_ENTRYPOINT: &str = "/usr/local/lib/runner/entrypoint.mjs";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncSettings {
+    /// Syncs in flight at once (per replica).
+    pub concurrency: usize,
+    /// The runner's own `sync --timeout` (it answers `{"ok":false,"error":"timeout"}`).
+    pub runner_timeout: Duration,
+    /// The exec's `timeout`; longer than the runner's, so the runner's answer comes first.
+    pub exec_timeout: Duration,
+    /// How often unconfirmed rows are looked for without a notification.
+    pub sweep_interval: Duration,
+    /// Rows read per sweep.
+    pub sweep_limit: i64,
+    /// First retry delay after a failed attempt (doubles, capped by `retry_cap`).
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    /// Retry delay when Fly says the machine is not started (suspended or stopped by
+    /// autostop while the row still says `started`): exec never wakes it, and the runner
+    /// fetches by itself on resume; the next try after it resumed confirms the revision.
+    pub idle_retry: Duration,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            runner_timeout: Duration::from_secs(10),
+            exec_timeout: Duration::from_secs(12),
+            sweep_interval: Duration::from_secs(1),
+            sweep_limit: 256,
+            retry_base: Duration::from_secs(1),
+            retry_cap: Duration::from_secs(60),
+            idle_retry: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SyncSettings {
+    /// `node /usr/local/lib/runner/entrypoint.mjs sync --timeout <n>s`.
+    pub fn command(&self) -> Vec<String> {
+        let secs = self.runner_timeout.as_secs().max(1);
+        ["node", RUNNER_ENTRYPOINT, "sync", "--timeout"]
+            .into_iter()
+            .map(str::to_owned)
+            .chain([format!("{secs}s")])
+            .collect()
+    }
+
+    /// The row lease a sync holds: the exec's HTTP budget plus room for the writes.
+    pub fn lease(&self) -> Duration {
+        self.exec_timeout + crate::fly::exec::EXEC_SLACK + Duration::from_secs(10)
+    }
+
+    pub(crate) fn retry_after(&self, kind: &str, attempts: u32) -> Duration {
+        if kind == "machine_not_started" {
+            return self.idle_retry;
+        }
+        self.retry_base.saturating_mul(1 << attempts.min(16)).min(self.retry_cap)
+    }
+}
+
+/// What every attempt needs.
+pub struct SyncCtx {
+    pub fly: FlyClient,
+    pub store: Store,
+    pub settings: SyncSettings,
+    pub metrics: Metrics,
+}
