@@ -109,7 +109,10 @@ async fn a_project_migrated_by_the_previous_release_is_upgraded_and_closed() {
             .await
             .unwrap();
 
-    assert_eq!(store::migrate::run(&postgres).await.unwrap(), vec![SEAM]);
+    assert_eq!(
+        store::migrate::run(&postgres).await.unwrap(),
+        crate::support::migrations_from(SEAM)
+    );
     let err = api.call(Jwt::Anon, "GET", &bookkeeping).await.unwrap_err();
     assert_eq!(sqlstate(&err), "42P01", "no longer exposed: {err}");
     let moved: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(

@@ -178,7 +178,11 @@ async fn migrate_moves_the_previous_releases_bookkeeping_out_of_public(pool: PgP
             .unwrap();
     let pending: Vec<i64> =
         store::migrate::pending(&pool).await.unwrap().iter().map(|m| m.version).collect();
-    assert_eq!(pending, vec![SEAM], "the previous release's database lacks only the seam");
+    assert_eq!(
+        pending,
+        crate::support::migrations_from(SEAM),
+        "the previous release's database lacks the seam and what came after it"
+    );
     let report = store::migrate::dry_run(&pool).await.unwrap();
     assert!(report.contains("- table public._sqlx_migrations"), "{report}");
     assert!(report.contains("+ table fly_preview_controller._sqlx_migrations"), "{report}");
@@ -190,7 +194,11 @@ async fn migrate_moves_the_previous_releases_bookkeeping_out_of_public(pool: PgP
             .unwrap();
     assert!(still, "the dry run moved nothing");
 
-    assert_eq!(store::migrate::run(&pool).await.unwrap(), vec![SEAM], "only the seam is applied");
+    assert_eq!(
+        store::migrate::run(&pool).await.unwrap(),
+        crate::support::migrations_from(SEAM),
+        "the seam and what came after it"
+    );
     assert!(store::migrate::run(&pool).await.unwrap().is_empty(), "second run is a no-op");
     let gone: Vec<Option<String>> = sqlx::query_scalar(
         "SELECT to_regclass(t)::text FROM unnest(array['public._sqlx_migrations', 'public.fly_preview_controller_leader']) t",

@@ -85,3 +85,18 @@ pub fn require_tool(tool: &str) -> std::path::PathBuf {
         .or_else(|| Some(std::path::Path::new("/usr/bin").join(tool)).filter(|p| p.is_file()))
         .unwrap_or_else(|| panic!("needs {tool}: install it with bash .ci/install-tools.sh"))
 }
+
+/// The versions of the embedded migrations from `first` on: what a database migrated by an
+/// earlier release still lacks (later migrations keep these tests true).
+pub fn migrations_from(first: i64) -> Vec<i64> {
+    fly_preview_controller::store::MIGRATOR
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| *v >= first)
+        .collect()
+}
+
+/// How many migrations are embedded.
+pub fn migration_count() -> usize {
+    fly_preview_controller::store::MIGRATOR.iter().count()
+}
