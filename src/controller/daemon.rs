@@ -10,6 +10,8 @@ use tokio::task::JoinSet;
 
 use crate::controller::background::{self, ListenTargets};
 use crate::controller::drift::{self, Drift};
+use crate::controller::fly_health::{self, FlyGate};
+use crate::controller::local_lane;
 use crate::controller::reconcile::Ctx;
 use crate::controller::scheduler::Scheduler;
 use crate::controller::settings::Settings;
@@ -33,7 +35,9 @@ pub struct Parts {
 pub async fn run(p: Parts, shutdown: &Shutdown) {
     p.metrics.init_error_kinds(crate::controller::error::KINDS);
     let store = Store::new(p.pool.clone(), p.owner.clone());
-    let ctx = Arc::new(Ctx { fly: p.fly, store: store.clone(), settings: p.settings.clone() });
+    let gate = Arc::new(FlyGate::new(p.health.clone()));
+    let ctx =
+        Arc::new(Ctx { fly: p.fly, store: store.clone(), settings: p.settings.clone(), gate });
     let (wake, resync) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let (del_tx, del_rx) = mpsc::channel(1024);
     let sched = Scheduler {
@@ -52,7 +56,7 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
         p.settings.stats_interval,
     ));
     let targets = ListenTargets {
-        wake,
+        wake: wake.clone(),
         resync: resync.clone(),
         deletes: del_tx,
         health: p.health.clone(),
@@ -61,6 +65,8 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
     bg.spawn(background::listen(store.clone(), targets));
     bg.spawn(drift::deletes(ctx.clone(), del_rx, 4));
     bg.spawn(Drift::new(ctx.clone(), p.metrics.clone(), resync).run());
+    bg.spawn(fly_health::watch(ctx.clone(), p.health.clone(), p.metrics.clone(), wake.clone()));
+    bg.spawn(local_lane::run(ctx.clone(), p.metrics.clone(), sched.inflight.clone()));
     sched.run(shutdown.subscribe()).await;
     bg.abort_all();
     p.metrics.leader.set(0);

@@ -54,10 +54,7 @@ impl Drift {
         let ttl = (s.drift_interval * 3).max(Duration::from_secs(5));
         let mut last_full: Option<Instant> = None;
         loop {
-            let leader = self.ctx.store.try_lead(ttl).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "leader election failed");
-                false
-            });
+            let leader = self.lead(ttl).await;
             self.metrics.leader.set(i64::from(leader));
             if leader {
                 let full_due = last_full.is_none_or(|t| t.elapsed() >= s.full_resync_interval);
@@ -73,6 +70,24 @@ impl Drift {
                 _ = self.resync.notified() => { last_full = None; self.metrics.resyncs.with_label_values(&["startup"]).inc(); }
             }
         }
+    }
+
+    /// Takes or renews leadership, unless the gate is shut (Fly not checked yet, or our
+    /// own configuration refused): then it steps down, so a healthy replica leads.
+    async fn lead(&self, ttl: Duration) -> bool {
+        if !self.ctx.gate.open() {
+            if self.metrics.leader.get() == 1 {
+                tracing::warn!("stepping down as leader while the controller is blocked");
+                if let Err(e) = self.ctx.store.resign().await {
+                    tracing::warn!(error = %e, "resigning leadership failed; it expires on its own");
+                }
+            }
+            return false;
+        }
+        self.ctx.store.try_lead(ttl).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "leader election failed");
+            false
+        })
     }
 
     /// All org machines changed since `since` (all of them when `None`), every page.

@@ -10,6 +10,8 @@ pub mod backoff;
 pub mod daemon;
 pub mod drift;
 pub mod error;
+pub mod fly_health;
+pub mod local_lane;
 pub mod machine_config;
 pub mod observe;
 pub mod outcome;

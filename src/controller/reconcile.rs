@@ -9,6 +9,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 pub use crate::controller::error::ReconcileError;
+use crate::controller::fly_health::FlyGate;
 use crate::controller::machine_config::{self, LAUNCH_MARKER_KEY, PREVIEW_ID_KEY, PreviewSpec};
 use crate::controller::observe;
 use crate::controller::plan::{self, Desired, MachineSeen, Observed, Step};
@@ -62,11 +63,16 @@ pub struct Ctx {
     pub fly: FlyClient,
     pub store: Store,
     pub settings: Arc<Settings>,
+    /// Fly's health and the controller's configuration: what may run now.
+    pub gate: Arc<FlyGate>,
 }
 
 /// One pass for one row: desired `stopped` tears down, otherwise deploys.
 pub async fn reconcile(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError> {
     if row.desired_state == DesiredState::Stopped {
+        if ctx.fly.breaker().is_open() {
+            return Err(ReconcileError::FlyDown(FlyError::unavailable()));
+        }
         return teardown(&ctx.fly, &row.fly_app_name).await;
     }
     let user_id = row.user_id.to_string();
@@ -83,6 +89,9 @@ pub async fn reconcile(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, Reconcile
             message: e.to_string(),
             machine: None,
         });
+    }
+    if ctx.fly.breaker().is_open() {
+        return Err(ReconcileError::FlyDown(FlyError::unavailable()));
     }
     Deploy { ctx, row, marked: row.status == Status::Initializing }.run().await
 }

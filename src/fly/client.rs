@@ -91,6 +91,22 @@ impl FlyClient {
         Ok(FlyClient { inner: Arc::new(t) })
     }
 
+    /// The breaker over this client's requests (Fly's health as this replica sees it).
+    pub fn breaker(&self) -> &super::breaker::Breaker {
+        &self.inner.breaker
+    }
+
+    /// A cheap request that proves the token and the org: one page of the org's machines
+    /// changed since now (normally empty). Sent even while the breaker is open; sent once.
+    pub async fn probe(&self, org: &str) -> Result<(), FlyError> {
+        let mut req =
+            Request::new(Action::ListOrgMachines, Method::GET, &["orgs", org, "machines"], org);
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        req.query.push(("updated_after".into(), now));
+        req.probe = true;
+        self.inner.send_probe(&req).await.map(drop)
+    }
+
     /// `POST /apps`. A taken name (422/409) is [`FlyError::NameTaken`]; the caller then
     /// GETs the app to see whether it is its own.
     pub async fn create_app(&self, name: &str, org: &str) -> Result<App, FlyError> {

@@ -45,6 +45,8 @@ pub struct Metrics {
     pub fly_throttled: IntCounterVec,
     pub fly_rate_limited: IntCounter,
     pub leader: IntGauge,
+    /// 1 while the Fly API is considered down (the client's circuit breaker is open).
+    pub fly_down: IntGauge,
     pub orphans_destroyed: IntCounter,
     pub notifications: IntCounter,
     pub resyncs: IntCounterVec,
@@ -183,6 +185,11 @@ impl Metrics {
                 &r,
                 "fly_preview_leader",
                 "1 while this replica holds the leader lease.",
+            ),
+            fly_down: int_gauge(
+                &r,
+                "fly_preview_fly_unavailable",
+                "1 while the Fly API fails platform-wide and calls are down to probes.",
             ),
             orphans_destroyed: counter(
                 &r,

@@ -2,6 +2,7 @@
 //! leader election and migrations. Every statement is runtime-checked and exercised by a
 //! `#[sqlx::test]` in `tests/store.rs`.
 
+mod lanes;
 mod leader;
 mod listen;
 pub mod migrate;
