@@ -10,7 +10,8 @@ use tokio::task::JoinSet;
 
 use crate::controller::background::{self, ListenTargets};
 use crate::controller::drift::{self, Drift};
-use crate::controller::fly_health::{self, FlyGate};
+use crate::controller::fly_health;
+use crate::controller::gate::FlyGate;
 use crate::controller::local_lane;
 use crate::controller::reconcile::Ctx;
 use crate::controller::scheduler::Scheduler;

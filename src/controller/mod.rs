@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod drift;
 pub mod error;
 pub mod fly_health;
+pub mod gate;
 pub mod local_lane;
 pub mod machine_config;
 pub mod observe;

@@ -9,7 +9,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 pub use crate::controller::error::ReconcileError;
-use crate::controller::fly_health::FlyGate;
+use crate::controller::gate::FlyGate;
 use crate::controller::machine_config::{self, LAUNCH_MARKER_KEY, PREVIEW_ID_KEY, PreviewSpec};
 use crate::controller::observe;
 use crate::controller::plan::{self, Desired, MachineSeen, Observed, Step};
