@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc};
 
+use crate::controller::error::GlobalCondition;
 use crate::controller::machine_config::{self, MANAGED_BY, MANAGED_BY_KEY};
 use crate::controller::reconcile::Ctx;
 use crate::fly::{FlyError, OrgMachine};
@@ -62,7 +63,7 @@ impl Drift {
                 match result {
                     Ok(()) if full_due => last_full = Some(Instant::now()),
                     Ok(()) => {}
-                    Err(e) => tracing::warn!(error = %e, "drift check failed"),
+                    Err(e) => self.failed(&e),
                 }
             }
             tokio::select! {
@@ -88,6 +89,16 @@ impl Drift {
             tracing::warn!(error = %e, "leader election failed");
             false
         })
+    }
+
+    /// A drift check that failed; an org-scoped refusal is our configuration's fault.
+    fn failed(&self, e: &DriftError) {
+        tracing::warn!(error = %e, "drift check failed");
+        if let DriftError::Fly(f) = e
+            && let Some(c) = GlobalCondition::of_org_call(f)
+        {
+            self.ctx.gate.block(c);
+        }
     }
 
     /// All org machines changed since `since` (all of them when `None`), every page.

@@ -103,11 +103,19 @@ async fn transition(ctx: &Ctx, health: &Health, metrics: &Metrics, wake: &Notify
         return;
     }
     health.set_degraded(None);
-    match ctx.store.mark_reason_due(Reason::FlyUnavailable).await {
-        Ok(n) => tracing::info!(rows = n, "the Fly API answers again; retrying waiting rows"),
-        Err(e) => {
-            tracing::warn!(error = %e, "Fly healed but waking its rows failed; they retry on their own")
+    tracing::info!("the Fly API answers again; retrying the rows that waited for it");
+    // Twice: passes that were ending while Fly healed may park their row after the first.
+    for pause in [Duration::ZERO, HEAL_SECOND_SWEEP] {
+        tokio::time::sleep(pause).await;
+        match ctx.store.mark_reason_due(Reason::FlyUnavailable).await {
+            Ok(n) => tracing::info!(rows = n, "rows parked by the outage are due now"),
+            Err(e) => {
+                tracing::warn!(error = %e, "waking parked rows failed; they retry on their own")
+            }
         }
+        wake.notify_one();
     }
-    wake.notify_one();
 }
+
+/// The second wake-up of parked rows after Fly heals.
+const HEAL_SECOND_SWEEP: Duration = Duration::from_secs(2);

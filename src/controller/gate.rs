@@ -37,7 +37,11 @@ impl FlyGate {
 
     /// Blocks all work (logged when it starts and once a minute while it is re-reported).
     pub fn block(&self, c: GlobalCondition) {
-        *self.cond() = Some(c);
+        let newly = self.cond().replace(c) != Some(c);
+        if newly && !c.probe_clears() {
+            // The pass that found it was the probe; the next one waits a full interval.
+            *self.last_image_probe.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        }
         self.health.set_blocked(Some(c.describe()));
     }
 

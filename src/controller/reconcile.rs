@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use uuid::Uuid;
 
-pub use crate::controller::error::ReconcileError;
+pub use crate::controller::error::{GlobalCondition, ReconcileError};
 use crate::controller::gate::FlyGate;
 use crate::controller::machine_config::{self, LAUNCH_MARKER_KEY, PREVIEW_ID_KEY, PreviewSpec};
 use crate::controller::observe;
@@ -233,7 +233,8 @@ impl Deploy<'_> {
                 self.mark(None).await?;
                 let m = fly
                     .update_machine(&app, &id, &self.request(&Uuid::new_v4().to_string()))
-                    .await?;
+                    .await
+                    .map_err(image_refused)?;
                 replace(seen, MachineSeen::from_machine(&m, self.row.id));
             }
             Step::StartMachine { id } => {
@@ -281,7 +282,10 @@ impl Deploy<'_> {
                 }
                 Ok(seen)
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(match GlobalCondition::of_org_call(&e) {
+                Some(c) => ReconcileError::Misconfigured(c, e),
+                None => e.into(),
+            }),
         }
     }
 
@@ -328,7 +332,7 @@ impl Deploy<'_> {
                     )),
                 }
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(image_refused(e)),
         }
     }
 
@@ -354,6 +358,17 @@ impl Deploy<'_> {
             }
             WaitOutcome::TimedOut => Ok(Some(self.progressing(Reason::WaitingForMachine, seen))),
         }
+    }
+}
+
+/// A machine create/update refused because of the image is the controller's setting, not
+/// the row's: every preview uses the same runner image.
+fn image_refused(e: FlyError) -> ReconcileError {
+    let about_image = e.message().to_ascii_lowercase().contains("image");
+    if matches!(e, FlyError::Permanent(_)) && about_image {
+        ReconcileError::Misconfigured(GlobalCondition::RunnerImageRejected, e)
+    } else {
+        e.into()
     }
 }
 

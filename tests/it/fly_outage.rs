@@ -45,7 +45,8 @@ async fn an_outage_parks_rows_probes_once_a_second_and_recovers_fast(pool: PgPoo
     );
     assert_eq!(errors_seen, 0, "no row flipped to error");
     assert!(parked > ROWS / 2, "rows show why they wait: {parked}");
-    assert!(max_attempts <= 1, "the outage does not grow the rows' backoff: {max_attempts}");
+    // Only the failures before the breaker trips count (once, at most twice per row).
+    assert!(max_attempts <= 2, "the outage does not grow the rows' backoff: {max_attempts}");
     let bound = OUTAGE.as_secs() + 2 * 16 + 10;
     assert!(during <= bound, "{during} requests during the outage (bound {bound})");
     assert!(ready.is_err_and(|e| e.contains("degraded")), "readyz degraded: {ready:?}");

@@ -16,6 +16,7 @@ mod fly_client;
 mod fly_client_machines;
 mod fly_client_wait;
 mod fly_outage;
+mod misconfig;
 mod observability;
 mod observability_promql;
 mod outcome;

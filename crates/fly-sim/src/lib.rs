@@ -15,6 +15,9 @@
 //!   (`connection refused`);
 //! - `REPO_BRANCH` = `sim-boot-failed`: boot ends in state `failed` (exit event, code 1);
 //! - anything else: `started`, then checks `passing` after `check_delay`.
+//!
+//! A `config.image` containing `sim-unpullable` is refused on machine create and update (422,
+//! `failed to resolve image …`), like an image Fly cannot pull.
 
 mod control;
 mod error;
