@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod admin_hardening;
 mod admin_secrets;
 mod cli;
 mod demo;
