@@ -13,7 +13,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::controller::error::GlobalCondition;
 use crate::controller::machine_config::{self, MANAGED_BY, MANAGED_BY_KEY};
 use crate::controller::reconcile::Ctx;
-use crate::fly::{FlyError, OrgMachine};
+use crate::fly::{App, FlyError, OrgMachine};
 use crate::runtime::metrics::Metrics;
 use crate::store::{Notification, StoreError};
 
@@ -163,13 +163,14 @@ impl Drift {
     async fn full(&mut self) -> Result<(), DriftError> {
         let fly = &self.ctx.fly;
         let prefix = self.prefix();
-        let apps: HashSet<String> = fly
+        let listed: Vec<App> = fly
             .list_apps(&self.ctx.settings.org)
             .await?
             .into_iter()
-            .map(|a| a.name)
-            .filter(|n| n.starts_with(&prefix))
+            .filter(|a| a.name.starts_with(&prefix))
             .collect();
+        self.report_shared_network(&listed);
+        let apps: HashSet<String> = listed.into_iter().map(|a| a.name).collect();
         let machines = self.machines(None).await?;
         self.advance(&machines);
         let rows = self.ctx.store.list_all().await?;
@@ -201,6 +202,23 @@ impl Drift {
         self.sweep(orphans).await;
         self.metrics.resyncs.with_label_values(&["periodic"]).inc();
         Ok(())
+    }
+
+    /// Apps created before previews got their own private network stay on the org's shared
+    /// one: Fly cannot move an app to another network. They are counted and named; a
+    /// teardown and redeploy (status 'stopped', then 'pending') recreates the app isolated.
+    fn report_shared_network(&self, apps: &[App]) {
+        let shared: Vec<&str> =
+            apps.iter().filter(|a| a.on_shared_network()).map(|a| a.name.as_str()).collect();
+        self.metrics.apps_on_shared_network.set(shared.len() as i64);
+        if !shared.is_empty() {
+            tracing::warn!(
+                apps = shared.len(),
+                examples = ?&shared[..shared.len().min(5)],
+                "previews on the org's shared private network (created before per-app \
+                 networks; Fly cannot move them): stop and redeploy them to isolate them"
+            );
+        }
     }
 
     /// Destroys orphans seen for longer than the grace period (or only logs, in dry-run).

@@ -271,7 +271,8 @@ impl Deploy<'_> {
     /// Creates the app; a taken name is ours only if our token can see it (GET 200).
     async fn create_app(&self) -> Result<Observed, ReconcileError> {
         let fly = &self.ctx.fly;
-        match fly.create_app(self.app(), &self.ctx.settings.org).await {
+        let net = naming::network_name(self.app());
+        match fly.create_app_in_network(self.app(), &self.ctx.settings.org, Some(&net)).await {
             Ok(_) => Ok(Observed::fresh_app()),
             Err(FlyError::NameTaken(_)) => {
                 let seen = observe::full(fly, self.app(), self.row.id).await?;

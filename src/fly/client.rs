@@ -110,7 +110,22 @@ impl FlyClient {
     /// `POST /apps`. A taken name (422/409) is [`FlyError::NameTaken`]; the caller then
     /// GETs the app to see whether it is its own.
     pub async fn create_app(&self, name: &str, org: &str) -> Result<App, FlyError> {
-        let body = json!({ "name": name, "org_slug": org });
+        self.create_app_in_network(name, org, None).await
+    }
+
+    /// `POST /apps` with `network`: the app gets its own 6PN private network, so its machines
+    /// cannot reach the org's other apps privately. Fly cannot move an existing app to
+    /// another network.
+    pub async fn create_app_in_network(
+        &self,
+        name: &str,
+        org: &str,
+        network: Option<&str>,
+    ) -> Result<App, FlyError> {
+        let mut body = json!({ "name": name, "org_slug": org });
+        if let Some(net) = network {
+            body["network"] = json!(net);
+        }
         let req = Request::new(Action::CreateApp, Method::POST, &["apps"], name).json(&body)?;
         let mut app: App = self.inner.send(&req).await?.json("app")?;
         if app.name.is_empty() {

@@ -47,6 +47,8 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// 1 while the Fly API is considered down (the client's circuit breaker is open).
     pub fly_down: IntGauge,
+    /// Preview apps still on the org's shared private network (created before isolation).
+    pub apps_on_shared_network: IntGauge,
     pub orphans_destroyed: IntCounter,
     pub notifications: IntCounter,
     pub resyncs: IntCounterVec,
@@ -190,6 +192,11 @@ impl Metrics {
                 &r,
                 "fly_preview_fly_unavailable",
                 "1 while the Fly API fails platform-wide and calls are down to probes.",
+            ),
+            apps_on_shared_network: int_gauge(
+                &r,
+                "fly_preview_apps_on_shared_network",
+                "Preview apps on the org's shared private network (seen by the last full resync).",
             ),
             orphans_destroyed: counter(
                 &r,
