@@ -292,10 +292,11 @@ impl Deploy<'_> {
 
     fn request(&self, marker: &str) -> CreateMachineRequest {
         let r = self.row;
+        let url = validate::normalize_repo_url(r.github_repo_url.as_deref().unwrap_or_default());
         let spec = PreviewSpec {
             preview_id: r.id,
             generation: r.generation,
-            repo_url: r.github_repo_url.as_deref().unwrap_or_default(),
+            repo_url: &url,
             branch: r.github_branch.as_deref().unwrap_or("main"),
             launch_marker: marker,
         };

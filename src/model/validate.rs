@@ -80,6 +80,20 @@ fn url_err(reason: impl Into<String>) -> ValidationError {
     ValidationError::new("github_repo_url", reason)
 }
 
+/// The part after `https://` (the scheme in any case).
+fn strip_https(raw: &str) -> Option<&str> {
+    let head = raw.get(..8)?;
+    head.eq_ignore_ascii_case("https://").then(|| &raw[8..])
+}
+
+/// The URL as handed to the machine: scheme and host lowercased (hosts compare
+/// case-insensitively), owner and repository as written. Call on a validated URL.
+pub fn normalize_repo_url(raw: &str) -> String {
+    let Some(rest) = strip_https(raw) else { return raw.to_owned() };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    format!("https://{}/{path}", host.to_ascii_lowercase())
+}
+
 /// `https://<allowed host>/<owner>/<repo>[.git]`, nothing else.
 pub fn repo_url(raw: &str, allowed_hosts: &[String]) -> Result<(), ValidationError> {
     if raw.len() > MAX_URL_LEN {
@@ -91,8 +105,7 @@ pub fn repo_url(raw: &str, allowed_hosts: &[String]) -> Result<(), ValidationErr
     if !raw.is_ascii() {
         return Err(url_err("contains non-ASCII characters (look-alike hosts are refused)"));
     }
-    let rest = raw
-        .strip_prefix("https://")
+    let rest = strip_https(raw)
         .ok_or_else(|| url_err(format!("must start with https:// (found {:?})", clip(raw))))?;
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     if authority.contains('@') {
@@ -150,6 +163,13 @@ pub fn branch(b: &str) -> Result<(), ValidationError> {
     if let Some(c) = b.chars().find(|c| c.is_control() || c.is_whitespace()) {
         return Err(branch_err(format!("contains whitespace or a control character ({c:?})")));
     }
+    if let Some(c) = b.chars().find(|c| is_format_char(*c)) {
+        return Err(branch_err(format!(
+            "contains the invisible formatting character U+{:04X} (direction overrides, \
+             zero-width characters, BOM and tag characters are refused)",
+            u32::from(c)
+        )));
+    }
     if let Some(c) = b.chars().find(|c| "~^:?*[\\".contains(*c)) {
         return Err(branch_err(format!("contains {c:?}, which git forbids in ref names")));
     }
@@ -160,6 +180,35 @@ pub fn branch(b: &str) -> Result<(), ValidationError> {
         return Err(branch_err("must not start with '-' (it would read as an option)"));
     }
     ref_shape(b)
+}
+
+/// Unicode format characters (general category Cf, which can reorder or hide text: bidi
+/// embeddings, overrides and isolates, zero-width characters, BOM, tags, …), plus the whole
+/// tag block and the interlinear annotation controls.
+pub fn is_format_char(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0000..=0xE007F
+    )
 }
 
 fn ref_shape(b: &str) -> Result<(), ValidationError> {
@@ -194,6 +243,19 @@ mod tests {
         {
             assert_eq!(branch(b), Ok(()), "{b}");
         }
+    }
+
+    #[test]
+    fn hosts_are_normalised_and_format_characters_refused() {
+        assert_eq!(
+            normalize_repo_url("HTTPS://GitHub.COM/My-Org/Repo.git"),
+            "https://github.com/My-Org/Repo.git"
+        );
+        for c in ['\u{202E}', '\u{2066}', '\u{200B}', '\u{2060}', '\u{FEFF}', '\u{E0041}'] {
+            let err = branch(&format!("ma{c}in")).unwrap_err();
+            assert!(err.reason.contains("invisible formatting"), "{err}");
+        }
+        assert_eq!(branch("日本語-branch"), Ok(()));
     }
 
     #[test]

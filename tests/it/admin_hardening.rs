@@ -1,6 +1,7 @@
 //! The admin server under hostile clients (issue 16, item 4): 1,100 slow connections (half a
 //! request head, never finished) do not keep `/healthz` from answering within a second, also
-//! for the daemon binary under a 1,024 open-file limit; oversized requests are refused.
+//! for the daemon binary under a 1,024 open-file limit; oversized requests are refused. The
+//! daemon's text logs to a pipe carry no ANSI escapes (issue 16, item 5).
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -87,13 +88,20 @@ async fn the_daemon_under_a_1024_file_limit_survives_1100_slow_connections(pool:
             ("FLY_API_TOKEN", "fo1_test_token_value_0123456789"),
             ("FLY_API_URL", "http://127.0.0.1:9"),
             ("LISTEN_ADDR", listen.as_str()),
-            ("RUST_LOG", "warn"),
+            ("RUST_LOG", "info"),
+            ("LOG_FORMAT", "text"),
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let drain = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut stderr, &mut buf).await;
+        buf
+    });
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(addr).await.is_err() {
         assert!(Instant::now() < deadline, "the daemon never listened");
@@ -105,4 +113,8 @@ async fn the_daemon_under_a_1024_file_limit_survives_1100_slow_connections(pool:
     assert!(worst < Duration::from_secs(1), "{worst:?}");
     drop(slow);
     child.kill().await.unwrap();
+    let logs = drain.await.unwrap();
+    let logs = String::from_utf8_lossy(&logs);
+    assert!(logs.contains("INFO"), "the daemon logged: {logs}");
+    assert!(!logs.contains('\u{1b}'), "no ANSI escapes when stderr is not a terminal: {logs}");
 }

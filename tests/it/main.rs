@@ -28,6 +28,7 @@ mod resilience;
 mod runner;
 mod runner_inputs;
 mod security;
+mod shared_inputs;
 mod store;
 mod support;
 mod upgrade;
