@@ -17,6 +17,7 @@ mod fly_client;
 mod fly_client_machines;
 mod fly_client_wait;
 mod fly_outage;
+mod gauges;
 mod isolation;
 mod misconfig;
 mod observability;
