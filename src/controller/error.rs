@@ -178,8 +178,8 @@ impl ReconcileError {
         }
     }
 
-    /// What a person reading the row needs: what went wrong, without request ids or API
-    /// URLs (those go to the controller's log).
+    /// What a person reading the row needs: what went wrong, without request ids, API
+    /// messages or URLs (the full error goes to the log and to `status_detail`).
     pub fn summary(&self) -> String {
         match self {
             ReconcileError::Fly(e) => fly_summary(e),
@@ -207,9 +207,7 @@ fn fly_summary(e: &FlyError) -> String {
             format!("the Fly API had a temporary problem{status}")
         }
         FlyError::AmbiguousCreate(_) => "Fly did not confirm creating the machine".into(),
-        FlyError::Permanent(_) => {
-            format!("Fly rejected the preview's configuration{status}: {}", info.message)
-        }
+        FlyError::Permanent(_) => format!("Fly rejected the preview's configuration{status}"),
         FlyError::Forbidden(_) => format!("Fly refused access to the preview's app{status}"),
         FlyError::Config(_) => "the controller could not form the Fly API request".into(),
         FlyError::Unauthorized(_) => "the Fly API rejected the controller's token".into(),

@@ -46,6 +46,7 @@ fn base(row: &PreviewRow, status: Status, reason: Reason) -> StatusWrite {
         status,
         reason,
         error_message: None,
+        detail: None,
         preview_url: None,
         fly_machine_id: row.fly_machine_id.clone(),
         machine_state: row.machine_state.clone(),
@@ -138,6 +139,7 @@ fn failed(
                 e.summary()
             )),
             attempts,
+            detail: Some(e.to_string()),
             ..base(row, Status::Error, e.reason())
         }),
         Policy::Retry => {
@@ -149,6 +151,7 @@ fn failed(
                     humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
                 )),
                 attempts,
+                detail: Some(e.to_string()),
                 next_attempt_at: Some(at(now, delay)),
                 observed_generation: None,
                 ..base(row, retry_status(row, e, attempts), e.reason())
@@ -174,6 +177,7 @@ fn retry_status(row: &PreviewRow, e: &ReconcileError, attempts: i32) -> Status {
 fn fly_down(row: &PreviewRow, e: &ReconcileError, now: DateTime<Utc>) -> StatusWrite {
     StatusWrite {
         error_message: Some(e.summary()),
+        detail: Some(e.to_string()),
         attempts: row.attempts,
         next_attempt_at: Some(at(now, OUTAGE_RECHECK)),
         observed_generation: None,

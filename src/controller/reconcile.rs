@@ -180,6 +180,7 @@ impl Deploy<'_> {
             status: Status::Initializing,
             reason: Reason::Deploying,
             error_message: None,
+            detail: None,
             preview_url: None,
             fly_machine_id: machine.map(|m| m.id.clone()).or_else(|| r.fly_machine_id.clone()),
             machine_state: machine.map(|m| m.state.clone()),

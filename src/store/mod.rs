@@ -93,6 +93,8 @@ pub struct PreviewRow {
     pub requested_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Technical detail of the last status (Fly request id, API message); for operators.
+    pub status_detail: Option<String>,
 }
 
 /// Marks the statement as the controller's own write, so the request-translation trigger

@@ -19,6 +19,7 @@ mod fly_client_wait;
 mod fly_outage;
 mod gauges;
 mod isolation;
+mod messages;
 mod misconfig;
 mod observability;
 mod observability_promql;
