@@ -4,7 +4,7 @@
 //! Every answered request is a signal: a 5xx, a timeout or a lost connection is a platform
 //! failure; any other answer (2xx, 404, 422, 401 …) proves Fly is up. After
 //! [`TRIP_AFTER`] platform failures in a row the breaker opens: the transport then refuses
-//! every request without sending it ([`FlyError::Unavailable`](super::FlyError::Unavailable))
+//! every request without sending it ([`FlyError::Unavailable`])
 //! except probes, which the controller sends at most once a second. The first probe that
 //! Fly answers closes it again. 429s say nothing about Fly's health and are ignored.
 
