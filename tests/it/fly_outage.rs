@@ -1,6 +1,8 @@
 //! Fly outages (issue 16, item 2): a platform-wide failure is not the rows' fault. Scaled down
 //! from the issue's 120 s × 200 rows to 20 s × 50 rows so it runs in well under a minute; the
-//! request bound scales with it (one probe a second plus the burst before the breaker trips).
+//! request bound scales with it (one probe a second plus 30 for the burst before the breaker
+//! trips: 150 at the issue's 120 s). The issue's own scale:
+//! `OUTAGE_SECS=120 OUTAGE_ROWS=200 cargo test --test it fly_outage::an_outage -- --nocapture`.
 
 use std::time::{Duration, Instant};
 
@@ -11,19 +13,22 @@ use fly_sim::SimConfig;
 use sqlx::PgPool;
 
 const REPO: &str = "https://github.com/acme/site";
-const ROWS: usize = 50;
-const OUTAGE: Duration = Duration::from_secs(20);
+fn scale(var: &str, default: u64) -> u64 {
+    std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
 
 #[sqlx::test]
 async fn an_outage_parks_rows_probes_once_a_second_and_recovers_fast(pool: PgPool) {
+    let (n_rows, outage) =
+        (scale("OUTAGE_ROWS", 50) as usize, Duration::from_secs(scale("OUTAGE_SECS", 20)));
     let h = Harness::new(pool.clone(), SimConfig::default()).await;
     h.sim.add_fault("any:500:always".parse().unwrap());
     let before = h.sim.stats().requests_total;
     let r = h.start("a");
-    insert_rows(&pool, ROWS).await;
+    insert_rows(&pool, n_rows).await;
     let started = Instant::now();
     let mut errors_seen = 0;
-    while started.elapsed() < OUTAGE {
+    while started.elapsed() < outage {
         let rows = h.store().list_all().await.unwrap();
         errors_seen = errors_seen.max(rows.iter().filter(|r| r.status == Status::Error).count());
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -39,15 +44,15 @@ async fn an_outage_parks_rows_probes_once_a_second_and_recovers_fast(pool: PgPoo
     h.wait_all("all running after heal", 60, is_running).await;
     let recovery = healed.elapsed();
     println!(
-        "outage {OUTAGE:?} on {ROWS} rows: {during} Fly requests during the outage, \
+        "outage {outage:?} on {n_rows} rows: {during} Fly requests during the outage, \
          max rows in error {errors_seen}, rows parked FlyUnavailable {parked}, \
          max attempts {max_attempts}, all running {recovery:?} after heal"
     );
     assert_eq!(errors_seen, 0, "no row flipped to error");
-    assert!(parked > ROWS / 2, "rows show why they wait: {parked}");
+    assert!(parked > n_rows / 2, "rows show why they wait: {parked}");
     // Only the failures before the breaker trips count (once, at most twice per row).
     assert!(max_attempts <= 2, "the outage does not grow the rows' backoff: {max_attempts}");
-    let bound = OUTAGE.as_secs() + 2 * 16 + 10;
+    let bound = outage.as_secs() + 30;
     assert!(during <= bound, "{during} requests during the outage (bound {bound})");
     assert!(ready.is_err_and(|e| e.contains("degraded")), "readyz degraded: {ready:?}");
     assert!(recovery < Duration::from_secs(15), "recovered in {recovery:?}");
@@ -58,13 +63,13 @@ async fn an_outage_parks_rows_probes_once_a_second_and_recovers_fast(pool: PgPoo
 
 #[sqlx::test]
 async fn with_fly_hung_invalid_rows_still_get_their_verdict_within_a_second(pool: PgPool) {
-    let mut s = Settings::for_tests("personal");
-    s.concurrency = 4;
+    let s = Settings::for_tests("personal");
+    let slots = s.concurrency as i64;
     let h = Harness::with_settings(pool.clone(), SimConfig::default(), s).await;
     h.sim.add_fault("any:latency=60s:always".parse().unwrap());
     let r = h.start("a");
-    insert_rows(&pool, 8).await;
-    h.eventually("every worker slot hangs on Fly", || r.metrics.inflight.get() >= 4).await;
+    insert_rows(&pool, 20).await;
+    h.eventually("every worker slot hangs on Fly", || r.metrics.inflight.get() >= slots).await;
     let mut worst = Duration::ZERO;
     for i in 0..5 {
         let inserted = Instant::now();
