@@ -61,6 +61,7 @@ pub async fn watch(ctx: Arc<Ctx>, health: Arc<Health>, metrics: Metrics, wake: A
             _ = tokio::time::sleep(PROBE_INTERVAL) => {}
             _ = rx.changed() => {}
         }
+        metrics.blocked.set(i64::from(ctx.gate.condition().is_some()));
         let open = ctx.fly.breaker().is_open();
         if open != was_open {
             was_open = open;
@@ -107,7 +108,7 @@ async fn transition(ctx: &Ctx, health: &Health, metrics: &Metrics, wake: &Notify
     // Twice: passes that were ending while Fly healed may park their row after the first.
     for pause in [Duration::ZERO, HEAL_SECOND_SWEEP] {
         tokio::time::sleep(pause).await;
-        match ctx.store.mark_reason_due(Reason::FlyUnavailable).await {
+        match ctx.store.wake_parked(Reason::FlyUnavailable).await {
             Ok(n) => tracing::info!(rows = n, "rows parked by the outage are due now"),
             Err(e) => {
                 tracing::warn!(error = %e, "waking parked rows failed; they retry on their own")

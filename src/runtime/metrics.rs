@@ -47,6 +47,8 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// 1 while the Fly API is considered down (the client's circuit breaker is open).
     pub fly_down: IntGauge,
+    /// 1 while our own Fly configuration (token, org, runner image) is refused: no work.
+    pub blocked: IntGauge,
     /// Preview apps still on the org's shared private network (created before isolation).
     pub apps_on_shared_network: IntGauge,
     pub orphans_destroyed: IntCounter,
@@ -192,6 +194,11 @@ impl Metrics {
                 &r,
                 "fly_preview_fly_unavailable",
                 "1 while the Fly API fails platform-wide and calls are down to probes.",
+            ),
+            blocked: int_gauge(
+                &r,
+                "fly_preview_blocked",
+                "1 while Fly refuses the controller's token, org or runner image (no work is done).",
             ),
             apps_on_shared_network: int_gauge(
                 &r,

@@ -30,9 +30,10 @@ impl Store {
             .await?)
     }
 
-    /// Makes every row waiting with this reason due now. Returns how many.
-    pub async fn mark_reason_due(&self, reason: Reason) -> Result<u64, StoreError> {
-        let sql = named_query!("mark_reason_due");
+    /// Fly healed: rows parked with this reason are due now and their deploy clock
+    /// (`requested_at`) restarts. Returns how many.
+    pub async fn wake_parked(&self, reason: Reason) -> Result<u64, StoreError> {
+        let sql = named_query!("wake_parked");
         Ok(sqlx::query(sql).bind(reason).execute(self.pool()).await?.rows_affected())
     }
 }
