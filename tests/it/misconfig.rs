@@ -117,3 +117,26 @@ async fn a_refused_runner_image_is_global_and_no_row_turns_error(pool: PgPool) {
     assert_eq!(r.metrics.leader.get(), 0, "a blocked replica does not lead");
     r.stop().await;
 }
+
+#[sqlx::test]
+async fn a_leader_whose_token_is_revoked_steps_down_and_leads_again_when_it_works(pool: PgPool) {
+    let h = Harness::new(pool.clone(), SimConfig::default()).await;
+    let r = h.start("a");
+    h.eventually("leader", || r.metrics.leader.get() == 1).await;
+    h.sim.add_fault("any:401:always".parse().unwrap());
+    h.eventually("blocked and stepped down", || {
+        blocked_on(&r, "FLY_API_TOKEN") && r.metrics.leader.get() == 0
+    })
+    .await;
+    let holder: Option<String> =
+        sqlx::query_scalar("SELECT holder FROM public.fly_preview_controller_leader")
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+    assert_eq!(holder, None, "the leadership was given up, not left to expire");
+    assert_eq!(r.metrics.blocked.get(), 1);
+    h.sim.clear_faults();
+    h.eventually("leads again", || r.metrics.leader.get() == 1).await;
+    assert!(r.health.blocked().is_none());
+    r.stop().await;
+}
