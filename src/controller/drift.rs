@@ -161,16 +161,8 @@ impl Drift {
 
     /// Full verification: complete snapshots of Fly and the database, then drift and orphans.
     async fn full(&mut self) -> Result<(), DriftError> {
-        let fly = &self.ctx.fly;
         let prefix = self.prefix();
-        let listed: Vec<App> = fly
-            .list_apps(&self.ctx.settings.org)
-            .await?
-            .into_iter()
-            .filter(|a| a.name.starts_with(&prefix))
-            .collect();
-        self.report_shared_network(&listed);
-        let apps: HashSet<String> = listed.into_iter().map(|a| a.name).collect();
+        let apps = self.our_apps().await?;
         let machines = self.machines(None).await?;
         self.advance(&machines);
         let rows = self.ctx.store.list_all().await?;
@@ -202,6 +194,21 @@ impl Drift {
         self.sweep(orphans).await;
         self.metrics.resyncs.with_label_values(&["periodic"]).inc();
         Ok(())
+    }
+
+    /// The names of the org's apps with our prefix (reporting those on the shared network).
+    async fn our_apps(&self) -> Result<HashSet<String>, FlyError> {
+        let prefix = self.prefix();
+        let listed: Vec<App> = self
+            .ctx
+            .fly
+            .list_apps(&self.ctx.settings.org)
+            .await?
+            .into_iter()
+            .filter(|a| a.name.starts_with(&prefix))
+            .collect();
+        self.report_shared_network(&listed);
+        Ok(listed.into_iter().map(|a| a.name).collect())
     }
 
     /// Apps created before previews got their own private network stay on the org's shared
