@@ -286,7 +286,16 @@ pub fn settings(fly: &FlyArgs, c: &ControllerArgs) -> Result<Settings, ConfigErr
     Ok(Settings {
         org: fly.org.clone(),
         region: fly.region.clone(),
-        rules: Rules { prefix: c.app_prefix.clone(), allowed_hosts: c.allowed_repo_hosts.clone() },
+        rules: Rules {
+            prefix: c.app_prefix.clone(),
+            // Hosts compare case-insensitively; stray spaces around commas are not part of them.
+            allowed_hosts: c
+                .allowed_repo_hosts
+                .iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect(),
+        },
         runner: RunnerSettings {
             image: c.runner_image.clone(),
             port: c.runner_port,

@@ -10,6 +10,9 @@ use tokio::task::JoinSet;
 
 use crate::controller::background::{self, ListenTargets};
 use crate::controller::drift::{self, Drift};
+use crate::controller::fly_health;
+use crate::controller::gate::FlyGate;
+use crate::controller::local_lane;
 use crate::controller::reconcile::Ctx;
 use crate::controller::scheduler::Scheduler;
 use crate::controller::settings::Settings;
@@ -34,7 +37,9 @@ pub struct Parts {
 pub async fn run(p: Parts, shutdown: &Shutdown) {
     p.metrics.init_error_kinds(crate::controller::error::KINDS);
     let store = Store::new(p.pool.clone(), p.owner.clone());
-    let ctx = Arc::new(Ctx { fly: p.fly, store: store.clone(), settings: p.settings.clone() });
+    let gate = Arc::new(FlyGate::new(p.health.clone()));
+    let ctx =
+        Arc::new(Ctx { fly: p.fly, store: store.clone(), settings: p.settings.clone(), gate });
     let (wake, resync) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let (del_tx, del_rx) = mpsc::channel(1024);
     let (rev_tx, rev_rx) = mpsc::channel(4096);
@@ -54,7 +59,7 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
         p.settings.stats_interval,
     ));
     let targets = ListenTargets {
-        wake,
+        wake: wake.clone(),
         resync: resync.clone(),
         deletes: del_tx,
         revisions: rev_tx,
@@ -72,6 +77,8 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
     };
     bg.spawn(SyncLane::new(sync, rev_rx).run());
     bg.spawn(Drift::new(ctx.clone(), p.metrics.clone(), resync).run());
+    bg.spawn(fly_health::watch(ctx.clone(), p.health.clone(), p.metrics.clone(), wake.clone()));
+    bg.spawn(local_lane::run(ctx.clone(), p.metrics.clone(), sched.inflight.clone()));
     sched.run(shutdown.subscribe()).await;
     bg.abort_all();
     p.metrics.leader.set(0);

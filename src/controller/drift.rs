@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc};
 
+use crate::controller::error::GlobalCondition;
 use crate::controller::machine_config::{self, MANAGED_BY, MANAGED_BY_KEY};
 use crate::controller::reconcile::Ctx;
-use crate::fly::{FlyError, OrgMachine};
+use crate::fly::{App, FlyError, OrgMachine};
 use crate::runtime::metrics::Metrics;
 use crate::store::{Notification, StoreError};
 
@@ -54,10 +55,7 @@ impl Drift {
         let ttl = (s.drift_interval * 3).max(Duration::from_secs(5));
         let mut last_full: Option<Instant> = None;
         loop {
-            let leader = self.ctx.store.try_lead(ttl).await.unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "leader election failed");
-                false
-            });
+            let leader = self.lead(ttl).await;
             self.metrics.leader.set(i64::from(leader));
             if leader {
                 let full_due = last_full.is_none_or(|t| t.elapsed() >= s.full_resync_interval);
@@ -65,13 +63,41 @@ impl Drift {
                 match result {
                     Ok(()) if full_due => last_full = Some(Instant::now()),
                     Ok(()) => {}
-                    Err(e) => tracing::warn!(error = %e, "drift check failed"),
+                    Err(e) => self.failed(&e),
                 }
             }
             tokio::select! {
                 _ = tokio::time::sleep(s.drift_interval) => {}
                 _ = self.resync.notified() => { last_full = None; self.metrics.resyncs.with_label_values(&["startup"]).inc(); }
             }
+        }
+    }
+
+    /// Takes or renews leadership, unless the gate is shut (Fly not checked yet, or our
+    /// own configuration refused): then it steps down, so a healthy replica leads.
+    async fn lead(&self, ttl: Duration) -> bool {
+        if !self.ctx.gate.open() {
+            if self.metrics.leader.get() == 1 {
+                tracing::warn!("stepping down as leader while the controller is blocked");
+                if let Err(e) = self.ctx.store.resign().await {
+                    tracing::warn!(error = %e, "resigning leadership failed; it expires on its own");
+                }
+            }
+            return false;
+        }
+        self.ctx.store.try_lead(ttl).await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "leader election failed");
+            false
+        })
+    }
+
+    /// A drift check that failed; an org-scoped refusal is our configuration's fault.
+    fn failed(&self, e: &DriftError) {
+        tracing::warn!(error = %e, "drift check failed");
+        if let DriftError::Fly(f) = e
+            && let Some(c) = GlobalCondition::of_org_call(f)
+        {
+            self.ctx.gate.block(c);
         }
     }
 
@@ -135,15 +161,8 @@ impl Drift {
 
     /// Full verification: complete snapshots of Fly and the database, then drift and orphans.
     async fn full(&mut self) -> Result<(), DriftError> {
-        let fly = &self.ctx.fly;
         let prefix = self.prefix();
-        let apps: HashSet<String> = fly
-            .list_apps(&self.ctx.settings.org)
-            .await?
-            .into_iter()
-            .map(|a| a.name)
-            .filter(|n| n.starts_with(&prefix))
-            .collect();
+        let apps = self.our_apps().await?;
         let machines = self.machines(None).await?;
         self.advance(&machines);
         let rows = self.ctx.store.list_all().await?;
@@ -175,6 +194,38 @@ impl Drift {
         self.sweep(orphans).await;
         self.metrics.resyncs.with_label_values(&["periodic"]).inc();
         Ok(())
+    }
+
+    /// The names of the org's apps with our prefix (reporting those on the shared network).
+    async fn our_apps(&self) -> Result<HashSet<String>, FlyError> {
+        let prefix = self.prefix();
+        let listed: Vec<App> = self
+            .ctx
+            .fly
+            .list_apps(&self.ctx.settings.org)
+            .await?
+            .into_iter()
+            .filter(|a| a.name.starts_with(&prefix))
+            .collect();
+        self.report_shared_network(&listed);
+        Ok(listed.into_iter().map(|a| a.name).collect())
+    }
+
+    /// Apps created before previews got their own private network stay on the org's shared
+    /// one: Fly cannot move an app to another network. They are counted and named; a
+    /// teardown and redeploy (status 'stopped', then 'pending') recreates the app isolated.
+    fn report_shared_network(&self, apps: &[App]) {
+        let shared: Vec<&str> =
+            apps.iter().filter(|a| a.on_shared_network()).map(|a| a.name.as_str()).collect();
+        self.metrics.apps_on_shared_network.set(shared.len() as i64);
+        if !shared.is_empty() {
+            tracing::warn!(
+                apps = shared.len(),
+                examples = ?&shared[..shared.len().min(5)],
+                "previews on the org's shared private network (created before per-app \
+                 networks; Fly cannot move them): stop and redeploy them to isolate them"
+            );
+        }
     }
 
     /// Destroys orphans seen for longer than the grace period (or only logs, in dry-run).

@@ -3,13 +3,18 @@
 //! decides what is written back and when the row is due again. The [`scheduler`] claims due
 //! rows and runs passes; [`drift`] (leader only) notices changes behind our back and sweeps
 //! orphans; [`background`] renews leases, listens for NOTIFY and refreshes statistics;
-//! [`daemon`] wires one replica together.
+//! [`gate`] and [`fly_health`] decide what may run while Fly is down or our own Fly settings
+//! are refused; [`local_lane`] gives verdicts that need no Fly call; [`daemon`] wires one
+//! replica together.
 
 pub mod background;
 pub mod backoff;
 pub mod daemon;
 pub mod drift;
 pub mod error;
+pub mod fly_health;
+pub mod gate;
+pub mod local_lane;
 pub mod machine_config;
 pub mod observe;
 pub mod outcome;

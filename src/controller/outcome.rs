@@ -32,7 +32,7 @@ pub fn label(result: &Result<Outcome, ReconcileError>) -> &'static str {
         Err(e) => match e.policy() {
             Policy::Retry => "error",
             Policy::WaitForChange => "permanent",
-            Policy::Global(_) => "blocked",
+            Policy::Global(_) | Policy::FlyDown => "blocked",
         },
     }
 }
@@ -46,6 +46,7 @@ fn base(row: &PreviewRow, status: Status, reason: Reason) -> StatusWrite {
         status,
         reason,
         error_message: None,
+        detail: None,
         preview_url: None,
         fly_machine_id: row.fly_machine_id.clone(),
         machine_state: row.machine_state.clone(),
@@ -130,6 +131,7 @@ fn failed(
     let attempts = row.attempts.saturating_add(1);
     match e.policy() {
         Policy::Global(c) => Decision::Blocked(c),
+        Policy::FlyDown => Decision::Write(fly_down(row, e, now)),
         Policy::WaitForChange => Decision::Write(StatusWrite {
             error_message: Some(format!(
                 "{}; this will not fix itself: change the row (github_repo_url, github_branch) or \
@@ -137,6 +139,7 @@ fn failed(
                 e.summary()
             )),
             attempts,
+            detail: Some(e.to_string()),
             ..base(row, Status::Error, e.reason())
         }),
         Policy::Retry => {
@@ -148,10 +151,40 @@ fn failed(
                     humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
                 )),
                 attempts,
+                detail: Some(e.to_string()),
                 next_attempt_at: Some(at(now, delay)),
                 observed_generation: None,
-                ..base(row, Status::Error, e.reason())
+                ..base(row, retry_status(row, e, attempts), e.reason())
             })
         }
     }
 }
+
+/// A platform failure (5xx, timeout) shows as `error` only from the third attempt in a row:
+/// the first ones are usually an outage starting (the breaker then takes over) or a blip.
+pub const PLATFORM_FAILURES_BEFORE_ERROR: i32 = 3;
+
+fn retry_status(row: &PreviewRow, e: &ReconcileError, attempts: i32) -> Status {
+    if e.is_platform_failure() && attempts < PLATFORM_FAILURES_BEFORE_ERROR {
+        row.status
+    } else {
+        Status::Error
+    }
+}
+
+/// Fly is down: status and attempts stay, the reason says why; due again after
+/// [`OUTAGE_RECHECK`] at the latest (the heal signal makes it due at once).
+fn fly_down(row: &PreviewRow, e: &ReconcileError, now: DateTime<Utc>) -> StatusWrite {
+    StatusWrite {
+        error_message: Some(e.summary()),
+        detail: Some(e.to_string()),
+        attempts: row.attempts,
+        next_attempt_at: Some(at(now, OUTAGE_RECHECK)),
+        observed_generation: None,
+        ..base(row, row.status, Reason::FlyUnavailable)
+    }
+}
+
+/// Longest a row waits during an outage before it is looked at again (normally Fly's
+/// recovery makes every `FlyUnavailable` row due at once).
+pub const OUTAGE_RECHECK: Duration = Duration::from_secs(30);

@@ -8,7 +8,8 @@ use std::time::Duration;
 use chrono::Utc;
 use uuid::Uuid;
 
-pub use crate::controller::error::ReconcileError;
+pub use crate::controller::error::{GlobalCondition, ReconcileError};
+use crate::controller::gate::FlyGate;
 use crate::controller::machine_config::{self, LAUNCH_MARKER_KEY, PREVIEW_ID_KEY, PreviewSpec};
 use crate::controller::observe;
 use crate::controller::plan::{self, Desired, MachineSeen, Observed, Step};
@@ -62,11 +63,16 @@ pub struct Ctx {
     pub fly: FlyClient,
     pub store: Store,
     pub settings: Arc<Settings>,
+    /// Fly's health and the controller's configuration: what may run now.
+    pub gate: Arc<FlyGate>,
 }
 
 /// One pass for one row: desired `stopped` tears down, otherwise deploys.
 pub async fn reconcile(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError> {
     if row.desired_state == DesiredState::Stopped {
+        if ctx.fly.breaker().is_open() {
+            return Err(ReconcileError::FlyDown(FlyError::unavailable()));
+        }
         return teardown(&ctx.fly, &row.fly_app_name).await;
     }
     let user_id = row.user_id.to_string();
@@ -83,6 +89,9 @@ pub async fn reconcile(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, Reconcile
             message: e.to_string(),
             machine: None,
         });
+    }
+    if ctx.fly.breaker().is_open() {
+        return Err(ReconcileError::FlyDown(FlyError::unavailable()));
     }
     Deploy { ctx, row, marked: row.status == Status::Initializing }.run().await
 }
@@ -171,6 +180,7 @@ impl Deploy<'_> {
             status: Status::Initializing,
             reason: Reason::Deploying,
             error_message: None,
+            detail: None,
             preview_url: None,
             fly_machine_id: machine.map(|m| m.id.clone()).or_else(|| r.fly_machine_id.clone()),
             machine_state: machine.map(|m| m.state.clone()),
@@ -224,7 +234,8 @@ impl Deploy<'_> {
                 self.mark(None).await?;
                 let m = fly
                     .update_machine(&app, &id, &self.request(&Uuid::new_v4().to_string()))
-                    .await?;
+                    .await
+                    .map_err(image_refused)?;
                 replace(seen, MachineSeen::from_machine(&m, self.row.id));
             }
             Step::StartMachine { id } => {
@@ -261,7 +272,8 @@ impl Deploy<'_> {
     /// Creates the app; a taken name is ours only if our token can see it (GET 200).
     async fn create_app(&self) -> Result<Observed, ReconcileError> {
         let fly = &self.ctx.fly;
-        match fly.create_app(self.app(), &self.ctx.settings.org).await {
+        let net = naming::network_name(self.app());
+        match fly.create_app_in_network(self.app(), &self.ctx.settings.org, Some(&net)).await {
             Ok(_) => Ok(Observed::fresh_app()),
             Err(FlyError::NameTaken(_)) => {
                 let seen = observe::full(fly, self.app(), self.row.id).await?;
@@ -272,16 +284,20 @@ impl Deploy<'_> {
                 }
                 Ok(seen)
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(match GlobalCondition::of_org_call(&e) {
+                Some(c) => ReconcileError::Misconfigured(c, e),
+                None => e.into(),
+            }),
         }
     }
 
     fn request(&self, marker: &str) -> CreateMachineRequest {
         let r = self.row;
+        let url = validate::normalize_repo_url(r.github_repo_url.as_deref().unwrap_or_default());
         let spec = PreviewSpec {
             preview_id: r.id,
             generation: r.generation,
-            repo_url: r.github_repo_url.as_deref().unwrap_or_default(),
+            repo_url: &url,
             branch: r.github_branch.as_deref().unwrap_or("main"),
             launch_marker: marker,
         };
@@ -319,7 +335,7 @@ impl Deploy<'_> {
                     )),
                 }
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(image_refused(e)),
         }
     }
 
@@ -345,6 +361,17 @@ impl Deploy<'_> {
             }
             WaitOutcome::TimedOut => Ok(Some(self.progressing(Reason::WaitingForMachine, seen))),
         }
+    }
+}
+
+/// A machine create/update refused because of the image is the controller's setting, not
+/// the row's: every preview uses the same runner image.
+fn image_refused(e: FlyError) -> ReconcileError {
+    let about_image = e.message().to_ascii_lowercase().contains("image");
+    if matches!(e, FlyError::Permanent(_)) && about_image {
+        ReconcileError::Misconfigured(GlobalCondition::RunnerImageRejected, e)
+    } else {
+        e.into()
     }
 }
 

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::controller::fly_health;
 use crate::controller::outcome::{self, Decision};
 use crate::controller::reconcile::{self, Ctx};
 use crate::model::state::Status;
@@ -41,8 +42,9 @@ impl Scheduler {
             // Reap finished passes first, or their slots look busy and only one row is
             // claimed per loop (one round trip per row instead of one per batch).
             while workers.try_join_next().is_some() {}
-            // While a global condition blocks every pass, only one probe pass runs at a time.
-            let limit = if self.health.blocked().is_some() { 1 } else { max };
+            // Nothing before the first Fly probe, and nothing (or one paced probe pass) while
+            // a global condition blocks every pass.
+            let limit = self.ctx.gate.pass_limit(max);
             let free = limit.saturating_sub(workers.len());
             if free > 0 {
                 self.claim_into(&mut workers, free).await;
@@ -66,15 +68,9 @@ impl Scheduler {
                 self.metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);
                 for row in rows {
                     self.lock().insert(row.id);
-                    let (ctx, metrics, health, inflight) = (
-                        self.ctx.clone(),
-                        self.metrics.clone(),
-                        self.health.clone(),
-                        self.inflight.clone(),
-                    );
-                    workers.spawn(
-                        async move { process(&ctx, &metrics, &health, row, &inflight).await },
-                    );
+                    let (ctx, metrics, inflight) =
+                        (self.ctx.clone(), self.metrics.clone(), self.inflight.clone());
+                    workers.spawn(async move { process(&ctx, &metrics, row, &inflight).await });
                 }
             }
             Err(e) => {
@@ -114,25 +110,19 @@ impl Scheduler {
 }
 
 /// One pass over one row, with its span, metrics and fenced write.
-pub async fn process(
-    ctx: &Ctx,
-    metrics: &Metrics,
-    health: &Health,
-    row: PreviewRow,
-    inflight: &InFlight,
-) {
+pub async fn process(ctx: &Ctx, metrics: &Metrics, row: PreviewRow, inflight: &InFlight) {
     let span = tracing::info_span!("reconcile", id = %row.id, app = %row.fly_app_name, generation = row.generation);
     async {
         metrics.inflight.inc();
         let _done = Done { metrics, inflight, id: row.id };
         let started = Instant::now();
-        let result = reconcile::reconcile(ctx, &row).await;
+        let result = fly_health::classify(&ctx.fly, reconcile::reconcile(ctx, &row).await);
         let mut label = outcome::label(&result);
         if let Err(e) = &result {
             metrics.reconcile_errors.with_label_values(&[e.kind()]).inc();
             tracing::warn!(error = %e, kind = e.kind(), policy = ?e.policy(), "reconcile failed");
         } else {
-            health.set_blocked(None);
+            ctx.gate.pass_ok();
         }
         let decision =
             outcome::decide(&ctx.settings, &row, &result, chrono::Utc::now(), &mut rand::rng());
@@ -143,7 +133,7 @@ pub async fn process(
                 }
             }
             Decision::Blocked(condition) => {
-                health.set_blocked(Some(condition.describe()));
+                ctx.gate.block(condition);
                 let _ = ctx.store.release(row.id).await;
             }
         }

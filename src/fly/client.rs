@@ -95,10 +95,41 @@ impl FlyClient {
         Ok(FlyClient { inner: Arc::new(t) })
     }
 
+    /// The breaker over this client's requests (Fly's health as this replica sees it).
+    pub fn breaker(&self) -> &super::breaker::Breaker {
+        &self.inner.breaker
+    }
+
+    /// A cheap request that proves the token and the org: one page of the org's machines
+    /// changed since now (normally empty). Sent even while the breaker is open; sent once.
+    pub async fn probe(&self, org: &str) -> Result<(), FlyError> {
+        let mut req =
+            Request::new(Action::ListOrgMachines, Method::GET, &["orgs", org, "machines"], org);
+        let now = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        req.query.push(("updated_after".into(), now));
+        req.probe = true;
+        self.inner.send_probe(&req).await.map(drop)
+    }
+
     /// `POST /apps`. A taken name (422/409) is [`FlyError::NameTaken`]; the caller then
     /// GETs the app to see whether it is its own.
     pub async fn create_app(&self, name: &str, org: &str) -> Result<App, FlyError> {
-        let body = json!({ "name": name, "org_slug": org });
+        self.create_app_in_network(name, org, None).await
+    }
+
+    /// `POST /apps` with `network`: the app gets its own 6PN private network, so its machines
+    /// cannot reach the org's other apps privately. Fly cannot move an existing app to
+    /// another network.
+    pub async fn create_app_in_network(
+        &self,
+        name: &str,
+        org: &str,
+        network: Option<&str>,
+    ) -> Result<App, FlyError> {
+        let mut body = json!({ "name": name, "org_slug": org });
+        if let Some(net) = network {
+            body["network"] = json!(net);
+        }
         let req = Request::new(Action::CreateApp, Method::POST, &["apps"], name).json(&body)?;
         let mut app: App = self.inner.send(&req).await?.json("app")?;
         if app.name.is_empty() {

@@ -76,6 +76,9 @@ pub enum FlyError {
     /// The client could not be built or a request could not be formed.
     #[error("client configuration error: {0}")]
     Config(ErrorInfo),
+    /// Not sent: the Fly API is failing platform-wide (the breaker is open).
+    #[error("Fly API unavailable: {0}")]
+    Unavailable(ErrorInfo),
 }
 
 /// How a response status should be read for a given call.
@@ -100,7 +103,8 @@ impl FlyError {
             | FlyError::Permanent(i)
             | FlyError::AmbiguousCreate(i)
             | FlyError::Decode(i)
-            | FlyError::Config(i) => i,
+            | FlyError::Config(i)
+            | FlyError::Unavailable(i) => i,
             FlyError::RateLimited { info, .. } => info,
         }
     }
@@ -117,7 +121,8 @@ impl FlyError {
             | FlyError::Permanent(i)
             | FlyError::AmbiguousCreate(i)
             | FlyError::Decode(i)
-            | FlyError::Config(i) => i,
+            | FlyError::Config(i)
+            | FlyError::Unavailable(i) => i,
             FlyError::RateLimited { info, .. } => info,
         }
     }
@@ -143,6 +148,7 @@ impl FlyError {
             FlyError::AmbiguousCreate(_) => "ambiguous_create",
             FlyError::Decode(_) => "decode",
             FlyError::Config(_) => "config",
+            FlyError::Unavailable(_) => "unavailable",
         }
     }
 
@@ -234,6 +240,20 @@ impl FlyError {
             code: None,
             message: format!("decoding {what}: {err}"),
         })
+    }
+
+    pub fn unavailable() -> FlyError {
+        FlyError::Unavailable(ErrorInfo {
+            message: "the Fly API is failing platform-wide; request not sent".into(),
+            ..ErrorInfo::default()
+        })
+    }
+
+    /// A failure of the platform rather than of this request: 5xx, timeouts, lost
+    /// connections, or not sent because the breaker is open.
+    pub fn is_platform_failure(&self) -> bool {
+        matches!(self, FlyError::Unavailable(_))
+            || super::breaker::Signal::of(self, false) == super::breaker::Signal::PlatformFailure
     }
 
     pub(crate) fn config(message: impl Into<String>) -> FlyError {

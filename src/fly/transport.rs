@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use super::Secret;
+use super::breaker::{Breaker, Signal};
 use super::error::{Classify, FlyError, parse_retry_after};
 use super::ratelimit::{Limits, RateLimiter};
 use crate::runtime::metrics::Metrics;
@@ -110,6 +111,8 @@ pub(crate) struct Request<'a> {
     /// Rate-limit identifier: the app, machine or org the call is about.
     pub key: &'a str,
     pub timeout: Option<Duration>,
+    /// A health probe: sent even while the breaker is open.
+    pub probe: bool,
 }
 
 impl<'a> Request<'a> {
@@ -122,6 +125,7 @@ impl<'a> Request<'a> {
             body: None,
             key,
             timeout: None,
+            probe: false,
         }
     }
 
@@ -176,6 +180,7 @@ pub(crate) struct Transport {
     token: Secret,
     limiter: Option<RateLimiter>,
     metrics: Option<Metrics>,
+    pub breaker: Breaker,
 }
 
 impl std::fmt::Debug for Transport {
@@ -211,7 +216,8 @@ impl Transport {
             Some(v)
         };
         let limiter = rate_limit.then(RateLimiter::new);
-        Ok(Transport { http, base: api_base(base_url)?, auth, token, limiter, metrics })
+        let breaker = Breaker::default();
+        Ok(Transport { http, base: api_base(base_url)?, auth, token, limiter, metrics, breaker })
     }
 
     fn url(&self, req: &Request<'_>) -> Result<Url, FlyError> {
@@ -250,7 +256,15 @@ impl Transport {
             .await
     }
 
+    /// One attempt, no retries (health probes).
+    pub async fn send_probe(&self, req: &Request<'_>) -> Result<Response, FlyError> {
+        self.send_once(req).await
+    }
+
     async fn send_once(&self, req: &Request<'_>) -> Result<Response, FlyError> {
+        if !self.breaker.admit(req.probe) {
+            return Err(FlyError::unavailable());
+        }
         self.throttle(req).await;
         let mut rb = self.http.request(req.method.clone(), self.url(req)?);
         if let Some(auth) = &self.auth {
@@ -264,6 +278,10 @@ impl Transport {
         }
         let started = Instant::now();
         let result = self.execute(rb, req.action.classify()).await;
+        self.breaker.record(match &result {
+            Ok(_) => Signal::Answered,
+            Err(e) => Signal::of(e, req.action == Action::WaitMachine),
+        });
         self.record(req.action, &result, started.elapsed());
         result
     }

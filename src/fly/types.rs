@@ -20,6 +20,16 @@ pub struct App {
     pub status: Option<String>,
     #[serde(deserialize_with = "lenient_object", skip_serializing_if = "Option::is_none")]
     pub organization: Option<Organization>,
+    /// The app's 6PN private network (`default` or empty: the org's shared network).
+    #[serde(deserialize_with = "opt_string", skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+}
+
+impl App {
+    /// On the org's shared private network (created without a `network` of its own).
+    pub fn on_shared_network(&self) -> bool {
+        self.network.as_deref().is_none_or(|n| n.is_empty() || n == "default")
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

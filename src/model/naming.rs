@@ -46,6 +46,12 @@ pub fn app_name(prefix: &str, user_id: &str, project_id: &str) -> String {
     format!("{prefix}-{hex}")
 }
 
+/// The private (6PN) network of a preview app: one per app, so previews cannot reach each
+/// other or anything else in the org over Fly's private network.
+pub fn network_name(app_name: &str) -> String {
+    format!("{app_name}-net")
+}
+
 /// The public URL of a preview app.
 pub fn preview_url(app_name: &str) -> String {
     format!("https://{app_name}.fly.dev")

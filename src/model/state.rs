@@ -132,6 +132,8 @@ text_enum! {
         /// Fly refused the machine or app configuration (HTTP 422 and other 4xx).
         ConfigRejected = "ConfigRejected",
         FlyApiError = "FlyApiError",
+        /// Fly is failing platform-wide; the row keeps its status and is retried when Fly heals.
+        FlyUnavailable = "FlyUnavailable",
         DatabaseError = "DatabaseError",
         Fenced = "Fenced",
         /// Sync on save: the runner answered that the fetch (or reset / install) failed, or

@@ -80,6 +80,20 @@ fn url_err(reason: impl Into<String>) -> ValidationError {
     ValidationError::new("github_repo_url", reason)
 }
 
+/// The part after `https://` (the scheme in any case).
+fn strip_https(raw: &str) -> Option<&str> {
+    let head = raw.get(..8)?;
+    head.eq_ignore_ascii_case("https://").then(|| &raw[8..])
+}
+
+/// The URL as handed to the machine: scheme and host lowercased (hosts compare
+/// case-insensitively), owner and repository as written. Call on a validated URL.
+pub fn normalize_repo_url(raw: &str) -> String {
+    let Some(rest) = strip_https(raw) else { return raw.to_owned() };
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    format!("https://{}/{path}", host.to_ascii_lowercase())
+}
+
 /// `https://<allowed host>/<owner>/<repo>[.git]`, nothing else.
 pub fn repo_url(raw: &str, allowed_hosts: &[String]) -> Result<(), ValidationError> {
     if raw.len() > MAX_URL_LEN {
@@ -91,11 +105,7 @@ pub fn repo_url(raw: &str, allowed_hosts: &[String]) -> Result<(), ValidationErr
     if !raw.is_ascii() {
         return Err(url_err("contains non-ASCII characters (look-alike hosts are refused)"));
     }
-    // The scheme, like the host, is case-insensitive (`HTTPS://GitHub.com/o/r` is fine).
-    let rest = raw
-        .get(..8)
-        .filter(|p| p.eq_ignore_ascii_case("https://"))
-        .map(|_| &raw[8..])
+    let rest = strip_https(raw)
         .ok_or_else(|| url_err(format!("must start with https:// (found {:?})", clip(raw))))?;
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     if authority.contains('@') {
@@ -153,9 +163,10 @@ pub fn branch(b: &str) -> Result<(), ValidationError> {
     if let Some(c) = b.chars().find(|c| c.is_control() || c.is_whitespace()) {
         return Err(branch_err(format!("contains whitespace or a control character ({c:?})")));
     }
-    if let Some(c) = b.chars().find(|c| is_invisible_format(*c)) {
+    if let Some(c) = b.chars().find(|c| is_format_char(*c)) {
         return Err(branch_err(format!(
-            "contains the invisible formatting character U+{:04X} (bidi override, zero-width, BOM or tag)",
+            "contains the invisible formatting character U+{:04X} (direction overrides, \
+             zero-width characters, BOM and tag characters are refused)",
             u32::from(c)
         )));
     }
@@ -171,24 +182,10 @@ pub fn branch(b: &str) -> Result<(), ValidationError> {
     ref_shape(b)
 }
 
-fn ref_shape(b: &str) -> Result<(), ValidationError> {
-    if b.contains("..") || b.contains("@{") || b.contains("//") || b == "@" {
-        return Err(branch_err("must not contain '..', '@{', '//' or be '@'"));
-    }
-    if b.starts_with('/') || b.ends_with('/') || b.ends_with('.') {
-        return Err(branch_err("must not start or end with '/' or end with '.'"));
-    }
-    if b.split('/').any(|c| c.starts_with('.') || c.ends_with(".lock")) {
-        return Err(branch_err("no path component may start with '.' or end with '.lock'"));
-    }
-    Ok(())
-}
-
-/// Unicode format characters (general category Cf) and the tag block: invisible, they make
-/// a branch look like another one (bidi overrides, zero-width joiners, BOM). The same table
-/// as the runner's `FORMAT_CHAR_RANGES` (deploy/runner/lib/config.mjs); both are checked
-/// against testdata/repo-input-cases.json.
-fn is_invisible_format(c: char) -> bool {
+/// Unicode format characters (general category Cf, which can reorder or hide text: bidi
+/// embeddings, overrides and isolates, zero-width characters, BOM, tags, …), plus the whole
+/// tag block and the interlinear annotation controls.
+pub fn is_format_char(c: char) -> bool {
     matches!(
         u32::from(c),
         0x00AD
@@ -214,6 +211,19 @@ fn is_invisible_format(c: char) -> bool {
     )
 }
 
+fn ref_shape(b: &str) -> Result<(), ValidationError> {
+    if b.contains("..") || b.contains("@{") || b.contains("//") || b == "@" {
+        return Err(branch_err("must not contain '..', '@{', '//' or be '@'"));
+    }
+    if b.starts_with('/') || b.ends_with('/') || b.ends_with('.') {
+        return Err(branch_err("must not start or end with '/' or end with '.'"));
+    }
+    if b.split('/').any(|c| c.starts_with('.') || c.ends_with(".lock")) {
+        return Err(branch_err("no path component may start with '.' or end with '.lock'"));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +243,19 @@ mod tests {
         {
             assert_eq!(branch(b), Ok(()), "{b}");
         }
+    }
+
+    #[test]
+    fn hosts_are_normalised_and_format_characters_refused() {
+        assert_eq!(
+            normalize_repo_url("HTTPS://GitHub.COM/My-Org/Repo.git"),
+            "https://github.com/My-Org/Repo.git"
+        );
+        for c in ['\u{202E}', '\u{2066}', '\u{200B}', '\u{2060}', '\u{FEFF}', '\u{E0041}'] {
+            let err = branch(&format!("ma{c}in")).unwrap_err();
+            assert!(err.reason.contains("invisible formatting"), "{err}");
+        }
+        assert_eq!(branch("日本語-branch"), Ok(()));
     }
 
     #[test]

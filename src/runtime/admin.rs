@@ -1,4 +1,6 @@
 //! Admin HTTP: `/healthz` (liveness), `/readyz` (readiness), `/metrics` (Prometheus text).
+//! The accept loop and its limits (timeouts, connection cap, request size) live in
+//! [`admin_server`](super::admin_server).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,10 +56,6 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let app = router(health, metrics);
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "admin server stopped");
-        }
-    });
+    let task = tokio::spawn(super::admin_server::serve(listener, app));
     Ok((bound, task))
 }

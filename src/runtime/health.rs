@@ -17,6 +17,8 @@ pub struct Health {
     heartbeat_ms: AtomicI64,
     /// A condition that blocks all work (e.g. Fly rejects the token), and when it was last logged.
     blocked: Mutex<Option<(&'static str, i64)>>,
+    /// Work continues but a dependency is impaired (Fly failing platform-wide).
+    degraded: Mutex<Option<&'static str>>,
 }
 
 fn now_ms() -> i64 {
@@ -67,6 +69,16 @@ impl Health {
         }
     }
 
+    /// Sets or clears a degradation (logged by the caller on change).
+    pub fn set_degraded(&self, why: Option<&'static str>) {
+        *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// The current degradation, if any.
+    pub fn degraded(&self) -> Option<&'static str> {
+        *self.degraded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The condition blocking all work, if any.
     pub fn blocked(&self) -> Option<&'static str> {
         self.blocked.lock().unwrap_or_else(|p| p.into_inner()).map(|(c, _)| c)
@@ -78,13 +90,17 @@ impl Health {
         last > 0 && now_ms() - last < STALE_AFTER.as_millis() as i64
     }
 
-    /// `/readyz`: database reachable, listener up, first sync done, not blocked, not shutting down.
+    /// `/readyz`: database reachable, listener up, first sync done, not blocked, not
+    /// degraded, not shutting down.
     pub fn ready(&self) -> Result<(), &'static str> {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err("shutting down");
         }
         if let Some(c) = self.blocked() {
             return Err(c);
+        }
+        if let Some(d) = self.degraded() {
+            return Err(d);
         }
         if !self.first_sync.load(Ordering::Relaxed) {
             return Err("first sync not done");

@@ -59,6 +59,12 @@ pub struct Metrics {
     pub fly_throttled: IntCounterVec,
     pub fly_rate_limited: IntCounter,
     pub leader: IntGauge,
+    /// 1 while the Fly API is considered down (the client's circuit breaker is open).
+    pub fly_down: IntGauge,
+    /// 1 while our own Fly configuration (token, org, runner image) is refused: no work.
+    pub blocked: IntGauge,
+    /// Preview apps still on the org's shared private network (created before isolation).
+    pub apps_on_shared_network: IntGauge,
     pub orphans_destroyed: IntCounter,
     pub notifications: IntCounter,
     pub resyncs: IntCounterVec,
@@ -201,6 +207,21 @@ impl Metrics {
                 &r,
                 "fly_preview_leader",
                 "1 while this replica holds the leader lease.",
+            ),
+            fly_down: int_gauge(
+                &r,
+                "fly_preview_fly_unavailable",
+                "1 while the Fly API fails platform-wide and calls are down to probes.",
+            ),
+            blocked: int_gauge(
+                &r,
+                "fly_preview_blocked",
+                "1 while Fly refuses the controller's token, org or runner image (no work is done).",
+            ),
+            apps_on_shared_network: int_gauge(
+                &r,
+                "fly_preview_apps_on_shared_network",
+                "Preview apps on the org's shared private network (seen by the last full resync).",
             ),
             orphans_destroyed: counter(
                 &r,

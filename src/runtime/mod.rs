@@ -2,6 +2,7 @@
 //! admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
 
 pub mod admin;
+pub mod admin_server;
 pub mod health;
 pub mod metrics;
 pub mod shutdown;

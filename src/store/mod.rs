@@ -4,6 +4,7 @@
 //! runtime-checked and exercised by a test in `tests/it/` (`store.rs`, `controller_role.rs`,
 //! `supabase_*.rs`).
 
+mod lanes;
 mod leader;
 mod listen;
 pub mod migrate;
@@ -133,6 +134,8 @@ pub struct PreviewRow {
     pub requested_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Technical detail of the last status (Fly request id, API message); for operators.
+    pub status_detail: Option<String>,
 }
 
 /// Marks the statement as the controller's own write, so the request-translation trigger

@@ -13,7 +13,10 @@ use crate::model::state::{DesiredState, Reason, Status};
 pub struct StatusWrite {
     pub status: Status,
     pub reason: Reason,
+    /// What a user can act on (no request ids, URLs or API internals).
     pub error_message: Option<String>,
+    /// The technical detail for operators (`status_detail`); `None` clears it.
+    pub detail: Option<String>,
     /// `Some` replaces the stored URL; `None` keeps it.
     pub preview_url: Option<String>,
     pub fly_machine_id: Option<String>,
@@ -117,6 +120,7 @@ impl Store {
             .bind(w.attempts)
             .bind(w.next_attempt_at)
             .bind(lease == Lease::Release)
+            .bind(w.detail.as_deref())
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.map(|(previous_status, requested_at)| Written { previous_status, requested_at }))

@@ -112,6 +112,7 @@ async fn the_documented_role_is_least_privilege_and_can_do_what_run_does(pool: P
         status: Status::Initializing,
         reason: Reason::Deploying,
         error_message: None,
+        detail: None,
         preview_url: None,
         fly_machine_id: None,
         machine_state: None,

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod admin_hardening;
 mod admin_secrets;
 mod cli;
 mod controller_role;
@@ -16,6 +17,11 @@ mod deploy_promql;
 mod fly_client;
 mod fly_client_machines;
 mod fly_client_wait;
+mod fly_outage;
+mod gauges;
+mod isolation;
+mod messages;
+mod misconfig;
 mod observability;
 mod observability_promql;
 mod outcome;
@@ -26,6 +32,7 @@ mod runner;
 mod runner_exits;
 mod runner_inputs;
 mod security;
+mod shared_inputs;
 mod store;
 mod supabase_contract;
 mod supabase_daemon;

@@ -45,6 +45,7 @@ fn row(status: Status, attempts: i32) -> PreviewRow {
         requested_at: now(),
         created_at: now(),
         updated_at: now(),
+        status_detail: None,
     }
 }
 

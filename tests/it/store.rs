@@ -15,6 +15,7 @@ fn running(generation: i64) -> StatusWrite {
         status: Status::Running,
         reason: Reason::Ready,
         error_message: None,
+        detail: None,
         preview_url: Some("https://x.fly.dev".into()),
         fly_machine_id: Some("1857156b526dd8".into()),
         machine_state: Some("started".into()),

@@ -76,11 +76,18 @@ async fn the_daemon_converges_a_row_under_the_least_privilege_role() {
     let read = select_sql("\"public\".\"fly_preview_apps\"", &eq("id", id));
     let seen = api.call(user, "GET", &read).await.unwrap();
     assert_eq!(seen[0]["status"], json!("running"), "the web app reads the truth");
-    let leader: String = sqlx::query_scalar("SELECT holder FROM fly_preview_controller.leader")
-        .fetch_one(&postgres)
-        .await
-        .unwrap();
-    assert_eq!(leader, "least-privilege", "leader election works under the role");
+    let mut leader: Option<String> = None;
+    for _ in 0..200 {
+        leader = sqlx::query_scalar("SELECT holder FROM fly_preview_controller.leader")
+            .fetch_optional(&postgres)
+            .await
+            .unwrap();
+        if leader.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(leader.as_deref(), Some("least-privilege"), "leader election works under the role");
 
     web_app_patches(&api, user, id, json!({"status": "stopped"})).await;
     h.wait_row(id, "stopped", |r| r.status == Status::Stopped).await;

@@ -51,6 +51,12 @@ impl SimHandle {
         }
     }
 
+    /// The private network each app was created on (`default` when none was asked for).
+    pub fn app_networks(&self) -> Vec<(String, String)> {
+        let world = lock(&self.shared.world);
+        world.apps.values().map(|a| (a.name.clone(), a.network.clone())).collect()
+    }
+
     /// Names of the apps that exist (including ones still inside their visibility window).
     pub fn app_names(&self) -> Vec<String> {
         lock(&self.shared.world).apps.keys().cloned().collect()

@@ -19,6 +19,9 @@
 //!   (3 / 4 / 5 / 6), state `stopped`; `sim-oom`: the same with code 137 and
 //!   `oom_killed: true` on the exit event (Fly's out-of-memory kill);
 //! - anything else: `started`, then checks `passing` after `check_delay`.
+//!
+//! A `config.image` containing `sim-unpullable` is refused on machine create and update (422,
+//! `failed to resolve image …`), like an image Fly cannot pull.
 
 mod control;
 mod error;

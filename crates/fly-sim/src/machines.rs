@@ -12,12 +12,21 @@ use super::world::{App, World};
 
 const DEFAULT_REGION: &str = "iad";
 const ORG_PAGE_MAX: usize = 1000;
+/// An image whose reference contains this cannot be pulled: create/update answer 422.
+pub(crate) const UNPULLABLE: &str = "sim-unpullable";
 
 fn config_of(body: &Value) -> Result<Value, ApiError> {
     let config = body.get("config").filter(|c| c.is_object()).cloned();
     let config = config.ok_or_else(|| ApiError::invalid("config is required"))?;
-    if config.get("image").and_then(Value::as_str).is_none_or(str::is_empty) {
+    let image = config.get("image").and_then(Value::as_str).unwrap_or_default();
+    if image.is_empty() {
         return Err(ApiError::invalid("config.image is required"));
+    }
+    if image.contains(UNPULLABLE) {
+        return Err(ApiError::new(
+            422,
+            format!("failed to resolve image {image:?}: manifest unknown (image not found)"),
+        ));
     }
     Ok(config)
 }

@@ -2,7 +2,7 @@
 -- row $1 and the row is still at generation $3 (the one that was planned).
 -- $4 status, $5 status_reason, $6 error_message, $7 preview_url (NULL keeps it),
 -- $8 fly_machine_id, $9 machine_state, $10 observed_generation (NULL keeps it), $11 attempts,
--- $12 next_attempt_at (NULL = wait for a change), $13 release the lease
+-- $12 next_attempt_at (NULL = wait for a change), $13 release the lease, $14 status_detail
 WITH prev AS (
     SELECT status FROM public.fly_preview_apps WHERE id = $1
 )
@@ -11,6 +11,7 @@ SET last_transition_at = CASE WHEN status IS DISTINCT FROM $4 THEN now() ELSE la
     status = $4,
     status_reason = $5,
     error_message = $6,
+    status_detail = $14,
     preview_url = coalesce($7, preview_url),
     fly_machine_id = $8,
     machine_state = $9,

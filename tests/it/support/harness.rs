@@ -60,9 +60,13 @@ impl Harness {
     }
 
     pub fn fly(&self, metrics: &Metrics) -> FlyClient {
+        self.fly_with_token(metrics, TOKEN)
+    }
+
+    pub fn fly_with_token(&self, metrics: &Metrics, token: &str) -> FlyClient {
         let cfg = FlyClientConfig {
             base_url: self.sim.base_url(),
-            token: Secret::new(TOKEN),
+            token: Secret::new(token),
             request_timeout: Duration::from_secs(10),
             rate_limit: true,
         };
@@ -74,11 +78,16 @@ impl Harness {
     }
 
     pub fn start_with(&self, owner: &str, settings: Arc<Settings>) -> Replica {
+        self.start_with_token(owner, settings, TOKEN)
+    }
+
+    /// A replica with its own settings and Fly token (e.g. a misconfigured one).
+    pub fn start_with_token(&self, owner: &str, settings: Arc<Settings>, token: &str) -> Replica {
         let metrics = Metrics::new();
         let health = Arc::new(Health::default());
         let parts = Parts {
             pool: self.pool.clone(),
-            fly: self.fly(&metrics),
+            fly: self.fly_with_token(&metrics, token),
             settings,
             owner: owner.into(),
             metrics: metrics.clone(),

@@ -1,0 +1,89 @@
+//! The local lane: passes that need no Fly call (today: the verdict on an invalid spec) never
+//! wait behind Fly calls. While every worker slot of the scheduler is taken (Fly slow or hung),
+//! this loop looks at the oldest due rows, claims those whose spec fails validation and
+//! writes their verdict, a few at a time, within a fraction of a second.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+
+use crate::controller::reconcile::Ctx;
+use crate::controller::scheduler::{InFlight, process};
+use crate::model::state::DesiredState;
+use crate::model::validate::{self, Rules};
+use crate::runtime::metrics::Metrics;
+use crate::store::PreviewRow;
+
+/// How often the lane looks while the scheduler is saturated.
+pub const TICK: Duration = Duration::from_millis(250);
+/// Due rows scanned per look.
+const SCAN: i64 = 500;
+/// Local passes at once.
+const SLOTS: usize = 8;
+
+/// True when the row's pass ends without any Fly call: it asks to run and its spec is invalid.
+pub fn needs_no_fly(row: &PreviewRow, rules: &Rules) -> bool {
+    if row.desired_state != DesiredState::Running {
+        return false;
+    }
+    let user_id = row.user_id.to_string();
+    let spec = validate::Spec {
+        user_id: &user_id,
+        project_id: &row.project_id,
+        fly_app_name: &row.fly_app_name,
+        repo_url: row.github_repo_url.as_deref(),
+        branch: row.github_branch.as_deref(),
+    };
+    validate::validate(&spec, rules).is_err()
+}
+
+/// Runs forever (the task dies with the replica).
+pub async fn run(ctx: Arc<Ctx>, metrics: Metrics, inflight: InFlight) {
+    let mut tasks = JoinSet::new();
+    let tick = ctx.settings.poll_interval.min(TICK);
+    loop {
+        tokio::time::sleep(tick).await;
+        while tasks.try_join_next().is_some() {}
+        let saturated = metrics.inflight.get() >= ctx.settings.concurrency as i64;
+        if !saturated || !ctx.gate.open() || tasks.len() >= SLOTS {
+            continue;
+        }
+        for row in local_rows(&ctx, SLOTS - tasks.len()).await {
+            inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(row.id);
+            let (ctx, metrics, inflight) = (ctx.clone(), metrics.clone(), inflight.clone());
+            tasks.spawn(async move { process(&ctx, &metrics, row, &inflight).await });
+        }
+    }
+}
+
+/// Claims up to `n` due rows whose pass needs no Fly call.
+async fn local_rows(ctx: &Ctx, n: usize) -> Vec<PreviewRow> {
+    let rules = &ctx.settings.rules;
+    let ids: Vec<uuid::Uuid> = match ctx.store.due_unleased(SCAN).await {
+        Ok(rows) => rows.iter().filter(|r| needs_no_fly(r, rules)).map(|r| r.id).take(n).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "local lane: reading due rows failed");
+            return Vec::new();
+        }
+    };
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let claimed = match ctx.store.claim_ids(&ids, ctx.settings.lease).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::warn!(error = %e, "local lane: claiming rows failed");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for row in claimed {
+        if needs_no_fly(&row, rules) {
+            out.push(row);
+        } else if let Err(e) = ctx.store.release(row.id).await {
+            tracing::warn!(error = %e, "local lane: releasing a changed row failed");
+        }
+    }
+    out
+}
