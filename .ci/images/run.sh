@@ -130,7 +130,7 @@ DB_CREATED=1
 
 "${PODMAN_RUN[@]}" --rm -e DATABASE_URL="$DB_URL" "$DAEMON_TAG" migrate >"$WORK/migrate.log" 2>&1 \
     || { show_log "$WORK/migrate.log"; die "daemon image: migrate failed"; }
-migrations="$(psql_db -d "$DB_NAME" -c 'select count(*) from _sqlx_migrations where success')"
+migrations="$(psql_db -d "$DB_NAME" -c 'select count(*) from fly_preview_controller._sqlx_migrations where success')"
 [ "$migrations" -ge 1 ] || die "daemon image: migrate applied nothing"
 log "daemon image: migrate: $migrations migrations applied to $DB_NAME"
 
