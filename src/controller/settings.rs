@@ -55,7 +55,11 @@ impl Settings {
             sweep_dry_run: false,
             shutdown_timeout: Duration::from_secs(5),
             stats_interval: Duration::from_millis(500),
-            sync: SyncSettings { sweep_interval: Duration::from_millis(200), ..Default::default() },
+            sync: SyncSettings {
+                sweep_interval: Duration::from_millis(200),
+                idle_sweep_interval: Duration::from_millis(200),
+                ..Default::default()
+            },
         }
     }
 }

@@ -52,8 +52,7 @@ impl SyncLane {
 
     /// Runs until the task is dropped or aborted.
     pub async fn run(mut self) {
-        let mut sweep = tokio::time::interval(self.ctx.settings.sweep_interval);
-        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_sweep = Instant::now();
         loop {
             tokio::select! {
                 Some(id) = self.ids.recv() => {
@@ -65,10 +64,19 @@ impl SyncLane {
                     Ok((id, done)) => self.finished(id, done),
                     Err(e) => tracing::error!(error = %e, "sync attempt panicked"),
                 },
-                _ = sweep.tick() => self.sweep().await,
+                _ = tokio::time::sleep_until(next_sweep) => {
+                    self.sweep().await;
+                    next_sweep = Instant::now() + self.sweep_every();
+                }
             }
             self.start_queued();
         }
+    }
+
+    /// Sweep often while retries are pending, else only as a backstop.
+    fn sweep_every(&self) -> std::time::Duration {
+        let s = &self.ctx.settings;
+        if self.retries.is_empty() { s.idle_sweep_interval } else { s.sweep_interval }
     }
 
     /// One attempt for `id` as soon as possible; coalesced with one in flight.

@@ -17,8 +17,12 @@ pub struct SyncSettings {
     pub runner_timeout: Duration,
     /// The exec's `timeout`; longer than the runner's, so the runner's answer comes first.
     pub exec_timeout: Duration,
-    /// How often unconfirmed rows are looked for without a notification.
+    /// How often unconfirmed rows are looked for without a notification while retries are
+    /// pending (after a failure).
     pub sweep_interval: Duration,
+    /// The same when nothing is pending: only a backstop for missed notifications, resumed
+    /// machines and finished deploys (an idle controller then costs the database little).
+    pub idle_sweep_interval: Duration,
     /// Rows read per sweep.
     pub sweep_limit: i64,
     /// First retry delay after a failed attempt (doubles, capped by `retry_cap`).
@@ -37,6 +41,7 @@ impl Default for SyncSettings {
             runner_timeout: Duration::from_secs(10),
             exec_timeout: Duration::from_secs(12),
             sweep_interval: Duration::from_secs(1),
+            idle_sweep_interval: Duration::from_secs(30),
             sweep_limit: 256,
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(60),

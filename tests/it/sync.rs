@@ -91,7 +91,11 @@ fn execs(h: &Harness, app: &str) -> usize {
 #[sqlx::test]
 async fn revision_written_sets_served_revision_with_one_exec(pool: PgPool) {
     // No sweep during the test: only the NOTIFY can wake the lane.
-    let quiet = SyncSettings { sweep_interval: Duration::from_secs(3600), ..Default::default() };
+    let quiet = SyncSettings {
+        sweep_interval: Duration::from_secs(3600),
+        idle_sweep_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
     let (h, r, id, app, machine) = running(&pool, quiet).await;
     let before = h.sim.machines(&app)[0].clone();
     let calls_before = h.sim.request_log().len();

@@ -95,12 +95,8 @@ fn real_runner_sync_makes_a_push_visible_within_2s() {
 
 /// The same against a real Vite project (installs Vite from the npm registry).
 #[test]
-#[ignore = "needs node, git and the npm registry: RUNNER_SYNC_VITE=1 and --include-ignored"]
+#[ignore = "needs node, git and the npm registry: cargo test -- --include-ignored"]
 fn real_vite_project_sync_makes_a_push_visible_within_2s() {
-    if std::env::var("RUNNER_SYNC_VITE").as_deref() != Ok("1") {
-        eprintln!("skipped: set RUNNER_SYNC_VITE=1 (uses the npm registry)");
-        return;
-    }
     let fx = Fixture::new("sync-vite");
     fx.write("package.json", r#"{"name":"app","private":true,"scripts":{"dev":"vite"},"devDependencies":{"vite":"^6.0.9"}}"#);
     let page = |m: &str| format!("<!doctype html><title>vite</title><p>{m}</p>\n");
