@@ -161,6 +161,16 @@ impl Deploy<'_> {
         Outcome::Progressing { reason, machine, retry_in: self.ctx.settings.health_poll }
     }
 
+    /// The pass that just asked Fly to boot a machine ends here.
+    fn booting(&self, seen: &Observed) -> Outcome {
+        let machine = seen.machines.iter().find(|m| m.ours).map(MachineRef::of);
+        Outcome::Progressing {
+            reason: Reason::WaitingForMachine,
+            machine,
+            retry_in: self.ctx.settings.boot_estimate,
+        }
+    }
+
     /// Shows `initializing` before the first change on Fly, so the web app sees progress.
     async fn mark(&mut self, machine: Option<&MachineSeen>) -> Result<(), ReconcileError> {
         if self.marked {
@@ -215,10 +225,13 @@ impl Deploy<'_> {
                     Err(e) => return Err(e.into()),
                 }
             }
+            // After create/update/start the pass ends: no worker slot is held while Fly boots
+            // the machine; the row is looked at again when it can be expected to be up.
             Step::CreateMachine => {
                 self.mark(None).await?;
                 let m = self.create_machine().await?;
                 seen.machines.push(m);
+                return Ok(Some(self.booting(seen)));
             }
             Step::UpdateMachine { id } => {
                 self.mark(None).await?;
@@ -226,12 +239,15 @@ impl Deploy<'_> {
                     .update_machine(&app, &id, &self.request(&Uuid::new_v4().to_string()))
                     .await?;
                 replace(seen, MachineSeen::from_machine(&m, self.row.id));
+                return Ok(Some(self.booting(seen)));
             }
             Step::StartMachine { id } => {
                 self.mark(None).await?;
                 fly.start_machine(&app, &id).await?;
-                let m = fly.get_machine(&app, &id).await?;
-                replace(seen, MachineSeen::from_machine(&m, self.row.id));
+                if let Some(m) = seen.machines.iter_mut().find(|m| m.id == id) {
+                    m.state = "starting".into();
+                }
+                return Ok(Some(self.booting(seen)));
             }
             Step::WaitStarted { id, instance_id } => {
                 return self.wait_started(&id, instance_id, seen).await;

@@ -15,6 +15,8 @@ pub struct Settings {
     pub runner: RunnerSettings,
     pub backoff: Backoff,
     pub concurrency: usize,
+    /// Backstop poll: the loop otherwise sleeps until a NOTIFY, a finished pass or the
+    /// earliest due row.
     pub poll_interval: Duration,
     pub lease: Duration,
     pub init_deadline: Duration,
@@ -22,6 +24,15 @@ pub struct Settings {
     pub wait_slice: Duration,
     /// Delay before looking again at a machine that is starting or not healthy yet.
     pub health_poll: Duration,
+    /// After creating, updating or starting a machine the pass ends and the row is looked
+    /// at again this much later (when the machine can be expected to be up).
+    pub boot_estimate: Duration,
+    /// Previews one user may have wanting to run at once (0 = no limit).
+    pub max_previews_per_user: u32,
+    /// Changes (deploys, redeploys, teardowns) applied to one row per `redeploy_window`
+    /// (0 = no limit); further requests coalesce into the latest, applied when the window ends.
+    pub redeploy_budget: u32,
+    pub redeploy_window: Duration,
     pub drift_interval: Duration,
     pub full_resync_interval: Duration,
     pub orphan_grace: Duration,
@@ -46,6 +57,10 @@ impl Settings {
             init_deadline: Duration::from_secs(30),
             wait_slice: Duration::from_secs(5),
             health_poll: Duration::from_millis(200),
+            boot_estimate: Duration::from_millis(300),
+            max_previews_per_user: 0,
+            redeploy_budget: 0,
+            redeploy_window: Duration::from_secs(600),
             drift_interval: Duration::from_millis(500),
             full_resync_interval: Duration::from_secs(5),
             orphan_grace: Duration::from_secs(1),

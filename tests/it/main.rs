@@ -23,6 +23,7 @@ mod reconciler;
 mod resilience;
 mod runner;
 mod runner_inputs;
+mod scheduling;
 mod security;
 mod store;
 mod support;
