@@ -26,6 +26,7 @@ mod runner_inputs;
 mod scheduling;
 mod security;
 mod store;
+mod store_claim;
 mod support;
 mod upgrade;
 mod validation;

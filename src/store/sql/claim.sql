@@ -1,17 +1,42 @@
--- claim: lease up to $2 due, unleased rows to replica $1 for $3 seconds.
--- $1 owner, $2 limit, $3 lease seconds
+-- claim: lease up to $2 due, unleased rows to replica $1 for $3 seconds, people first.
+-- priority 0: work someone waits for (a new row, a spec change, a status request, a deploy in
+-- progress: status $4 = 'initializing'); 1: periodic verification and retries (attempts > 0).
+-- Within a priority, round-robin over users: each user's due rows are ranked by due time and
+-- every user's first row goes before anyone's second, so one account's backlog cannot starve
+-- another's first preview. Then by due time.
+-- $1 owner, $2 limit, $3 lease seconds, $4 the 'initializing' status
 WITH due AS (
-    SELECT id
+    SELECT id,
+           user_id,
+           next_attempt_at,
+           CASE WHEN attempts = 0 AND (observed_generation < generation OR status = $4)
+                THEN 0 ELSE 1 END AS priority
     FROM public.fly_preview_apps
     WHERE next_attempt_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
-    ORDER BY next_attempt_at
-    LIMIT $2
+),
+ranked AS (
+    SELECT id,
+           priority,
+           next_attempt_at,
+           row_number() OVER (PARTITION BY user_id, priority ORDER BY next_attempt_at, id) AS turn
+    FROM due
+),
+picked AS (
+    SELECT id FROM ranked ORDER BY priority, turn, next_attempt_at, id LIMIT $2
+),
+locked AS (
+    -- Re-checked under the row lock: a concurrent claimer's committed lease is seen here.
+    SELECT id
+    FROM public.fly_preview_apps
+    WHERE id IN (SELECT id FROM picked)
+      AND next_attempt_at <= now()
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
     FOR UPDATE SKIP LOCKED
 )
 UPDATE public.fly_preview_apps
 SET lease_owner = $1,
     lease_expires_at = now() + make_interval(secs => $3)
-WHERE id IN (SELECT id FROM due)
+WHERE id IN (SELECT id FROM locked)
   AND {by_controller}
 RETURNING {row_cols}
