@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod daemon;
 pub mod drift;
 pub mod error;
+pub mod limits;
 pub mod machine_config;
 pub mod observe;
 pub mod outcome;

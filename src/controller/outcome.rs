@@ -27,7 +27,9 @@ pub enum Decision {
 pub fn label(result: &Result<Outcome, ReconcileError>) -> &'static str {
     match result {
         Ok(Outcome::Running { .. } | Outcome::Stopped) => "ok",
-        Ok(Outcome::Progressing { .. } | Outcome::TearingDown) => "requeue",
+        Ok(Outcome::Progressing { .. } | Outcome::TearingDown | Outcome::Throttled { .. }) => {
+            "requeue"
+        }
         Ok(Outcome::Failed { .. }) => "permanent",
         Err(e) => match e.policy() {
             Policy::Retry => "error",
@@ -105,6 +107,13 @@ pub fn decide(
             attempts: row.attempts,
             next_attempt_at: Some(at(now, s.health_poll)),
             ..base(row, row.status, Reason::TearingDown)
+        },
+        Outcome::Throttled { until, message } => StatusWrite {
+            error_message: Some(message.clone()),
+            attempts: row.attempts,
+            next_attempt_at: Some(*until),
+            observed_generation: None,
+            ..base(row, row.status, Reason::RedeployThrottled)
         },
         Outcome::Failed { reason, message, machine } => {
             let (fly_machine_id, machine_state) = machine_fields(row, machine.as_ref());

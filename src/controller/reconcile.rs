@@ -9,6 +9,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 pub use crate::controller::error::ReconcileError;
+use crate::controller::limits;
 use crate::controller::machine_config::{self, LAUNCH_MARKER_KEY, PREVIEW_ID_KEY, PreviewSpec};
 use crate::controller::observe;
 use crate::controller::plan::{self, Desired, MachineSeen, Observed, Step};
@@ -36,6 +37,11 @@ pub enum Outcome {
     Stopped,
     /// Teardown requested, app deletion not confirmed yet.
     TearingDown,
+    /// The row used its redeploy budget: nothing done; the latest request is applied at `until`.
+    Throttled {
+        until: chrono::DateTime<Utc>,
+        message: String,
+    },
     /// Permanent: waits for the row to change.
     Failed {
         reason: Reason,
@@ -64,8 +70,12 @@ pub struct Ctx {
     pub settings: Arc<Settings>,
 }
 
-/// One pass for one row: desired `stopped` tears down, otherwise deploys.
+/// One pass for one row: within the row's redeploy budget, desired `stopped` tears down,
+/// otherwise deploys if the user's quota has a slot for it.
 pub async fn reconcile(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError> {
+    if let Some(throttled) = limits::budget(ctx, row).await? {
+        return Ok(throttled);
+    }
     if row.desired_state == DesiredState::Stopped {
         return teardown(&ctx.fly, &row.fly_app_name).await;
     }
@@ -84,7 +94,11 @@ pub async fn reconcile(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, Reconcile
             machine: None,
         });
     }
-    Deploy { ctx, row, marked: row.status == Status::Initializing }.run().await
+    let (refused, admitted) = limits::admit(ctx, row).await?;
+    if let Some(refused) = refused {
+        return Ok(refused);
+    }
+    Deploy { ctx, row, marked: admitted || row.status == Status::Initializing }.run().await
 }
 
 /// Deletes the app and confirms it is gone.

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::controller::limits;
 use crate::controller::outcome::{self, Decision};
 use crate::controller::reconcile::{self, Ctx};
 use crate::model::state::Status;
@@ -162,11 +163,15 @@ pub async fn process(
         let decision =
             outcome::decide(&ctx.settings, &row, &result, chrono::Utc::now(), &mut rand::rng());
         match decision {
-            Decision::Write(write) => {
-                if write_back(ctx, metrics, &row, &write).await == Landed::Fenced {
-                    label = "fenced";
+            Decision::Write(write) => match write_back(ctx, metrics, &row, &write).await {
+                Landed::Fenced => label = "fenced",
+                Landed::Yes => {
+                    if let Ok(o) = &result {
+                        limits::after_write(ctx, metrics, &row, o).await;
+                    }
                 }
-            }
+                Landed::Failed => {}
+            },
             Decision::Blocked(condition) => {
                 health.set_blocked(Some(condition.describe()));
                 let _ = ctx.store.release(row.id).await;

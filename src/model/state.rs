@@ -134,6 +134,10 @@ text_enum! {
         FlyApiError = "FlyApiError",
         DatabaseError = "DatabaseError",
         Fenced = "Fenced",
+        /// The user already has `MAX_PREVIEWS_PER_USER` previews wanting to run.
+        QuotaExceeded = "QuotaExceeded",
+        /// The row used its redeploy budget; the latest request waits for the window to end.
+        RedeployThrottled = "RedeployThrottled",
     }
 }
 

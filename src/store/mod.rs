@@ -3,6 +3,7 @@
 //! `#[sqlx::test]` in `tests/store.rs`.
 
 mod leader;
+mod limits;
 mod listen;
 pub mod migrate;
 mod queue;
@@ -13,6 +14,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
+pub use limits::Admission;
 pub use listen::{ListenEvent, Listener, Notification, Op};
 pub use queue::{Lease, QueueStats, StatusWrite, Written};
 
@@ -92,6 +94,11 @@ pub struct PreviewRow {
     pub requested_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// Changes applied in the current redeploy window (the redeploy budget).
+    pub redeploys: i32,
+    pub redeploy_window_start: Option<DateTime<Utc>>,
+    /// The last generation counted against the budget.
+    pub redeploy_generation: i64,
 }
 
 /// Marks the statement as the controller's own write, so the request-translation trigger

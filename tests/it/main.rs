@@ -15,6 +15,7 @@ mod deploy_promql;
 mod fly_client;
 mod fly_client_machines;
 mod fly_client_wait;
+mod limits;
 mod observability;
 mod observability_promql;
 mod outcome;

@@ -20,7 +20,7 @@ fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
 }
 
-fn row(status: Status, attempts: i32) -> PreviewRow {
+pub fn row(status: Status, attempts: i32) -> PreviewRow {
     PreviewRow {
         id: Uuid::nil(),
         user_id: Uuid::nil(),
@@ -45,6 +45,9 @@ fn row(status: Status, attempts: i32) -> PreviewRow {
         requested_at: now(),
         created_at: now(),
         updated_at: now(),
+        redeploys: 0,
+        redeploy_window_start: None,
+        redeploy_generation: 0,
     }
 }
 
@@ -114,6 +117,19 @@ fn success_outcomes() {
         "status stays truthful"
     );
     assert_eq!(w.next_attempt_at, Some(now() + chrono::Duration::seconds(1)));
+}
+
+#[test]
+fn a_throttled_change_keeps_the_status_and_waits_for_the_window() {
+    let r = row(Status::Running, 0);
+    let until = now() + chrono::Duration::minutes(7);
+    let w = write(run(&r, Ok(Outcome::Throttled { until, message: "later".into() })));
+    assert_eq!(
+        (w.status, w.reason, w.next_attempt_at, w.observed_generation),
+        (Status::Running, Reason::RedeployThrottled, Some(until), None),
+        "status stays truthful; the change stays pending"
+    );
+    assert_eq!(w.error_message.as_deref(), Some("later"));
 }
 
 #[test]
