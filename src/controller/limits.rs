@@ -8,11 +8,30 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::controller::reconcile::{Ctx, Outcome, ReconcileError};
+use crate::controller::error::ReconcileError;
 use crate::controller::settings::Settings;
 use crate::model::state::{Reason, Status};
 use crate::runtime::metrics::Metrics;
-use crate::store::{Admission, PreviewRow};
+use crate::store::{Admission, PreviewRow, Store};
+
+/// Why a pass stops before touching Fly.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hold {
+    /// The row used its redeploy budget; its latest request is applied at `until`.
+    Throttled { until: DateTime<Utc>, message: String },
+    /// The user has no free slot; the row waits until one is freed.
+    Refused { message: String },
+}
+
+/// The quota's answer for a deploy pass.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Admit {
+    /// The row holds a slot already (or there is no quota).
+    Holds,
+    /// The row took a slot and now shows `initializing`.
+    Admitted,
+    Refused(Hold),
+}
 
 /// The row asks for a change the controller has not applied yet (a redeploy, a spec change,
 /// a teardown). The first deploy of a row (generation 1) is not counted.
@@ -40,8 +59,11 @@ pub fn throttled_until(
 
 /// The redeploy budget: `Some(Throttled)` ends the pass without touching Fly; otherwise a
 /// new change is counted against the budget.
-pub async fn budget(ctx: &Ctx, row: &PreviewRow) -> Result<Option<Outcome>, ReconcileError> {
-    let s = &ctx.settings;
+pub async fn budget(
+    store: &Store,
+    s: &Settings,
+    row: &PreviewRow,
+) -> Result<Option<Hold>, ReconcileError> {
     if let Some(until) = throttled_until(s, row, Utc::now()) {
         let message = format!(
             "too many redeploy/stop requests for this preview ({} within {}); the latest request \
@@ -51,10 +73,10 @@ pub async fn budget(ctx: &Ctx, row: &PreviewRow) -> Result<Option<Outcome>, Reco
             row.desired_state,
             until.format("%H:%M:%S"),
         );
-        return Ok(Some(Outcome::Throttled { until, message }));
+        return Ok(Some(Hold::Throttled { until, message }));
     }
     if s.redeploy_budget > 0 && pending_change(row) && row.redeploy_generation < row.generation {
-        ctx.store.note_change(row.id, row.generation, s.redeploy_window).await?;
+        store.note_change(row.id, row.generation, s.redeploy_window).await?;
     }
     Ok(None)
 }
@@ -69,40 +91,39 @@ fn needs_slot(row: &PreviewRow) -> bool {
     }
 }
 
-/// The quota. `Ok(None)`: go on (`true` = the row was admitted and now shows `initializing`);
-/// `Ok(Some(outcome))`: refused, with a message a person can act on.
-pub async fn admit(ctx: &Ctx, row: &PreviewRow) -> Result<(Option<Outcome>, bool), ReconcileError> {
-    let limit = ctx.settings.max_previews_per_user;
+/// The quota, for a pass that would deploy `row`.
+pub async fn admit(store: &Store, s: &Settings, row: &PreviewRow) -> Result<Admit, ReconcileError> {
+    let limit = s.max_previews_per_user;
     if limit == 0 || !needs_slot(row) {
-        return Ok((None, false));
+        return Ok(Admit::Holds);
     }
-    match ctx.store.admit(row.id, row.user_id, row.generation, limit).await? {
-        Admission::Admitted => Ok((None, true)),
+    match store.admit(row.id, row.user_id, row.generation, limit).await? {
+        Admission::Admitted => Ok(Admit::Admitted),
         Admission::Fenced => Err(ReconcileError::Fenced),
-        Admission::Refused { active } => Ok((
-            Some(Outcome::Failed {
-                reason: Reason::QuotaExceeded,
-                message: format!(
-                    "this account already has {active} previews running or starting (limit \
-                     {limit}); stop or delete one (set its status to 'stopped') and this preview \
-                     deploys by itself"
-                ),
-                machine: None,
-            }),
-            false,
-        )),
+        Admission::Refused { active } => Ok(Admit::Refused(Hold::Refused {
+            message: format!(
+                "this account already has {active} previews running or starting (limit {limit}); \
+                 stop or delete one (set its status to 'stopped') and this preview deploys by \
+                 itself"
+            ),
+        })),
     }
 }
 
-/// After a pass's write landed: counts refusals and throttles, and closes the race between a
-/// refusal and a slot freed meanwhile (the trigger then saw no refused row to wake).
-pub async fn after_write(ctx: &Ctx, metrics: &Metrics, row: &PreviewRow, outcome: &Outcome) {
-    match outcome {
-        Outcome::Throttled { .. } => metrics.redeploys_throttled.inc(),
-        Outcome::Failed { reason: Reason::QuotaExceeded, .. } => {
+/// After a pass's write with `reason` landed: counts refusals and throttles, and closes the
+/// race between a refusal and a slot freed meanwhile (the trigger then saw no refused row).
+pub async fn after_write(
+    store: &Store,
+    s: &Settings,
+    metrics: &Metrics,
+    row: &PreviewRow,
+    reason: Reason,
+) {
+    match reason {
+        Reason::RedeployThrottled => metrics.redeploys_throttled.inc(),
+        Reason::QuotaExceeded => {
             metrics.quota_refusals.inc();
-            let limit = ctx.settings.max_previews_per_user;
-            if let Err(e) = ctx.store.wake_refused_if_free(row.user_id, limit).await {
+            if let Err(e) = store.wake_refused_if_free(row.user_id, s.max_previews_per_user).await {
                 metrics.db_errors.inc();
                 tracing::warn!(error = %e, "re-checking the user's quota failed");
             }

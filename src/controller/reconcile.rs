@@ -50,6 +50,17 @@ pub enum Outcome {
     },
 }
 
+impl From<limits::Hold> for Outcome {
+    fn from(h: limits::Hold) -> Self {
+        match h {
+            limits::Hold::Throttled { until, message } => Outcome::Throttled { until, message },
+            limits::Hold::Refused { message } => {
+                Outcome::Failed { reason: Reason::QuotaExceeded, message, machine: None }
+            }
+        }
+    }
+}
+
 /// The preview's machine as a pass last saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineRef {
@@ -73,8 +84,8 @@ pub struct Ctx {
 /// One pass for one row: within the row's redeploy budget, desired `stopped` tears down,
 /// otherwise deploys if the user's quota has a slot for it.
 pub async fn reconcile(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError> {
-    if let Some(throttled) = limits::budget(ctx, row).await? {
-        return Ok(throttled);
+    if let Some(hold) = limits::budget(&ctx.store, &ctx.settings, row).await? {
+        return Ok(hold.into());
     }
     if row.desired_state == DesiredState::Stopped {
         return teardown(&ctx.fly, &row.fly_app_name).await;
@@ -94,10 +105,11 @@ pub async fn reconcile(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, Reconcile
             machine: None,
         });
     }
-    let (refused, admitted) = limits::admit(ctx, row).await?;
-    if let Some(refused) = refused {
-        return Ok(refused);
-    }
+    let admitted = match limits::admit(&ctx.store, &ctx.settings, row).await? {
+        limits::Admit::Refused(hold) => return Ok(hold.into()),
+        limits::Admit::Admitted => true,
+        limits::Admit::Holds => false,
+    };
     Deploy { ctx, row, marked: admitted || row.status == Status::Initializing }.run().await
 }
 

@@ -166,9 +166,8 @@ pub async fn process(
             Decision::Write(write) => match write_back(ctx, metrics, &row, &write).await {
                 Landed::Fenced => label = "fenced",
                 Landed::Yes => {
-                    if let Ok(o) = &result {
-                        limits::after_write(ctx, metrics, &row, o).await;
-                    }
+                    limits::after_write(&ctx.store, &ctx.settings, metrics, &row, write.reason)
+                        .await;
                 }
                 Landed::Failed => {}
             },
