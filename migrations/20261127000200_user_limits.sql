@@ -11,6 +11,9 @@ alter table public.fly_preview_apps
 -- The quota counts a user's rows; the refused rows are found oldest first.
 create index if not exists fly_preview_apps_user_created_idx
   on public.fly_preview_apps (user_id, created_at, id);
+-- Claims count each user's leased rows (the per-user cap on rows in flight).
+create index if not exists fly_preview_apps_leased_idx
+  on public.fly_preview_apps (user_id) where lease_owner is not null;
 
 -- Serialises quota decisions per user with the controller (same advisory lock key), so a
 -- slot freed while a row is being refused is never lost. Security definer: the requester
@@ -29,7 +32,7 @@ begin
                   and r.id <> old.id
                   and r.desired_state = 'running'
                   and r.status_reason = 'QuotaExceeded'
-                  and r.next_attempt_at = 'infinity'::timestamptz
+                  and r.next_attempt_at > pg_catalog.now()
                 order by r.created_at, r.id
                 limit 1)
   returning id into woken;

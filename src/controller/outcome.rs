@@ -117,11 +117,15 @@ pub fn decide(
         },
         Outcome::Failed { reason, message, machine } => {
             let (fly_machine_id, machine_state) = machine_fields(row, machine.as_ref());
+            let attempts = row.attempts.saturating_add(1);
             StatusWrite {
                 error_message: Some(message.clone()),
                 fly_machine_id,
                 machine_state,
-                attempts: row.attempts.saturating_add(1),
+                attempts,
+                // A refused row is woken when its user frees a slot; this is the safety net.
+                next_attempt_at: (*reason == Reason::QuotaExceeded)
+                    .then(|| at(now, s.quota_recheck(attempts))),
                 ..base(row, Status::Error, *reason)
             }
         }

@@ -70,8 +70,8 @@ impl Scheduler {
     /// Claims up to `free` rows and starts their passes. When slots are left over, returns
     /// how long until the next claimable row is due (the loop sleeps that long at most).
     async fn claim_into(&self, workers: &mut JoinSet<()>, free: usize) -> Option<Duration> {
-        let lease = self.ctx.settings.lease;
-        match self.ctx.store.claim(free as i64, lease).await {
+        let (lease, per_user) = (self.ctx.settings.lease, self.ctx.settings.per_user_inflight());
+        match self.ctx.store.claim(free as i64, lease, per_user).await {
             Ok(rows) => {
                 let full = rows.len() >= free;
                 self.health.set_db(true);

@@ -54,6 +54,13 @@ impl Store {
         limit: u32,
     ) -> Result<Admission, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Fast path without the lock: refusing never over-admits, and a slot freed meanwhile
+        // wakes a refused row (the trigger, `wake_refused_if_free`, the re-check safety net).
+        let others = active(&mut tx, user, Some(id)).await?;
+        if others >= i64::from(limit) {
+            tx.commit().await?;
+            return Ok(Admission::Refused { active: others });
+        }
         lock_user(&mut tx, user).await?;
         let others = active(&mut tx, user, Some(id)).await?;
         if others >= i64::from(limit) {
@@ -76,16 +83,20 @@ impl Store {
     /// the row was being refused), wakes the user's oldest refused row. Returns whether one was.
     pub async fn wake_refused_if_free(&self, user: Uuid, limit: u32) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        lock_user(&mut tx, user).await?;
         let mut woken = 0;
+        // Only a visibly free slot takes the lock (the refused rows' own re-check is the safety
+        // net for a slot freed by a transaction still committing).
         if active(&mut tx, user, None).await? < i64::from(limit) {
-            woken = sqlx::query(named_query!("wake_refused"))
-                .bind(user)
-                .bind(Reason::QuotaExceeded)
-                .bind(DesiredState::Running)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
+            lock_user(&mut tx, user).await?;
+            if active(&mut tx, user, None).await? < i64::from(limit) {
+                woken = sqlx::query(named_query!("wake_refused"))
+                    .bind(user)
+                    .bind(Reason::QuotaExceeded)
+                    .bind(DesiredState::Running)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            }
         }
         tx.commit().await?;
         Ok(woken > 0)

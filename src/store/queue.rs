@@ -57,14 +57,21 @@ fn secs(d: Duration) -> f64 {
 
 impl Store {
     /// Claims up to `limit` due, unleased rows for this replica (`FOR UPDATE SKIP LOCKED`):
-    /// work people wait for before periodic work and retries, round-robin over users.
-    pub async fn claim(&self, limit: i64, lease: Duration) -> Result<Vec<PreviewRow>, StoreError> {
+    /// work people wait for before periodic work and retries, round-robin over users, at most
+    /// `per_user` rows of one user leased at once.
+    pub async fn claim(
+        &self,
+        limit: i64,
+        lease: Duration,
+        per_user: i64,
+    ) -> Result<Vec<PreviewRow>, StoreError> {
         let sql = named_query!("claim");
         let rows = sqlx::query_as::<_, PreviewRow>(sql)
             .bind(&self.owner)
             .bind(limit)
             .bind(secs(lease))
             .bind(Status::Initializing)
+            .bind(per_user)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows)

@@ -8,6 +8,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 const LEASE: Duration = Duration::from_secs(30);
+/// No per-user cap on rows in flight.
+const NO_CAP: i64 = 1_000_000;
 const REPO: &str = "https://github.com/acme/site";
 
 /// Sets columns as the controller would (the request-translation triggers stay out of it).
@@ -35,7 +37,7 @@ async fn one_users_backlog_does_not_starve_another_users_first_row(pool: PgPool)
     }
     let victim = insert_row(&pool, USER_B, "b-0", Some(REPO), "main").await;
     let s = Store::new(pool.clone(), "a");
-    let ids: Vec<Uuid> = s.claim(2, LEASE).await.unwrap().iter().map(|r| r.id).collect();
+    let ids: Vec<Uuid> = s.claim(2, LEASE, NO_CAP).await.unwrap().iter().map(|r| r.id).collect();
     assert!(ids.contains(&victim), "the other user's first row is among the first two: {ids:?}");
     assert!(ids.contains(&backlog[0]), "and the backlog's oldest row: {ids:?}");
 }
@@ -53,9 +55,9 @@ async fn work_people_wait_for_goes_before_retries_and_verification(pool: PgPool)
     controller_set(&pool, verify, "observed_generation = generation, status = 'running', next_attempt_at = now() - interval '1 hour'").await;
     let fresh = insert_row(&pool, USER_A, "new", Some(REPO), "main").await;
     let s = Store::new(pool.clone(), "a");
-    let first = s.claim(1, LEASE).await.unwrap();
+    let first = s.claim(1, LEASE, NO_CAP).await.unwrap();
     assert_eq!(first.iter().map(|r| r.id).collect::<Vec<_>>(), vec![fresh], "the new row first");
-    let rest = s.claim(10, LEASE).await.unwrap();
+    let rest = s.claim(10, LEASE, NO_CAP).await.unwrap();
     assert_eq!(rest.len(), 2);
 }
 
@@ -74,4 +76,17 @@ async fn next_due_is_the_earliest_claimable_row(pool: PgPool) {
     assert!(d > Duration::from_secs(9) && d <= Duration::from_secs(10), "{d:?}");
     controller_set(&pool, a, "next_attempt_at = now(), lease_owner = 'b', lease_expires_at = now() + interval '1 minute'").await;
     assert_eq!(s.next_due().await.unwrap(), None, "leased and converged rows are not claimable");
+}
+
+#[sqlx::test]
+async fn one_user_never_has_more_than_the_cap_in_flight(pool: PgPool) {
+    for i in 0..20 {
+        insert_row(&pool, USER_A, &format!("c-{i}"), Some(REPO), "main").await;
+    }
+    let s = Store::new(pool.clone(), "a");
+    assert_eq!(s.claim(10, LEASE, 3).await.unwrap().len(), 3, "3 of the backlog");
+    assert!(s.claim(10, LEASE, 3).await.unwrap().is_empty(), "the cap counts held leases");
+    let other = insert_row(&pool, USER_B, "c-b", Some(REPO), "main").await;
+    let next: Vec<Uuid> = s.claim(10, LEASE, 3).await.unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(next, vec![other], "another user's row is not held back");
 }

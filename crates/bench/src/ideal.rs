@@ -1,6 +1,7 @@
 //! The ideal driver: the bound the controller is measured against. Same rows, same
 //! simulator settings, the same Fly calls as the controller's happy path (create app, two IP
-//! assignments, create machine, then the reads that see it started and its checks passing)
+//! assignments, create machine, `/wait` until started, then — after the simulator's known
+//! check delay — the read that sees its checks passing)
 //! and the minimum status writes per app (`initializing`, `running`), with unbounded
 //! concurrency (one task per row, all at once) and no leases, claims or controller logic.
 
@@ -22,8 +23,9 @@ use fly_preview_controller::fly::{
 use fly_preview_controller::model::state::Status;
 use fly_sim::{SimConfig, Simulator};
 
-/// How often the driver reads a started machine until its checks pass.
-const HEALTH_POLL: Duration = Duration::from_millis(100);
+/// How often the driver reads a started machine until its checks pass (it first sleeps the
+/// simulator's known check delay, so normally one read suffices).
+const HEALTH_POLL: Duration = Duration::from_millis(50);
 const FLEET: &str = "fleet";
 
 #[derive(Debug, Clone, Default)]
@@ -45,6 +47,7 @@ pub async fn run(
     n: usize,
 ) -> anyhow::Result<IdealRun> {
     let db = BenchDb::recreate(admin, admin_url, db_name).await?;
+    let sim_cfg_check_delay = sim_cfg.check_delay;
     let sim = Simulator::start(sim_cfg).await.context("starting the simulator")?;
     let cfg = FlyClientConfig {
         base_url: sim.base_url(),
@@ -57,9 +60,10 @@ pub async fn run(
     let t0 = Instant::now();
     anyhow::ensure!(db.insert_fleet(FLEET, n).await? == n as u64, "fleet insert came up short");
     let mut tasks = JoinSet::new();
+    let check_delay = sim_cfg_check_delay;
     for row in db.pending().await? {
         let (fly, writes) = (fly.clone(), writes.clone());
-        tasks.spawn(async move { deploy(&fly, &writes, &row).await });
+        tasks.spawn(async move { deploy(&fly, &writes, &row, check_delay).await });
     }
     while let Some(done) = tasks.join_next().await {
         done.context("ideal driver task")??;
@@ -75,7 +79,12 @@ pub async fn run(
 }
 
 /// One row, start to finish, as fast as the simulator lets it go.
-async fn deploy(fly: &FlyClient, writes: &PgPool, row: &PendingRow) -> anyhow::Result<()> {
+async fn deploy(
+    fly: &FlyClient,
+    writes: &PgPool,
+    row: &PendingRow,
+    check_delay: Duration,
+) -> anyhow::Result<()> {
     let app = row.fly_app_name.as_str();
     set_status(writes, row.id, Status::Initializing).await?;
     fly.create_app(app, "personal").await?;
@@ -84,6 +93,7 @@ async fn deploy(fly: &FlyClient, writes: &PgPool, row: &PendingRow) -> anyhow::R
     let m = fly.create_machine(app, &request(row)).await?;
     fly.wait_machine(app, &m.id, "started", m.instance_id.as_deref(), Duration::from_secs(60))
         .await?;
+    tokio::time::sleep(check_delay).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     while !fly.get_machine(app, &m.id).await?.checks_passing() {
         anyhow::ensure!(Instant::now() < deadline, "machine never became healthy");

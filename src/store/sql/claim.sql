@@ -1,10 +1,12 @@
 -- claim: lease up to $2 due, unleased rows to replica $1 for $3 seconds, people first.
 -- priority 0: work someone waits for (a new row, a spec change, a status request, a deploy in
 -- progress: status $4 = 'initializing'); 1: periodic verification and retries (attempts > 0).
--- Within a priority, round-robin over users: each user's due rows are ranked by due time and
--- every user's first row goes before anyone's second, so one account's backlog cannot starve
--- another's first preview. Then by due time.
--- $1 owner, $2 limit, $3 lease seconds, $4 the 'initializing' status
+-- Within a priority, round-robin over users: each user's due rows are ranked (priority, due
+-- time) and every user's first row goes before anyone's second, so one account's backlog
+-- cannot starve another's first preview. Then by due time. A user never has more than $5
+-- rows leased at once (counting leases already held), so one account cannot fill every
+-- worker and database connection either.
+-- $1 owner, $2 limit, $3 lease seconds, $4 the 'initializing' status, $5 per-user cap
 WITH due AS (
     SELECT id,
            user_id,
@@ -15,15 +17,28 @@ WITH due AS (
     WHERE next_attempt_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
 ),
+leased AS (
+    SELECT user_id, count(*) AS n
+    FROM public.fly_preview_apps
+    WHERE lease_owner IS NOT NULL
+      AND lease_expires_at > now()
+    GROUP BY user_id
+),
 ranked AS (
     SELECT id,
+           user_id,
            priority,
            next_attempt_at,
-           row_number() OVER (PARTITION BY user_id, priority ORDER BY next_attempt_at, id) AS turn
+           row_number() OVER (PARTITION BY user_id ORDER BY priority, next_attempt_at, id) AS turn
     FROM due
 ),
 picked AS (
-    SELECT id FROM ranked ORDER BY priority, turn, next_attempt_at, id LIMIT $2
+    SELECT r.id
+    FROM ranked r
+    LEFT JOIN leased l USING (user_id)
+    WHERE r.turn + coalesce(l.n, 0) <= $5
+    ORDER BY r.priority, r.turn, r.next_attempt_at, r.id
+    LIMIT $2
 ),
 locked AS (
     -- Re-checked under the row lock: a concurrent claimer's committed lease is seen here.
