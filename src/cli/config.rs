@@ -319,6 +319,6 @@ pub fn settings(fly: &FlyArgs, c: &ControllerArgs) -> Result<Settings, ConfigErr
         orphan_grace: c.orphan_grace,
         sweep_dry_run: c.sweep_dry_run,
         shutdown_timeout: c.shutdown_timeout,
-        stats_interval: Duration::from_secs(15),
+        stats_interval: Duration::from_secs(30),
     })
 }
