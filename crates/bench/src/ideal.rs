@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::child::SIM_TOKEN;
-use super::db::{self, BenchDb, PendingRow, RowTimings};
+use super::db::{BenchDb, PendingRow, RowTimings};
 use super::fleet;
 use fly_preview_controller::controller::machine_config::{self, PreviewSpec, RunnerSettings};
 use fly_preview_controller::fly::{
@@ -56,7 +56,13 @@ pub async fn run(
         rate_limit: true,
     };
     let fly = FlyClient::new(cfg, None)?;
-    let writes = db::connect(&db.url, 32).await?;
+    // 10,000 tasks share these connections: wait for one as long as it takes.
+    let writes = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(32)
+        .acquire_timeout(Duration::from_secs(600))
+        .connect(&db.url)
+        .await
+        .context("connecting the ideal driver's pool")?;
     let t0 = Instant::now();
     anyhow::ensure!(db.insert_fleet(FLEET, n).await? == n as u64, "fleet insert came up short");
     let mut tasks = JoinSet::new();
