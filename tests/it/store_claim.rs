@@ -54,9 +54,21 @@ async fn work_people_wait_for_goes_before_retries_and_verification(pool: PgPool)
     .await;
     controller_set(&pool, verify, "observed_generation = generation, status = 'running', next_attempt_at = now() - interval '1 hour'").await;
     let fresh = insert_row(&pool, USER_A, "new", Some(REPO), "main").await;
+    let booting = insert_row(&pool, USER_B, "boot", Some(REPO), "main").await;
+    controller_set(
+        &pool,
+        booting,
+        "observed_generation = generation, status = 'initializing', next_attempt_at = now()",
+    )
+    .await;
     let s = Store::new(pool.clone(), "a");
-    let first = s.claim(1, LEASE, NO_CAP).await.unwrap();
-    assert_eq!(first.iter().map(|r| r.id).collect::<Vec<_>>(), vec![fresh], "the new row first");
+    let ids = |rows: Vec<fly_preview_controller::store::PreviewRow>| {
+        rows.iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+    let first = ids(s.claim(1, LEASE, NO_CAP).await.unwrap());
+    assert_eq!(first, vec![booting], "a deploy in progress is finished first");
+    let second = ids(s.claim(1, LEASE, NO_CAP).await.unwrap());
+    assert_eq!(second, vec![fresh], "then the new row, before the older retry and verification");
     let rest = s.claim(10, LEASE, NO_CAP).await.unwrap();
     assert_eq!(rest.len(), 2);
 }

@@ -1,6 +1,8 @@
 -- claim: lease up to $2 due, unleased rows to replica $1 for $3 seconds, people first.
--- priority 0: work someone waits for (a new row, a spec change, a status request, a deploy in
--- progress: status $4 = 'initializing'); 1: periodic verification and retries (attempts > 0).
+-- priority 0: a deploy in progress (status $4 'initializing' at its generation: the re-check
+-- of a booting machine; finishing started work first is what gets previews running soonest);
+-- 1: other work someone waits for (a new row, a spec change, a status request); 2: periodic
+-- verification and retries (attempts > 0).
 -- Within a priority, round-robin over users: each user's due rows are ranked (priority, due
 -- time) and every user's first row goes before anyone's second, so one account's backlog
 -- cannot starve another's first preview. Then by due time. A user never has more than $5
@@ -11,8 +13,10 @@ WITH due AS (
     SELECT id,
            user_id,
            next_attempt_at,
-           CASE WHEN attempts = 0 AND (observed_generation < generation OR status = $4)
-                THEN 0 ELSE 1 END AS priority
+           CASE WHEN attempts > 0 THEN 2
+                WHEN status = $4 AND observed_generation = generation THEN 0
+                WHEN observed_generation < generation THEN 1
+                ELSE 2 END AS priority
     FROM public.fly_preview_apps
     WHERE next_attempt_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
