@@ -133,6 +133,20 @@ fn a_throttled_change_keeps_the_status_and_waits_for_the_window() {
 }
 
 #[test]
+fn a_quota_refusal_waits_for_a_free_slot_with_a_safety_net() {
+    let r = row(Status::Pending, 0);
+    let f =
+        Outcome::Failed { reason: Reason::QuotaExceeded, message: "full".into(), machine: None };
+    let w = write(run(&r, Ok(f)));
+    assert_eq!((w.status, w.reason, w.attempts), (Status::Error, Reason::QuotaExceeded, 1));
+    assert_eq!(w.next_attempt_at, Some(now() + chrono::Duration::minutes(10)));
+    let again =
+        Outcome::Failed { reason: Reason::QuotaExceeded, message: "x".into(), machine: None };
+    let w = write(run(&row(Status::Error, 9), Ok(again)));
+    assert_eq!(w.next_attempt_at, Some(now() + chrono::Duration::minutes(160)), "capped");
+}
+
+#[test]
 fn permanent_failures_wait_for_a_change() {
     let r = row(Status::Initializing, 0);
     let f =
