@@ -16,6 +16,7 @@ target/debug/fly-preview-bench \
     --steady-window 2s \
     --wake-samples 5 \
     --baseline-budget 3s \
+    --no-abuse \
     --converge-budget 60s \
     --fail-unconverged >"$out"
 grep -q '^| 50 | yes |' "$out" || { cat "$out"; echo "bench-smoke: the fleet did not converge" >&2; exit 1; }

@@ -102,9 +102,24 @@ pub struct ControllerArgs {
     /// Reconciles running at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub concurrency: u16,
-    /// How often due rows are polled (NOTIFY wakes the loop sooner).
-    #[arg(long, env = "POLL_INTERVAL", value_parser = humantime::parse_duration, default_value = "2s")]
+    /// Backstop poll for due rows. The loop wakes on NOTIFY, on finished passes and at the
+    /// earliest due row's time anyway; this only bounds what a lost notification can delay.
+    #[arg(long, env = "POLL_INTERVAL", value_parser = humantime::parse_duration, default_value = "30s")]
     pub poll_interval: Duration,
+    /// How long after creating, updating or starting a machine the row is looked at again
+    /// (no worker waits while Fly boots it).
+    #[arg(long, env = "BOOT_ESTIMATE", value_parser = humantime::parse_duration, default_value = "3s")]
+    pub boot_estimate: Duration,
+    /// Previews one user may have wanting to run at once; more get status `error`, reason
+    /// `QuotaExceeded`, and deploy by themselves when the user stops or deletes one (0 = no limit).
+    #[arg(long, env = "MAX_PREVIEWS_PER_USER", default_value_t = 10)]
+    pub max_previews_per_user: u32,
+    /// Changes (deploy, redeploy, teardown) applied to one row per REDEPLOY_WINDOW; more
+    /// requests coalesce into the latest, applied when the window ends (0 = no limit).
+    #[arg(long, env = "REDEPLOY_BUDGET", default_value_t = 20)]
+    pub redeploy_budget: u32,
+    #[arg(long, env = "REDEPLOY_WINDOW", value_parser = humantime::parse_duration, default_value = "10m")]
+    pub redeploy_window: Duration,
     /// Lease on a claimed row; renewed while working.
     #[arg(long, env = "LEASE_DURATION", value_parser = humantime::parse_duration, default_value = "60s")]
     pub lease_duration: Duration,
@@ -275,6 +290,9 @@ impl ControllerArgs {
         {
             return Err(ConfigError::new("INSTALL_TIMEOUT", "must be between 1s and 1h"));
         }
+        if self.redeploy_window.is_zero() {
+            return Err(ConfigError::new("REDEPLOY_WINDOW", "must be > 0"));
+        }
         Ok(())
     }
 }
@@ -310,14 +328,18 @@ pub fn settings(fly: &FlyArgs, c: &ControllerArgs) -> Result<Settings, ConfigErr
         poll_interval: c.poll_interval,
         lease: c.lease_duration,
         init_deadline: c.init_deadline,
-        wait_slice: Duration::from_secs(10),
+        wait_slice: Duration::from_secs(2),
         health_poll: Duration::from_secs(1),
+        boot_estimate: c.boot_estimate,
+        max_previews_per_user: c.max_previews_per_user,
+        redeploy_budget: c.redeploy_budget,
+        redeploy_window: c.redeploy_window,
         drift_interval: c.drift_interval,
         full_resync_interval: c.full_resync_interval,
         orphan_grace: c.orphan_grace,
         sweep_dry_run: c.sweep_dry_run,
         shutdown_timeout: c.shutdown_timeout,
-        stats_interval: Duration::from_secs(5),
+        stats_interval: Duration::from_secs(30),
         sync: crate::controller::sync::SyncSettings::default(),
     })
 }

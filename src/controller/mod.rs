@@ -14,6 +14,7 @@ pub mod drift;
 pub mod error;
 pub mod fly_health;
 pub mod gate;
+pub mod limits;
 pub mod local_lane;
 pub mod machine_config;
 pub mod observe;

@@ -27,7 +27,9 @@ pub enum Decision {
 pub fn label(result: &Result<Outcome, ReconcileError>) -> &'static str {
     match result {
         Ok(Outcome::Running { .. } | Outcome::Stopped) => "ok",
-        Ok(Outcome::Progressing { .. } | Outcome::TearingDown) => "requeue",
+        Ok(Outcome::Progressing { .. } | Outcome::TearingDown | Outcome::Throttled { .. }) => {
+            "requeue"
+        }
         Ok(Outcome::Failed { .. }) => "permanent",
         Err(e) => match e.policy() {
             Policy::Retry => "error",
@@ -107,13 +109,24 @@ pub fn decide(
             next_attempt_at: Some(at(now, s.health_poll)),
             ..base(row, row.status, Reason::TearingDown)
         },
+        Outcome::Throttled { until, message } => StatusWrite {
+            error_message: Some(message.clone()),
+            attempts: row.attempts,
+            next_attempt_at: Some(*until),
+            observed_generation: None,
+            ..base(row, row.status, Reason::RedeployThrottled)
+        },
         Outcome::Failed { reason, message, machine } => {
             let (fly_machine_id, machine_state) = machine_fields(row, machine.as_ref());
+            let attempts = row.attempts.saturating_add(1);
             StatusWrite {
                 error_message: Some(message.clone()),
                 fly_machine_id,
                 machine_state,
-                attempts: row.attempts.saturating_add(1),
+                attempts,
+                // A refused row is woken when its user frees a slot; this is the safety net.
+                next_attempt_at: (*reason == Reason::QuotaExceeded)
+                    .then(|| at(now, s.quota_recheck(attempts))),
                 ..base(row, Status::Error, *reason)
             }
         }

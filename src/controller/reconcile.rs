@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 pub use crate::controller::error::{GlobalCondition, ReconcileError};
 use crate::controller::gate::FlyGate;
+use crate::controller::limits;
 use crate::controller::machine_config::{self, LAUNCH_MARKER_KEY, PREVIEW_ID_KEY, PreviewSpec};
 use crate::controller::observe;
 use crate::controller::plan::{self, Desired, MachineSeen, Observed, Step};
@@ -37,12 +38,28 @@ pub enum Outcome {
     Stopped,
     /// Teardown requested, app deletion not confirmed yet.
     TearingDown,
+    /// The row used its redeploy budget: nothing done; the latest request is applied at `until`.
+    Throttled {
+        until: chrono::DateTime<Utc>,
+        message: String,
+    },
     /// Permanent: waits for the row to change.
     Failed {
         reason: Reason,
         message: String,
         machine: Option<MachineRef>,
     },
+}
+
+impl From<limits::Hold> for Outcome {
+    fn from(h: limits::Hold) -> Self {
+        match h {
+            limits::Hold::Throttled { until, message } => Outcome::Throttled { until, message },
+            limits::Hold::Refused { message } => {
+                Outcome::Failed { reason: Reason::QuotaExceeded, message, machine: None }
+            }
+        }
+    }
 }
 
 /// The preview's machine as a pass last saw it.
@@ -67,8 +84,12 @@ pub struct Ctx {
     pub gate: Arc<FlyGate>,
 }
 
-/// One pass for one row: desired `stopped` tears down, otherwise deploys.
+/// One pass for one row: within the row's redeploy budget, desired `stopped` tears down,
+/// otherwise deploys if the user's quota has a slot for it.
 pub async fn reconcile(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError> {
+    if let Some(hold) = limits::budget(&ctx.store, &ctx.settings, row).await? {
+        return Ok(hold.into());
+    }
     if row.desired_state == DesiredState::Stopped {
         if ctx.fly.breaker().is_open() {
             return Err(ReconcileError::FlyDown(FlyError::unavailable()));
@@ -93,7 +114,12 @@ pub async fn reconcile(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, Reconcile
     if ctx.fly.breaker().is_open() {
         return Err(ReconcileError::FlyDown(FlyError::unavailable()));
     }
-    Deploy { ctx, row, marked: row.status == Status::Initializing }.run().await
+    let admitted = match limits::admit(&ctx.store, &ctx.settings, row).await? {
+        limits::Admit::Refused(hold) => return Ok(hold.into()),
+        limits::Admit::Admitted => true,
+        limits::Admit::Holds => false,
+    };
+    Deploy { ctx, row, marked: admitted || row.status == Status::Initializing }.run().await
 }
 
 /// Deletes the app and confirms it is gone.
@@ -170,6 +196,16 @@ impl Deploy<'_> {
         Outcome::Progressing { reason, machine, retry_in: self.ctx.settings.health_poll }
     }
 
+    /// The pass that just asked Fly to boot a machine ends here.
+    fn booting(&self, seen: &Observed) -> Outcome {
+        let machine = seen.machines.iter().find(|m| m.ours).map(MachineRef::of);
+        Outcome::Progressing {
+            reason: Reason::WaitingForMachine,
+            machine,
+            retry_in: self.ctx.settings.boot_estimate,
+        }
+    }
+
     /// Shows `initializing` before the first change on Fly, so the web app sees progress.
     async fn mark(&mut self, machine: Option<&MachineSeen>) -> Result<(), ReconcileError> {
         if self.marked {
@@ -225,10 +261,13 @@ impl Deploy<'_> {
                     Err(e) => return Err(e.into()),
                 }
             }
+            // After create/update/start the pass ends: no worker slot is held while Fly boots
+            // the machine; the row is looked at again when it can be expected to be up.
             Step::CreateMachine => {
                 self.mark(None).await?;
                 let m = self.create_machine().await?;
                 seen.machines.push(m);
+                return Ok(Some(self.booting(seen)));
             }
             Step::UpdateMachine { id } => {
                 self.mark(None).await?;
@@ -237,12 +276,15 @@ impl Deploy<'_> {
                     .await
                     .map_err(image_refused)?;
                 replace(seen, MachineSeen::from_machine(&m, self.row.id));
+                return Ok(Some(self.booting(seen)));
             }
             Step::StartMachine { id } => {
                 self.mark(None).await?;
                 fly.start_machine(&app, &id).await?;
-                let m = fly.get_machine(&app, &id).await?;
-                replace(seen, MachineSeen::from_machine(&m, self.row.id));
+                if let Some(m) = seen.machines.iter_mut().find(|m| m.id == id) {
+                    m.state = "starting".into();
+                }
+                return Ok(Some(self.booting(seen)));
             }
             Step::WaitStarted { id, instance_id } => {
                 return self.wait_started(&id, instance_id, seen).await;

@@ -1,10 +1,12 @@
-//! The work loop: claim due rows (wake on NOTIFY, poll at least every `poll_interval`), run
-//! at most `concurrency` passes at once, renew leases while working, write fenced results,
-//! and on shutdown stop claiming, drain, and release.
+//! The work loop: claim due rows, run at most `concurrency` passes at once, renew leases
+//! while working, write fenced results, and on shutdown stop claiming, drain, and release.
+//! Between claims the loop sleeps until the earliest of: a NOTIFY, a finished pass, the
+//! earliest `next_attempt_at` among claimable rows (asked of the database after a claim that
+//! left slots free), or the backstop `poll_interval`.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
@@ -12,6 +14,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::controller::fly_health;
+use crate::controller::limits;
 use crate::controller::outcome::{self, Decision};
 use crate::controller::reconcile::{self, Ctx};
 use crate::model::state::Status;
@@ -20,6 +23,10 @@ use crate::runtime::metrics::Metrics;
 use crate::runtime::shutdown::{self, Phase};
 use crate::store::PreviewRow;
 use crate::store::{Lease, StatusWrite};
+
+/// Shortest sleep between claims when a row is overdue but was not claimed (another replica
+/// holds its lock for a moment): no busy loop.
+const MIN_SLEEP: Duration = Duration::from_millis(5);
 
 /// Ids of rows this replica is working on (for lease renewal).
 pub type InFlight = Arc<Mutex<HashSet<Uuid>>>;
@@ -46,12 +53,15 @@ impl Scheduler {
             // a global condition blocks every pass.
             let limit = self.ctx.gate.pass_limit(max);
             let free = limit.saturating_sub(workers.len());
+            let mut due_in = None;
             if free > 0 {
-                self.claim_into(&mut workers, free).await;
+                due_in = self.claim_into(&mut workers, free).await;
             }
+            let poll = self.ctx.settings.poll_interval;
+            let sleep = due_in.map_or(poll, |d: Duration| d.max(MIN_SLEEP).min(poll));
             tokio::select! {
                 _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(self.ctx.settings.poll_interval) => {}
+                _ = tokio::time::sleep(sleep) => {}
                 Some(_) = workers.join_next(), if !workers.is_empty() => {}
                 _ = phase.changed() => {}
             }
@@ -59,10 +69,13 @@ impl Scheduler {
         self.drain(workers, phase).await;
     }
 
-    async fn claim_into(&self, workers: &mut JoinSet<()>, free: usize) {
-        let lease = self.ctx.settings.lease;
-        match self.ctx.store.claim(free as i64, lease).await {
+    /// Claims up to `free` rows and starts their passes. When slots are left over, returns
+    /// how long until the next claimable row is due (the loop sleeps that long at most).
+    async fn claim_into(&self, workers: &mut JoinSet<()>, free: usize) -> Option<Duration> {
+        let (lease, per_user) = (self.ctx.settings.lease, self.ctx.settings.per_user_inflight());
+        match self.ctx.store.claim(free as i64, lease, per_user).await {
             Ok(rows) => {
+                let full = rows.len() >= free;
                 self.health.set_db(true);
                 self.health.synced();
                 self.metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);
@@ -72,11 +85,24 @@ impl Scheduler {
                         (self.ctx.clone(), self.metrics.clone(), self.inflight.clone());
                     workers.spawn(async move { process(&ctx, &metrics, row, &inflight).await });
                 }
+                if full { None } else { self.next_due().await }
             }
             Err(e) => {
                 self.health.set_db(false);
                 self.metrics.db_errors.inc();
                 tracing::warn!(error = %e, "claiming due rows failed");
+                None
+            }
+        }
+    }
+
+    async fn next_due(&self) -> Option<Duration> {
+        match self.ctx.store.next_due().await {
+            Ok(d) => d,
+            Err(e) => {
+                self.metrics.db_errors.inc();
+                tracing::warn!(error = %e, "reading the next due time failed; polling");
+                None
             }
         }
     }
@@ -127,11 +153,14 @@ pub async fn process(ctx: &Ctx, metrics: &Metrics, row: PreviewRow, inflight: &I
         let decision =
             outcome::decide(&ctx.settings, &row, &result, chrono::Utc::now(), &mut rand::rng());
         match decision {
-            Decision::Write(write) => {
-                if write_back(ctx, metrics, &row, &write).await == Landed::Fenced {
-                    label = "fenced";
+            Decision::Write(write) => match write_back(ctx, metrics, &row, &write).await {
+                Landed::Fenced => label = "fenced",
+                Landed::Yes => {
+                    limits::after_write(&ctx.store, &ctx.settings, metrics, &row, write.reason)
+                        .await;
                 }
-            }
+                Landed::Failed => {}
+            },
             Decision::Blocked(condition) => {
                 ctx.gate.block(condition);
                 let _ = ctx.store.release(row.id).await;

@@ -16,6 +16,8 @@ pub struct Settings {
     pub runner: RunnerSettings,
     pub backoff: Backoff,
     pub concurrency: usize,
+    /// Backstop poll: the loop otherwise sleeps until a NOTIFY, a finished pass or the
+    /// earliest due row.
     pub poll_interval: Duration,
     pub lease: Duration,
     pub init_deadline: Duration,
@@ -23,6 +25,15 @@ pub struct Settings {
     pub wait_slice: Duration,
     /// Delay before looking again at a machine that is starting or not healthy yet.
     pub health_poll: Duration,
+    /// After creating, updating or starting a machine the pass ends and the row is looked
+    /// at again this much later (when the machine can be expected to be up).
+    pub boot_estimate: Duration,
+    /// Previews one user may have wanting to run at once (0 = no limit).
+    pub max_previews_per_user: u32,
+    /// Changes (deploys, redeploys, teardowns) applied to one row per `redeploy_window`
+    /// (0 = no limit); further requests coalesce into the latest, applied when the window ends.
+    pub redeploy_budget: u32,
+    pub redeploy_window: Duration,
     pub drift_interval: Duration,
     pub full_resync_interval: Duration,
     pub orphan_grace: Duration,
@@ -35,6 +46,20 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Most rows of one user in flight at once (an eighth of the workers, at least 2): one
+    /// account's burst cannot occupy every worker and database connection.
+    pub fn per_user_inflight(&self) -> i64 {
+        i64::try_from(self.concurrency / 8).unwrap_or(i64::MAX).max(2)
+    }
+
+    /// When a quota-refused row is looked at again by itself, should no wake-up reach it
+    /// (a safety net; the quota-wake trigger normally wakes it at once): 10 min, doubling
+    /// with each refusal up to 160 min.
+    pub fn quota_recheck(&self, refusals: i32) -> Duration {
+        let exp = u32::try_from(refusals.clamp(1, 5) - 1).unwrap_or(0);
+        Duration::from_secs(600 * (1u64 << exp))
+    }
+
     /// Defaults suitable for tests and the demo (fast timings).
     pub fn for_tests(org: &str) -> Self {
         Self {
@@ -49,6 +74,10 @@ impl Settings {
             init_deadline: Duration::from_secs(30),
             wait_slice: Duration::from_secs(5),
             health_poll: Duration::from_millis(200),
+            boot_estimate: Duration::from_millis(300),
+            max_previews_per_user: 0,
+            redeploy_budget: 0,
+            redeploy_window: Duration::from_secs(600),
             drift_interval: Duration::from_millis(500),
             full_resync_interval: Duration::from_secs(5),
             orphan_grace: Duration::from_secs(1),

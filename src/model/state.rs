@@ -146,6 +146,10 @@ text_enum! {
         /// Sync on save: `revision` changed dependencies and is being installed beside the
         /// running dev server; `served_revision` follows when it serves.
         SyncInstalling = "SyncInstalling",
+        /// The user already has `MAX_PREVIEWS_PER_USER` previews wanting to run.
+        QuotaExceeded = "QuotaExceeded",
+        /// The row used its redeploy budget; the latest request waits for the window to end.
+        RedeployThrottled = "RedeployThrottled",
     }
 }
 

@@ -71,6 +71,10 @@ pub struct Metrics {
     pub drift_repairs: IntCounter,
     pub last_sync: Gauge,
     pub db_errors: IntCounter,
+    /// Deploys refused because the user has `MAX_PREVIEWS_PER_USER` previews already.
+    pub quota_refusals: IntCounter,
+    /// Passes that left a change for later: the row used its redeploy budget.
+    pub redeploys_throttled: IntCounter,
     /// Failed passes by error kind (a fixed label set: `controller::error::KINDS`).
     pub reconcile_errors: IntCounterVec,
     /// Sync on save: one exec of the runner's `sync` through the row write (seconds).
@@ -253,6 +257,16 @@ impl Metrics {
                 &r,
                 "fly_preview_db_errors_total",
                 "Database errors seen by the scheduler.",
+            ),
+            quota_refusals: counter(
+                &r,
+                "fly_preview_quota_refusals_total",
+                "Deploys refused because the user already has MAX_PREVIEWS_PER_USER previews.",
+            ),
+            redeploys_throttled: counter(
+                &r,
+                "fly_preview_redeploys_throttled_total",
+                "Passes that left a change for later because the row used its redeploy budget.",
             ),
             reconcile_errors: counter_vec(
                 &r,

@@ -6,6 +6,7 @@
 
 mod lanes;
 mod leader;
+mod limits;
 mod listen;
 pub mod migrate;
 mod preflight;
@@ -18,6 +19,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
+pub use limits::Admission;
 pub use listen::{ListenEvent, Listener, Notification, Op};
 pub use preflight::{check_row_access, detect_transaction_pooler};
 pub use queue::{Lease, QueueStats, StatusWrite, Written};
@@ -136,6 +138,11 @@ pub struct PreviewRow {
     pub updated_at: DateTime<Utc>,
     /// Technical detail of the last status (Fly request id, API message); for operators.
     pub status_detail: Option<String>,
+    /// Changes applied in the current redeploy window (the redeploy budget).
+    pub redeploys: i32,
+    pub redeploy_window_start: Option<DateTime<Utc>>,
+    /// The last generation counted against the budget.
+    pub redeploy_generation: i64,
 }
 
 /// Marks the statement as the controller's own write, so the request-translation trigger

@@ -59,16 +59,33 @@ fn secs(d: Duration) -> f64 {
 }
 
 impl Store {
-    /// Claims up to `limit` due, unleased rows for this replica (`FOR UPDATE SKIP LOCKED`).
-    pub async fn claim(&self, limit: i64, lease: Duration) -> Result<Vec<PreviewRow>, StoreError> {
+    /// Claims up to `limit` due, unleased rows for this replica (`FOR UPDATE SKIP LOCKED`):
+    /// work people wait for before periodic work and retries, round-robin over users, at most
+    /// `per_user` rows of one user leased at once.
+    pub async fn claim(
+        &self,
+        limit: i64,
+        lease: Duration,
+        per_user: i64,
+    ) -> Result<Vec<PreviewRow>, StoreError> {
         let sql = named_query!("claim");
         let rows = sqlx::query_as::<_, PreviewRow>(sql)
             .bind(&self.owner)
             .bind(limit)
             .bind(secs(lease))
+            .bind(Status::Initializing)
+            .bind(per_user)
             .fetch_all(&self.pool)
             .await?;
         Ok(rows)
+    }
+
+    /// How long until the earliest claimable row is due (`Duration::ZERO` if one is due
+    /// already); `None` when no row will ever be due by itself.
+    pub async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
+        let sql = named_query!("next_due");
+        let secs: Option<f64> = sqlx::query_scalar(sql).fetch_optional(&self.pool).await?;
+        Ok(secs.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)))
     }
 
     /// Extends the leases this replica still holds; returns the ids it still owns.

@@ -106,7 +106,7 @@ async fn the_documented_role_is_least_privilege_and_can_do_what_run_does(pool: P
     assert!(store::migrate::pending(&as_role).await.unwrap().is_empty());
     let s = Store::new(as_role.clone(), "least-privilege");
     assert!(s.try_lead(Duration::from_secs(30)).await.unwrap());
-    let claimed = s.claim(10, Duration::from_secs(30)).await.unwrap();
+    let claimed = s.claim(10, Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(claimed.len(), 1, "sees every row");
     let w = StatusWrite {
         status: Status::Initializing,

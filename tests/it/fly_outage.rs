@@ -71,7 +71,11 @@ async fn with_fly_hung_invalid_rows_still_get_their_verdict_within_a_second(pool
     let h = Harness::with_settings(pool.clone(), SimConfig::default(), s).await;
     h.sim.add_fault("any:latency=60s:always".parse().unwrap());
     let r = h.start("a");
-    insert_rows(&pool, 20).await;
+    // One row per user: the per-user in-flight cap must not be what limits the slots here.
+    for i in 0..20 {
+        let user = uuid::Uuid::new_v4().to_string();
+        insert_row(&pool, &user, &format!("hung-{i}"), Some(REPO), "main").await;
+    }
     h.eventually("every worker slot hangs on Fly", || r.metrics.inflight.get() >= slots).await;
     let mut worst = Duration::ZERO;
     for i in 0..5 {

@@ -134,7 +134,7 @@ async fn a_leader_whose_token_is_revoked_steps_down_and_leads_again_when_it_work
             .await
             .unwrap();
     assert_eq!(holder, None, "the leadership was given up, not left to expire");
-    assert_eq!(r.metrics.blocked.get(), 1);
+    h.eventually("the blocked gauge shows it", || r.metrics.blocked.get() == 1).await;
     h.sim.clear_faults();
     h.eventually("leads again", || r.metrics.leader.get() == 1).await;
     assert!(r.health.blocked().is_none());

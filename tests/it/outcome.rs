@@ -20,7 +20,7 @@ fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 27, 12, 0, 0).unwrap()
 }
 
-fn row(status: Status, attempts: i32) -> PreviewRow {
+pub fn row(status: Status, attempts: i32) -> PreviewRow {
     PreviewRow {
         id: Uuid::nil(),
         user_id: Uuid::nil(),
@@ -46,6 +46,9 @@ fn row(status: Status, attempts: i32) -> PreviewRow {
         created_at: now(),
         updated_at: now(),
         status_detail: None,
+        redeploys: 0,
+        redeploy_window_start: None,
+        redeploy_generation: 0,
     }
 }
 
@@ -115,6 +118,33 @@ fn success_outcomes() {
         "status stays truthful"
     );
     assert_eq!(w.next_attempt_at, Some(now() + chrono::Duration::seconds(1)));
+}
+
+#[test]
+fn a_throttled_change_keeps_the_status_and_waits_for_the_window() {
+    let r = row(Status::Running, 0);
+    let until = now() + chrono::Duration::minutes(7);
+    let w = write(run(&r, Ok(Outcome::Throttled { until, message: "later".into() })));
+    assert_eq!(
+        (w.status, w.reason, w.next_attempt_at, w.observed_generation),
+        (Status::Running, Reason::RedeployThrottled, Some(until), None),
+        "status stays truthful; the change stays pending"
+    );
+    assert_eq!(w.error_message.as_deref(), Some("later"));
+}
+
+#[test]
+fn a_quota_refusal_waits_for_a_free_slot_with_a_safety_net() {
+    let r = row(Status::Pending, 0);
+    let f =
+        Outcome::Failed { reason: Reason::QuotaExceeded, message: "full".into(), machine: None };
+    let w = write(run(&r, Ok(f)));
+    assert_eq!((w.status, w.reason, w.attempts), (Status::Error, Reason::QuotaExceeded, 1));
+    assert_eq!(w.next_attempt_at, Some(now() + chrono::Duration::minutes(10)));
+    let again =
+        Outcome::Failed { reason: Reason::QuotaExceeded, message: "x".into(), machine: None };
+    let w = write(run(&row(Status::Error, 9), Ok(again)));
+    assert_eq!(w.next_attempt_at, Some(now() + chrono::Duration::minutes(160)), "capped");
 }
 
 #[test]

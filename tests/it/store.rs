@@ -9,6 +9,8 @@ use fly_preview_controller::store::{self, ListenEvent, Listener, Op, StatusWrite
 use sqlx::PgPool;
 
 const LEASE: Duration = Duration::from_secs(30);
+/// No per-user cap on rows in flight.
+const NO_CAP: i64 = 1_000_000;
 
 fn running(generation: i64) -> StatusWrite {
     StatusWrite {
@@ -29,11 +31,11 @@ fn running(generation: i64) -> StatusWrite {
 async fn new_rows_are_due_and_claimed_once(pool: PgPool) {
     let ids = insert_rows(&pool, 3).await;
     let s = Store::new(pool.clone(), "a");
-    let claimed = s.claim(10, LEASE).await.unwrap();
+    let claimed = s.claim(10, LEASE, NO_CAP).await.unwrap();
     assert_eq!(claimed.len(), 3);
     assert!(claimed.iter().all(|r| r.lease_owner.as_deref() == Some("a") && r.generation == 1));
     assert!(claimed.iter().all(|r| r.observed_generation == 0 && r.status == Status::Pending));
-    assert!(s.claim(10, LEASE).await.unwrap().is_empty(), "leased rows are not due");
+    assert!(s.claim(10, LEASE, NO_CAP).await.unwrap().is_empty(), "leased rows are not due");
     assert_eq!(s.get(ids[0]).await.unwrap().unwrap().id, ids[0]);
     assert_eq!(s.list_all().await.unwrap().len(), 3);
 }
@@ -45,7 +47,7 @@ async fn two_concurrent_claimers_never_share_a_row(pool: PgPool) {
     let grab = |s: Store| async move {
         let mut got = Vec::new();
         loop {
-            let rows = s.claim(3, LEASE).await.unwrap();
+            let rows = s.claim(3, LEASE, NO_CAP).await.unwrap();
             if rows.is_empty() {
                 return got;
             }
@@ -64,7 +66,7 @@ async fn two_concurrent_claimers_never_share_a_row(pool: PgPool) {
 async fn fenced_write_lands_and_releases(pool: PgPool) {
     let id = insert_rows(&pool, 1).await[0];
     let s = Store::new(pool.clone(), "a");
-    let row = s.claim(1, LEASE).await.unwrap().remove(0);
+    let row = s.claim(1, LEASE, NO_CAP).await.unwrap().remove(0);
     let w = s
         .write_status(id, row.generation, &running(row.generation), Lease::Release)
         .await
@@ -83,14 +85,14 @@ async fn fenced_write_lands_and_releases(pool: PgPool) {
 async fn stale_lease_holder_is_fenced_out(pool: PgPool) {
     let id = insert_rows(&pool, 1).await[0];
     let (a, b) = (Store::new(pool.clone(), "a"), Store::new(pool.clone(), "b"));
-    let row = a.claim(1, LEASE).await.unwrap().remove(0);
+    let row = a.claim(1, LEASE, NO_CAP).await.unwrap().remove(0);
     // a's lease runs out (a paused, say); b takes the row over.
     sqlx::query("UPDATE public.fly_preview_apps SET lease_expires_at = now() - interval '1s'")
         .execute(&pool)
         .await
         .unwrap();
     assert!(a.renew(&[id], LEASE).await.unwrap().is_empty(), "expired leases are not renewed");
-    assert_eq!(b.claim(1, LEASE).await.unwrap().len(), 1);
+    assert_eq!(b.claim(1, LEASE, NO_CAP).await.unwrap().len(), 1);
     assert!(
         a.write_status(id, row.generation, &running(1), Lease::Release).await.unwrap().is_none()
     );
@@ -105,7 +107,7 @@ async fn stale_lease_holder_is_fenced_out(pool: PgPool) {
 async fn write_for_an_old_generation_is_fenced_out(pool: PgPool) {
     let id = insert_rows(&pool, 1).await[0];
     let s = Store::new(pool.clone(), "a");
-    let row = s.claim(1, LEASE).await.unwrap().remove(0);
+    let row = s.claim(1, LEASE, NO_CAP).await.unwrap().remove(0);
     sqlx::query("UPDATE public.fly_preview_apps SET github_branch = 'dev' WHERE id = $1")
         .bind(id)
         .execute(&pool)
@@ -113,7 +115,7 @@ async fn write_for_an_old_generation_is_fenced_out(pool: PgPool) {
         .unwrap();
     assert!(s.write_status(id, row.generation, &running(1), Lease::Keep).await.unwrap().is_none());
     assert!(s.release(id).await.unwrap());
-    let again = s.claim(1, LEASE).await.unwrap().remove(0);
+    let again = s.claim(1, LEASE, NO_CAP).await.unwrap().remove(0);
     assert_eq!((again.generation, again.status_reason.as_deref()), (2, Some("SpecChanged")));
 }
 
@@ -123,7 +125,7 @@ async fn release_all_mark_due_and_stats(pool: PgPool) {
     let s = Store::new(pool.clone(), "a");
     let stats = s.stats().await.unwrap();
     assert_eq!((stats.due, count(&stats, Status::Pending)), (4, 4));
-    let rows = s.claim(4, LEASE).await.unwrap();
+    let rows = s.claim(4, LEASE, NO_CAP).await.unwrap();
     for r in &rows[..2] {
         s.write_status(r.id, r.generation, &running(r.generation), Lease::Release)
             .await
@@ -248,7 +250,7 @@ async fn updated_at_ignores_lease_bookkeeping(pool: PgPool) {
     let id = insert_rows(&pool, 1).await[0];
     let s = Store::new(pool.clone(), "a");
     let before = s.get(id).await.unwrap().unwrap().updated_at;
-    s.claim(1, LEASE).await.unwrap();
+    s.claim(1, LEASE, NO_CAP).await.unwrap();
     s.release(id).await.unwrap();
     assert_eq!(s.get(id).await.unwrap().unwrap().updated_at, before);
     sqlx::query("UPDATE public.fly_preview_apps SET github_branch = 'x' WHERE id = $1")

@@ -42,6 +42,12 @@ pub struct BenchArgs {
     /// Skip the naive baseline.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Skip the ideal driver (the bound fleet times are compared with).
+    #[arg(long)]
+    pub no_ideal: bool,
+    /// Skip the abuse scenario (one user: 2,000 rows + 500 toggles; a second user's row).
+    #[arg(long)]
+    pub no_abuse: bool,
     /// Steady-state observation window.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub steady_window: Duration,

@@ -62,6 +62,7 @@ impl Daemon {
         fly_url: &str,
         concurrency: u16,
         tag: &str,
+        env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let admin = free_port()?;
         let log_path = std::env::temp_dir().join(format!("fly-preview-bench-{tag}.log"));
@@ -73,6 +74,7 @@ impl Daemon {
             .args(["--concurrency", &concurrency.to_string(), "--listen-addr", &admin.to_string()])
             .env("DATABASE_URL", db_url)
             .env("FLY_API_TOKEN", SIM_TOKEN)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))

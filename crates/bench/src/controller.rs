@@ -93,8 +93,11 @@ pub async fn run(
     let sim_t0 = Instant::now();
     let sim = Simulator::start(cfg.clone()).await.context("starting the simulator")?;
     let exe = child::controller_bin(a.controller_bin.as_deref())?;
+    // The fleet spreads over 97 users (~n/97 rows each): the per-user quota is lifted for it
+    // (the abuse scenario runs with the production defaults).
+    let env = [("MAX_PREVIEWS_PER_USER", "0")];
     let daemon =
-        Daemon::spawn(&exe, &db.url, &sim.base_url(), a.concurrency, &n.to_string()).await?;
+        Daemon::spawn(&exe, &db.url, &sim.base_url(), a.concurrency, &n.to_string(), &env).await?;
     let rig = Rig { admin, db: &db, sim: &sim, sim_t0, daemon: &daemon };
     let result = measure(a, &rig, n, &cfg).await;
     if result.is_err() {

@@ -10,6 +10,7 @@ use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
+use fly_preview_controller::model::state::{Reason, Status};
 use fly_preview_controller::store;
 
 /// Whether `name` is a plain lowercase identifier (safe to splice into DDL unquoted).
@@ -120,6 +121,60 @@ impl BenchDb {
             .fetch_one(&self.pool)
             .await?;
         Ok((id, name))
+    }
+
+    /// `n` rows of one user (projects `{tag}-1..n`) in one statement; returns how many landed.
+    pub async fn insert_user_rows(&self, user: Uuid, tag: &str, n: usize) -> anyhow::Result<u64> {
+        let sql = "INSERT INTO public.fly_preview_apps \
+             (user_id, project_id, fly_app_name, preview_url, status, github_repo_url, github_branch) \
+             SELECT $1, p, nm, 'https://' || nm || '.fly.dev', $4, $5, 'main' \
+             FROM (SELECT $2 || '-' || g AS p FROM generate_series(1, $3::bigint) g) s, \
+             LATERAL (SELECT 'roseram-' || left(md5($1::text || '-' || s.p), 8) AS nm) x \
+             ON CONFLICT (fly_app_name) DO NOTHING";
+        self.count(1);
+        let r = sqlx::query(sql)
+            .bind(user)
+            .bind(tag)
+            .bind(i64::try_from(n)?)
+            .bind(Status::Pending)
+            .bind(REPO)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// App names of one user's rows.
+    pub async fn app_names_of(&self, user: Uuid) -> anyhow::Result<Vec<String>> {
+        let sql = "SELECT fly_app_name FROM public.fly_preview_apps WHERE user_id = $1";
+        self.count(1);
+        Ok(sqlx::query_scalar(sql).bind(user).fetch_all(&self.pool).await?)
+    }
+
+    /// (running, refused by the quota) among one user's rows.
+    pub async fn user_counts(&self, user: Uuid) -> anyhow::Result<(i64, i64)> {
+        let sql = "SELECT count(*) FILTER (WHERE status = $2), \
+                          count(*) FILTER (WHERE status_reason = $3) \
+                   FROM public.fly_preview_apps WHERE user_id = $1";
+        self.count(1);
+        Ok(sqlx::query_as(sql)
+            .bind(user)
+            .bind(Status::Running)
+            .bind(Reason::QuotaExceeded)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Request → running of one row in seconds, once it runs at its generation.
+    pub async fn time_to_running(&self, id: Uuid) -> anyhow::Result<Option<f64>> {
+        let sql = "SELECT extract(epoch FROM last_transition_at - requested_at)::float8 \
+                   FROM public.fly_preview_apps \
+                   WHERE id = $1 AND status = $2 AND observed_generation = generation";
+        self.count(1);
+        Ok(sqlx::query_scalar(sql)
+            .bind(id)
+            .bind(Status::Running)
+            .fetch_optional(&self.pool)
+            .await?)
     }
 
     /// A branch change on one row (a spec change: the controller updates the machine).

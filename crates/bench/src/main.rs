@@ -8,13 +8,16 @@
 
 #![forbid(unsafe_code)]
 
+mod abuse;
 mod args;
 mod baseline;
 mod child;
 mod controller;
 mod db;
 mod fleet;
+mod ideal;
 mod report;
+mod report_sched;
 mod saves;
 mod targets;
 mod wake;
@@ -107,10 +110,10 @@ async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     let result = run_all(&a, &admin).await;
     let dropped = db::drop_db(&admin, &a.db_name).await;
-    let (runs, baselines) = result?;
+    let all = result?;
     dropped.context("dropping the bench database")?;
-    print!("{}", report::render(&a, &env, &runs, &baselines, &controller::bench_process()));
-    if a.fail_unconverged && runs.iter().any(|r| !r.conv.converged) {
+    print!("{}", report::render(&a, &env, &all, &controller::bench_process()));
+    if a.fail_unconverged && all.runs.iter().any(|r| !r.conv.converged) {
         anyhow::bail!("bench: not every fleet converged within --converge-budget");
     }
     Ok(())
@@ -136,24 +139,40 @@ async fn run_saves(a: &BenchArgs, admin: &sqlx::PgPool, env: &Environment) -> an
     Ok(())
 }
 
-async fn run_all(
-    a: &BenchArgs,
-    admin: &sqlx::PgPool,
-) -> anyhow::Result<(Vec<controller::ControllerRun>, Vec<baseline::BaselineRun>)> {
-    let (mut runs, mut baselines) = (Vec::new(), Vec::new());
+/// Everything one invocation measured.
+pub struct Results {
+    pub runs: Vec<controller::ControllerRun>,
+    pub baselines: Vec<baseline::BaselineRun>,
+    pub ideals: Vec<ideal::IdealRun>,
+    pub abuse: Option<abuse::AbuseRun>,
+}
+
+async fn run_all(a: &BenchArgs, admin: &sqlx::PgPool) -> anyhow::Result<Results> {
+    let mut all =
+        Results { runs: Vec::new(), baselines: Vec::new(), ideals: Vec::new(), abuse: None };
     for &n in &a.rows {
         eprintln!("bench: controller, {n} rows (concurrency {})", a.concurrency);
         let run = controller::run(a, admin, &a.database_url, n).await?;
         eprintln!("bench: {n} rows: {}", report::one_line(&run));
-        runs.push(run);
+        all.runs.push(run);
+        let cfg = controller::sim_config(a);
+        if !a.no_ideal {
+            eprintln!("bench: ideal driver, {n} rows");
+            let i = ideal::run(admin, &a.database_url, &a.db_name, cfg.clone(), n).await?;
+            eprintln!("bench: ideal driver, {n} rows: {:.1} s", i.wall.as_secs_f64());
+            all.ideals.push(i);
+        }
         if !a.no_baseline && n <= a.baseline_max_rows {
             eprintln!("bench: naive baseline, {n} rows (budget {:?})", a.baseline_budget);
-            let cfg = controller::sim_config(a);
-            baselines.push(
+            all.baselines.push(
                 baseline::run(admin, &a.database_url, &a.db_name, cfg, n, a.baseline_budget)
                     .await?,
             );
         }
     }
-    Ok((runs, baselines))
+    if !a.no_abuse {
+        eprintln!("bench: abuse scenario");
+        all.abuse = Some(abuse::run(a, admin).await?);
+    }
+    Ok(all)
 }

@@ -3,10 +3,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::Environment;
 use super::baseline::BaselineRun;
 use super::child::ProcStats;
 use super::controller::ControllerRun;
+use super::{Environment, Results};
 use crate::args::BenchArgs;
 
 fn s(d: Duration) -> String {
@@ -37,21 +37,19 @@ pub fn one_line(r: &ControllerRun) -> String {
     )
 }
 
-pub fn render(
-    a: &BenchArgs,
-    env: &Environment,
-    runs: &[ControllerRun],
-    base: &[BaselineRun],
-    bench: &ProcStats,
-) -> String {
+pub fn render(a: &BenchArgs, env: &Environment, all: &Results, bench: &ProcStats) -> String {
+    let (runs, base) = (&all.runs[..], &all.baselines[..]);
     let mut out = header(a, env);
     out += &convergence(runs);
+    out += &super::report_sched::ideal(runs, &all.ideals);
     out += &efficiency(runs);
     out += &steady(runs);
     out += &wake(runs);
     out += &resources(runs, bench);
     out += &baseline(base, runs);
+    out += &super::report_sched::abuse(all.abuse.as_ref());
     out += &super::targets::table(runs, base);
+    out += &super::report_sched::targets(all);
     out
 }
 

@@ -48,7 +48,9 @@ pub async fn run(a: &BenchArgs, admin: &sqlx::PgPool) -> anyhow::Result<SaveRun>
     let sim = Simulator::start(crate::controller::sim_config(a)).await.context("simulator")?;
     sim.set_sync_time(a.sync_time);
     let exe = child::controller_bin(a.controller_bin.as_deref())?;
-    let daemon = Daemon::spawn(&exe, &db.url, &sim.base_url(), a.concurrency, "saves").await?;
+    let no_quota = [("MAX_PREVIEWS_PER_USER", "0")];
+    let daemon =
+        Daemon::spawn(&exe, &db.url, &sim.base_url(), a.concurrency, "saves", &no_quota).await?;
     let result = measure(a, &db, &sim, sim_t0, &daemon).await;
     if result.is_err() {
         eprintln!("bench: controller log: {}", daemon.log_path.display());

@@ -1,17 +1,61 @@
--- claim: lease up to $2 due, unleased rows to replica $1 for $3 seconds.
--- $1 owner, $2 limit, $3 lease seconds
+-- claim: lease up to $2 due, unleased rows to replica $1 for $3 seconds, people first.
+-- priority 0: a deploy in progress (status $4 'initializing' at its generation: the re-check
+-- of a booting machine; finishing started work first is what gets previews running soonest);
+-- 1: other work someone waits for (a new row, a spec change, a status request); 2: periodic
+-- verification and retries (attempts > 0).
+-- Within a priority, round-robin over users: each user's due rows are ranked (priority, due
+-- time) and every user's first row goes before anyone's second, so one account's backlog
+-- cannot starve another's first preview. Then by due time. A user never has more than $5
+-- rows leased at once (counting leases already held), so one account cannot fill every
+-- worker and database connection either.
+-- $1 owner, $2 limit, $3 lease seconds, $4 the 'initializing' status, $5 per-user cap
 WITH due AS (
-    SELECT id
+    SELECT id,
+           user_id,
+           next_attempt_at,
+           CASE WHEN attempts > 0 THEN 2
+                WHEN status = $4 AND observed_generation = generation THEN 0
+                WHEN observed_generation < generation THEN 1
+                ELSE 2 END AS priority
     FROM public.fly_preview_apps
     WHERE next_attempt_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
-    ORDER BY next_attempt_at
+),
+leased AS (
+    SELECT user_id, count(*) AS n
+    FROM public.fly_preview_apps
+    WHERE lease_owner IS NOT NULL
+      AND lease_expires_at > now()
+    GROUP BY user_id
+),
+ranked AS (
+    SELECT id,
+           user_id,
+           priority,
+           next_attempt_at,
+           row_number() OVER (PARTITION BY user_id ORDER BY priority, next_attempt_at, id) AS turn
+    FROM due
+),
+picked AS (
+    SELECT r.id
+    FROM ranked r
+    LEFT JOIN leased l USING (user_id)
+    WHERE r.turn + coalesce(l.n, 0) <= $5
+    ORDER BY r.priority, r.turn, r.next_attempt_at, r.id
     LIMIT $2
+),
+locked AS (
+    -- Re-checked under the row lock: a concurrent claimer's committed lease is seen here.
+    SELECT id
+    FROM public.fly_preview_apps
+    WHERE id IN (SELECT id FROM picked)
+      AND next_attempt_at <= now()
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
     FOR UPDATE SKIP LOCKED
 )
 UPDATE public.fly_preview_apps
 SET lease_owner = $1,
     lease_expires_at = now() + make_interval(secs => $3)
-WHERE id IN (SELECT id FROM due)
+WHERE id IN (SELECT id FROM locked)
   AND {by_controller}
 RETURNING {row_cols}
