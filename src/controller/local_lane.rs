@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use crate::controller::reconcile::Ctx;
 use crate::controller::scheduler::{InFlight, process};
 use crate::model::state::DesiredState;
-use crate::model::validate::{self, Rules};
+use crate::model::validate::Rules;
 use crate::runtime::metrics::Metrics;
 use crate::store::PreviewRow;
 
@@ -27,15 +27,7 @@ pub fn needs_no_fly(row: &PreviewRow, rules: &Rules) -> bool {
     if row.desired_state != DesiredState::Running {
         return false;
     }
-    let user_id = row.user_id.to_string();
-    let spec = validate::Spec {
-        user_id: &user_id,
-        project_id: &row.project_id,
-        fly_app_name: &row.fly_app_name,
-        repo_url: row.github_repo_url.as_deref(),
-        branch: row.github_branch.as_deref(),
-    };
-    validate::validate(&spec, rules).is_err()
+    crate::controller::reconcile::validate_row(row, rules).is_err()
 }
 
 /// Runs forever (the task dies with the replica).

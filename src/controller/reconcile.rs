@@ -96,15 +96,7 @@ pub async fn reconcile(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, Reconcile
         }
         return teardown(&ctx.fly, &row.fly_app_name).await;
     }
-    let user_id = row.user_id.to_string();
-    let spec = validate::Spec {
-        user_id: &user_id,
-        project_id: &row.project_id,
-        fly_app_name: &row.fly_app_name,
-        repo_url: row.github_repo_url.as_deref(),
-        branch: row.github_branch.as_deref(),
-    };
-    if let Err(e) = validate::validate(&spec, &ctx.settings.rules) {
+    if let Err(e) = validate_row(row, &ctx.settings.rules) {
         return Ok(Outcome::Failed {
             reason: Reason::InvalidSpec,
             message: e.to_string(),
@@ -425,4 +417,20 @@ fn replace(seen: &mut Observed, m: MachineSeen) {
 /// The preview URL of a row.
 pub fn url_of(row: &PreviewRow) -> String {
     naming::preview_url(&row.fly_app_name)
+}
+
+/// The row's spec checked against the rules (pure; no Fly call).
+pub fn validate_row(
+    row: &PreviewRow,
+    rules: &validate::Rules,
+) -> Result<(), validate::ValidationError> {
+    let user_id = row.user_id.to_string();
+    let spec = validate::Spec {
+        user_id: &user_id,
+        project_id: &row.project_id,
+        fly_app_name: &row.fly_app_name,
+        repo_url: row.github_repo_url.as_deref(),
+        branch: row.github_branch.as_deref(),
+    };
+    validate::validate(&spec, rules)
 }
