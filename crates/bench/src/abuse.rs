@@ -47,13 +47,7 @@ pub async fn run(a: &BenchArgs, admin: &sqlx::PgPool) -> anyhow::Result<AbuseRun
     let exe = child::controller_bin(a.controller_bin.as_deref())?;
     let daemon = Daemon::spawn(&exe, &db.url, &sim.base_url(), a.concurrency, "abuse", &[]).await?;
     let result = scenario(&db, &sim, &daemon).await;
-    if result.is_err() {
-        eprintln!("bench: controller log: {}", daemon.log_path.display());
-    }
-    daemon.stop().await?;
-    sim.shutdown().await;
-    db.close().await;
-    result
+    child::finish(result, daemon, &sim, db).await
 }
 
 async fn scenario(

@@ -204,6 +204,23 @@ pub fn self_pid() -> u32 {
     std::process::id()
 }
 
+/// Ends one measured run: points at the controller's log when it failed, then stops the
+/// daemon, the simulator and the database, and hands the run's result back.
+pub async fn finish<T>(
+    result: anyhow::Result<T>,
+    daemon: Daemon,
+    sim: &fly_sim::SimHandle,
+    db: super::db::BenchDb,
+) -> anyhow::Result<T> {
+    if result.is_err() {
+        eprintln!("bench: controller log: {}", daemon.log_path.display());
+    }
+    daemon.stop().await?;
+    sim.shutdown().await;
+    db.close().await;
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,13 +100,7 @@ pub async fn run(
         Daemon::spawn(&exe, &db.url, &sim.base_url(), a.concurrency, &n.to_string(), &env).await?;
     let rig = Rig { admin, db: &db, sim: &sim, sim_t0, daemon: &daemon };
     let result = measure(a, &rig, n, &cfg).await;
-    if result.is_err() {
-        eprintln!("bench: controller log: {}", daemon.log_path.display());
-    }
-    daemon.stop().await?;
-    sim.shutdown().await;
-    db.close().await;
-    result
+    child::finish(result, daemon, &sim, db).await
 }
 
 /// What the convergence phase leaves behind.

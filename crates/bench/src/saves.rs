@@ -52,13 +52,7 @@ pub async fn run(a: &BenchArgs, admin: &sqlx::PgPool) -> anyhow::Result<SaveRun>
     let daemon =
         Daemon::spawn(&exe, &db.url, &sim.base_url(), a.concurrency, "saves", &no_quota).await?;
     let result = measure(a, &db, &sim, sim_t0, &daemon).await;
-    if result.is_err() {
-        eprintln!("bench: controller log: {}", daemon.log_path.display());
-    }
-    daemon.stop().await?;
-    sim.shutdown().await;
-    db.close().await;
-    result
+    child::finish(result, daemon, &sim, db).await
 }
 
 async fn measure(
