@@ -112,7 +112,8 @@ async fn deploy(fly: &FlyClient, row: &PendingRow) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn request(row: &PendingRow) -> CreateMachineRequest {
+/// The machine the baseline and the ideal driver create for a bench row.
+pub(crate) fn request(row: &PendingRow) -> CreateMachineRequest {
     let marker = Uuid::new_v4().to_string();
     let spec = PreviewSpec {
         preview_id: row.id,

@@ -13,13 +13,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::baseline::request;
 use super::child::SIM_TOKEN;
 use super::db::{BenchDb, PendingRow, RowTimings};
 use super::fleet;
-use fly_preview_controller::controller::machine_config::{self, PreviewSpec, RunnerSettings};
-use fly_preview_controller::fly::{
-    CreateMachineRequest, FlyClient, FlyClientConfig, IpType, Secret,
-};
+use fly_preview_controller::fly::{FlyClient, FlyClientConfig, IpType, Secret};
 use fly_preview_controller::model::state::Status;
 use fly_sim::{SimConfig, Simulator};
 
@@ -117,22 +115,4 @@ async fn set_status(pool: &PgPool, id: Uuid, status: Status) -> anyhow::Result<(
     );
     sqlx::query(sql).bind(id).bind(status).execute(pool).await?;
     Ok(())
-}
-
-fn request(row: &PendingRow) -> CreateMachineRequest {
-    let marker = Uuid::new_v4().to_string();
-    let spec = PreviewSpec {
-        preview_id: row.id,
-        generation: row.generation,
-        repo_url: "https://github.com/acme/site",
-        branch: "main",
-        launch_marker: &marker,
-    };
-    CreateMachineRequest {
-        name: None,
-        region: None,
-        config: machine_config::build(&RunnerSettings::default(), &spec),
-        skip_launch: None,
-        current_version: None,
-    }
 }
