@@ -8,13 +8,13 @@ use sqlx::PgPool;
 use crate::cli::config::{self, AppNameArgs, ConfigError, MigrateArgs, RunArgs, StatusArgs};
 use crate::cli::error::CliError;
 use crate::cli::status;
-use crate::controller::daemon::{self, Parts};
 use crate::fly::{FlyClient, FlyClientConfig};
 use crate::model::naming;
-use crate::runtime::admin;
-use crate::runtime::health::Health;
-use crate::runtime::metrics::Metrics;
-use crate::runtime::shutdown::Shutdown;
+use crate::ops::admin;
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
+use crate::ops::shutdown::Shutdown;
+use crate::preview::daemon::{self, Parts};
 use crate::store;
 
 pub fn app_name(a: &AppNameArgs) -> Result<(), CliError> {

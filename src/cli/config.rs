@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::controller::backoff::Backoff;
-use crate::controller::machine_config::{self, RunnerSettings};
-use crate::controller::settings::Settings;
 use crate::fly::Secret;
 use crate::model::naming;
 use crate::model::validate::Rules;
-pub use crate::runtime::telemetry::LogFormat;
+pub use crate::ops::telemetry::LogFormat;
+use crate::preview::machine_config::{self, RunnerSettings};
+use crate::preview::settings::Settings;
+use crate::runtime::backoff::Backoff;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -340,6 +340,6 @@ pub fn settings(fly: &FlyArgs, c: &ControllerArgs) -> Result<Settings, ConfigErr
         sweep_dry_run: c.sweep_dry_run,
         shutdown_timeout: c.shutdown_timeout,
         stats_interval: Duration::from_secs(30),
-        sync: crate::controller::sync::SyncSettings::default(),
+        sync: crate::preview::sync::SyncSettings::default(),
     })
 }

@@ -14,7 +14,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 use crate::cli::config::{Cli, Command};
-use crate::runtime::telemetry;
+use crate::ops::telemetry;
 pub use error::CliError;
 
 pub fn main() -> ExitCode {

@@ -19,7 +19,7 @@ use super::lenient::{nullable, opt_string};
 use super::transport::{Action, Request, Transport};
 use super::types::{App, CreateMachineRequest, IpAssignment, IpType, Machine, OrgMachinesPage};
 use super::{FlyError, Secret};
-use crate::runtime::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// Longest single `/wait` the API accepts (seconds).
 const MAX_WAIT_SECS: u64 = 60;

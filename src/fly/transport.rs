@@ -13,7 +13,7 @@ use super::Secret;
 use super::breaker::{Breaker, Signal};
 use super::error::{Classify, FlyError, parse_retry_after};
 use super::ratelimit::{Limits, RateLimiter};
-use crate::runtime::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// A `Retry-After` longer than this is not slept on inside the client; the error goes
 /// back to the caller, whose own backoff (persisted in the row) takes over.

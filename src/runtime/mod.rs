@@ -1,9 +1,5 @@
-//! Process plumbing shared by every command: metrics, health, logs, shutdown phases and the
-//! admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
+//! The row-queue runtime: generic machinery that runs a reconciler over rows of a Postgres work
+//! queue (claims, leases, fencing, due-time sleeps, backoff). It knows nothing about Fly or
+//! previews.
 
-pub mod admin;
-pub mod admin_server;
-pub mod health;
-pub mod metrics;
-pub mod shutdown;
-pub mod telemetry;
+pub mod backoff;

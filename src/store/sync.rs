@@ -1,4 +1,4 @@
-//! Sync on save: the queries of the controller's sync lane (`controller::sync`). They share
+//! Sync on save: the queries of the controller's sync lane (`preview::sync`). They share
 //! the row lease with reconcile passes, so a sync and a deploy never overlap on a row.
 
 use std::time::Duration;

@@ -8,10 +8,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fly_preview_controller::runtime::admin;
-use fly_preview_controller::runtime::admin_server::MAX_CONNECTIONS;
-use fly_preview_controller::runtime::health::Health;
-use fly_preview_controller::runtime::metrics::Metrics;
+use fly_preview_controller::ops::admin;
+use fly_preview_controller::ops::admin_server::MAX_CONNECTIONS;
+use fly_preview_controller::ops::health::Health;
+use fly_preview_controller::ops::metrics::Metrics;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use crate::support::deploy_support::*;
 use crate::support::require_tool;
-use fly_preview_controller::runtime::metrics::Metrics;
+use fly_preview_controller::ops::metrics::Metrics;
 use serde_json::Value;
 
 // ---- (a) dashboard --------------------------------------------------------------------------

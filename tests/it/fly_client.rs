@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use crate::support::fly_mock::*;
 use axum::http::Method;
-use fly_preview_controller::controller::machine_config;
 use fly_preview_controller::fly::{
     FlyClient, FlyClientConfig, FlyError, IpType, Secret, WaitOutcome,
 };
+use fly_preview_controller::preview::machine_config;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------- auth & secrecy

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::harness::{Harness, Replica, is_running};
 use crate::support::*;
-use fly_preview_controller::controller::settings::Settings;
+use fly_preview_controller::preview::settings::Settings;
 use fly_preview_controller::store::PreviewRow;
 use fly_sim::SimConfig;
 use sqlx::PgPool;

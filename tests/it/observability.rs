@@ -20,7 +20,7 @@ use crate::support::dashboard_promql::{
 use crate::support::harness::{Harness, is_running};
 use crate::support::prom_server::{JOB, Prometheus, QUERY_DEADLINE, label_values, panel_problems};
 use crate::support::*;
-use fly_preview_controller::runtime::admin;
+use fly_preview_controller::ops::admin;
 use fly_sim::SimConfig;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -47,8 +47,7 @@ async fn every_dashboard_panel_returns_data_from_a_real_prometheus(pool: PgPool)
     // has series here; with production timings it has none until something is throttled.
     // Production drift timing: nothing gets throttled, so every throttling series must exist
     // from the start (pre-initialised), not only once a request waited.
-    let mut settings =
-        fly_preview_controller::controller::settings::Settings::for_tests("personal");
+    let mut settings = fly_preview_controller::preview::settings::Settings::for_tests("personal");
     settings.drift_interval = std::time::Duration::from_secs(15);
     let h = Harness::with_settings(pool.clone(), SimConfig::default(), settings).await;
     let replica = h.start("observability");

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use fly_preview_controller::controller::error::{GlobalCondition, KINDS, Policy, ReconcileError};
-use fly_preview_controller::controller::outcome::{Decision, decide, label};
-use fly_preview_controller::controller::reconcile::{MachineRef, Outcome};
-use fly_preview_controller::controller::settings::Settings;
 use fly_preview_controller::fly::{ErrorInfo, FlyError};
+use fly_preview_controller::preview::error::{GlobalCondition, KINDS, Policy, ReconcileError};
+use fly_preview_controller::preview::outcome::{Decision, decide, label};
+use fly_preview_controller::preview::reconcile::{MachineRef, Outcome};
+use fly_preview_controller::preview::settings::Settings;
 use fly_preview_controller::store::{PreviewRow, StatusWrite};
 use rand::SeedableRng;
 use rand::rngs::StdRng;

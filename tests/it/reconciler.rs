@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::support::harness::{Harness, is_running};
 use crate::support::*;
-use fly_preview_controller::controller::settings::Settings;
+use fly_preview_controller::preview::settings::Settings;
 use fly_sim::SimConfig;
 use sqlx::PgPool;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::support::harness::{Harness, is_running};
 use crate::support::*;
-use fly_preview_controller::controller::settings::Settings;
+use fly_preview_controller::preview::settings::Settings;
 use fly_sim::SimConfig;
 use rand::{Rng, SeedableRng};
 use sqlx::PgPool;
@@ -93,7 +93,7 @@ async fn two_replicas_share_the_work_without_double_creates(pool: PgPool) {
         (200, 200),
         "no double creates: {s:?}"
     );
-    let did = |m: &fly_preview_controller::runtime::metrics::Metrics| {
+    let did = |m: &fly_preview_controller::ops::metrics::Metrics| {
         m.reconciles.with_label_values(&["ok"]).get()
     };
     assert!(did(&a.metrics) > 0 && did(&b.metrics) > 0, "both replicas worked");

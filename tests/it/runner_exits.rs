@@ -4,8 +4,8 @@
 
 use crate::support::harness::{Harness, is_running};
 use crate::support::*;
-use fly_preview_controller::controller::settings::Settings;
 use fly_preview_controller::model::state::Status;
+use fly_preview_controller::preview::settings::Settings;
 use fly_sim::SimConfig;
 use sqlx::PgPool;
 

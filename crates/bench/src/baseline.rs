@@ -15,10 +15,10 @@ use uuid::Uuid;
 use super::child::SIM_TOKEN;
 use super::db::{BenchDb, PendingRow};
 use super::fleet::{pct, sorted};
-use fly_preview_controller::controller::machine_config::{self, PreviewSpec, RunnerSettings};
 use fly_preview_controller::fly::{
     CreateMachineRequest, FlyClient, FlyClientConfig, IpType, Secret,
 };
+use fly_preview_controller::preview::machine_config::{self, PreviewSpec, RunnerSettings};
 use fly_sim::{SimConfig, Simulator};
 
 /// How often the naive job polls a started machine for passing checks (within Fly's

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use fly_preview_controller::runtime::metrics::Metrics;
+use fly_preview_controller::ops::metrics::Metrics;
 
 pub const DASHBOARD: &str = "deploy/grafana/fly-preview-controller.json";
 pub const ALERTS: &str = "deploy/prometheus/alerts.yaml";

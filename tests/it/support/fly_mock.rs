@@ -9,9 +9,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use fly_preview_controller::controller::machine_config::{self, PreviewSpec, RunnerSettings};
 use fly_preview_controller::fly::{CreateMachineRequest, FlyClient, FlyClientConfig, Secret};
-use fly_preview_controller::runtime::metrics::Metrics;
+use fly_preview_controller::ops::metrics::Metrics;
+use fly_preview_controller::preview::machine_config::{self, PreviewSpec, RunnerSettings};
 use serde_json::{Value, json};
 
 pub const TOKEN: &str = "fm2_lkjhgfdsa_secret_token_0123456789";

@@ -4,12 +4,12 @@ use super::Status;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fly_preview_controller::controller::daemon::{self, Parts};
-use fly_preview_controller::controller::settings::Settings;
 use fly_preview_controller::fly::{FlyClient, FlyClientConfig, Secret};
-use fly_preview_controller::runtime::health::Health;
-use fly_preview_controller::runtime::metrics::Metrics;
-use fly_preview_controller::runtime::shutdown::Shutdown;
+use fly_preview_controller::ops::health::Health;
+use fly_preview_controller::ops::metrics::Metrics;
+use fly_preview_controller::ops::shutdown::Shutdown;
+use fly_preview_controller::preview::daemon::{self, Parts};
+use fly_preview_controller::preview::settings::Settings;
 use fly_preview_controller::store::{PreviewRow, Store};
 use fly_sim::{SimConfig, SimHandle, Simulator};
 use sqlx::PgPool;

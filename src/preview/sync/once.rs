@@ -6,13 +6,13 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::controller::sync_settings::SyncCtx;
 use crate::fly::{ExecResponse, FlyError};
 use crate::model::state::Reason;
+use crate::preview::sync::settings::SyncCtx;
 use crate::store::{StoreError, SyncTarget};
 
 /// Every `kind` label of `fly_preview_sync_failures_total`.
-pub use crate::runtime::metrics::SYNC_FAILURE_KINDS as FAILURE_KINDS;
+pub use crate::ops::metrics::SYNC_FAILURE_KINDS as FAILURE_KINDS;
 
 /// What the runner's `sync` answered, as the controller reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,7 +25,7 @@ pub struct RunnerSettings {
     pub cpus: u32,
     pub memory_mb: u32,
     /// The runner's fallback periodic fetch, as a duration string (`"60s"`). Saves reach a
-    /// running preview through the sync lane (`controller::sync`, exec of the runner's `sync`)
+    /// running preview through the sync lane (`preview::sync`, exec of the runner's `sync`)
     /// within a second; this slow pull only catches what that path missed.
     pub sync_interval: String,
     /// Longest a dependency install may run in the runner (`INSTALL_TIMEOUT`, runner syntax).

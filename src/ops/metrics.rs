@@ -30,7 +30,7 @@ pub const FLY_ACTIONS: &[&str] = &[
     "exec_machine",
 ];
 
-/// `kind` labels of `fly_preview_sync_failures_total` (sync on save, `controller::sync`).
+/// `kind` labels of `fly_preview_sync_failures_total` (sync on save, `preview::sync`).
 pub const SYNC_FAILURE_KINDS: &[&str] = &[
     "timeout",
     "sync_failed",
@@ -75,7 +75,7 @@ pub struct Metrics {
     pub quota_refusals: IntCounter,
     /// Passes that left a change for later: the row used its redeploy budget.
     pub redeploys_throttled: IntCounter,
-    /// Failed passes by error kind (a fixed label set: `controller::error::KINDS`).
+    /// Failed passes by error kind (a fixed label set: `preview::error::KINDS`).
     pub reconcile_errors: IntCounterVec,
     /// Sync on save: one exec of the runner's `sync` through the row write (seconds).
     pub sync_duration: Histogram,

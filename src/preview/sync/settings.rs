@@ -1,9 +1,9 @@
-//! Settings and shared context of the sync lane (`controller::sync`).
+//! Settings and shared context of the sync lane (`preview::sync`).
 
 use std::time::Duration;
 
 use crate::fly::FlyClient;
-use crate::runtime::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 use crate::store::Store;
 
 /// Where the runner lives in the image (deploy/runner/Dockerfile).

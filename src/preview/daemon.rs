@@ -8,19 +8,19 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
-use crate::controller::background::{self, ListenTargets};
-use crate::controller::drift::{self, Drift};
-use crate::controller::fly_health;
-use crate::controller::gate::FlyGate;
-use crate::controller::local_lane;
-use crate::controller::reconcile::Ctx;
-use crate::controller::scheduler::Scheduler;
-use crate::controller::settings::Settings;
-use crate::controller::sync::{SyncCtx, SyncLane};
 use crate::fly::FlyClient;
-use crate::runtime::health::Health;
-use crate::runtime::metrics::Metrics;
-use crate::runtime::shutdown::Shutdown;
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
+use crate::ops::shutdown::Shutdown;
+use crate::preview::background::{self, ListenTargets};
+use crate::preview::drift::{self, Drift};
+use crate::preview::gate::FlyGate;
+use crate::preview::gate::watch as fly_health;
+use crate::preview::local_lane;
+use crate::preview::reconcile::Ctx;
+use crate::preview::scheduler::Scheduler;
+use crate::preview::settings::Settings;
+use crate::preview::sync::{SyncCtx, SyncLane};
 use crate::store::Store;
 
 /// What a replica needs.
@@ -35,7 +35,7 @@ pub struct Parts {
 
 /// Runs one replica until shutdown completes (drain, release leases, resign).
 pub async fn run(p: Parts, shutdown: &Shutdown) {
-    p.metrics.init_error_kinds(crate::controller::error::KINDS);
+    p.metrics.init_error_kinds(crate::preview::error::KINDS);
     let store = Store::new(p.pool.clone(), p.owner.clone());
     let gate = Arc::new(FlyGate::new(p.health.clone()));
     let ctx =

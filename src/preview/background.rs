@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 
-use crate::controller::scheduler::InFlight;
-use crate::runtime::health::Health;
-use crate::runtime::metrics::Metrics;
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
+use crate::preview::scheduler::InFlight;
 use crate::store::{ListenEvent, Listener, Notification, Op, Store};
 
 /// Renews the leases of rows in flight every third of the lease.
@@ -65,7 +65,7 @@ pub struct ListenTargets {
     pub wake: Arc<Notify>,
     pub resync: Arc<Notify>,
     pub deletes: mpsc::Sender<Notification>,
-    /// Rows whose `revision` changed, for the sync lane (`controller::sync`).
+    /// Rows whose `revision` changed, for the sync lane (`preview::sync`).
     pub revisions: mpsc::Sender<uuid::Uuid>,
     pub health: Arc<Health>,
     pub metrics: Metrics,

@@ -1,13 +1,15 @@
 //! The gate in front of all work: whether Fly's health and the controller's own Fly
 //! configuration let passes run, rows be written and this replica lead (see
-//! [`fly_health`](crate::controller::fly_health) for who opens and shuts it).
+//! [`watch`](crate::preview::gate::watch) for who opens and shuts it).
+
+pub mod watch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::controller::error::GlobalCondition;
-use crate::runtime::health::Health;
+use crate::ops::health::Health;
+use crate::preview::error::GlobalCondition;
 
 /// While the runner image is refused, one probe pass over a row this often.
 pub const IMAGE_PROBE_INTERVAL: Duration = Duration::from_secs(10);

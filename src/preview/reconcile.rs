@@ -8,16 +8,16 @@ use std::time::Duration;
 use chrono::Utc;
 use uuid::Uuid;
 
-pub use crate::controller::error::{GlobalCondition, ReconcileError};
-use crate::controller::gate::FlyGate;
-use crate::controller::limits;
-use crate::controller::machine_config::{self, LAUNCH_MARKER_KEY, PREVIEW_ID_KEY, PreviewSpec};
-use crate::controller::observe;
-use crate::controller::plan::{self, Desired, MachineSeen, Observed, Step};
-use crate::controller::settings::Settings;
 use crate::fly::{CreateMachineRequest, FlyClient, FlyError, IpType, WaitOutcome};
 use crate::model::state::{DesiredState, Reason, Status};
 use crate::model::{naming, validate};
+pub use crate::preview::error::{GlobalCondition, ReconcileError};
+use crate::preview::gate::FlyGate;
+use crate::preview::limits;
+use crate::preview::machine_config::{self, LAUNCH_MARKER_KEY, PREVIEW_ID_KEY, PreviewSpec};
+use crate::preview::observe;
+use crate::preview::plan::{self, Desired, MachineSeen, Observed, Step};
+use crate::preview::settings::Settings;
 use crate::store::{Lease, PreviewRow, StatusWrite, Store};
 
 /// Upper bound on steps in one pass (a pass normally needs at most 7).

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::controller::reconcile::Ctx;
-use crate::controller::scheduler::{InFlight, process};
 use crate::model::state::DesiredState;
 use crate::model::validate::Rules;
-use crate::runtime::metrics::Metrics;
+use crate::ops::metrics::Metrics;
+use crate::preview::reconcile::Ctx;
+use crate::preview::scheduler::{InFlight, process};
 use crate::store::PreviewRow;
 
 /// How often the lane looks while the scheduler is saturated.
@@ -27,7 +27,7 @@ pub fn needs_no_fly(row: &PreviewRow, rules: &Rules) -> bool {
     if row.desired_state != DesiredState::Running {
         return false;
     }
-    crate::controller::reconcile::validate_row(row, rules).is_err()
+    crate::preview::reconcile::validate_row(row, rules).is_err()
 }
 
 /// Runs forever (the task dies with the replica).

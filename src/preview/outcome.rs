@@ -7,10 +7,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use crate::controller::error::{GlobalCondition, Policy, ReconcileError};
-use crate::controller::reconcile::{MachineRef, Outcome, url_of};
-use crate::controller::settings::Settings;
 use crate::model::state::{Reason, Status};
+use crate::preview::error::{GlobalCondition, Policy, ReconcileError};
+use crate::preview::reconcile::{MachineRef, Outcome, url_of};
+use crate::preview::settings::Settings;
 use crate::store::{PreviewRow, StatusWrite};
 
 /// What to do with the row after a pass.

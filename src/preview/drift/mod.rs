@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, mpsc};
 
-use crate::controller::error::GlobalCondition;
-use crate::controller::machine_config::{self, MANAGED_BY, MANAGED_BY_KEY};
-use crate::controller::reconcile::Ctx;
 use crate::fly::{App, FlyError, OrgMachine};
-use crate::runtime::metrics::Metrics;
+use crate::ops::metrics::Metrics;
+use crate::preview::error::GlobalCondition;
+use crate::preview::machine_config::{self, MANAGED_BY, MANAGED_BY_KEY};
+use crate::preview::reconcile::Ctx;
 use crate::store::{Notification, StoreError};
 
 /// Machine states that mean a running preview needs attention.

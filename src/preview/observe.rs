@@ -3,8 +3,8 @@
 
 use uuid::Uuid;
 
-use crate::controller::plan::{AppSeen, MachineSeen, Observed};
 use crate::fly::{FlyClient, FlyError};
+use crate::preview::plan::{AppSeen, MachineSeen, Observed};
 
 /// Full observation: app, IP assignments, active machines. 1 call if the app is missing,
 /// else 3.

@@ -13,14 +13,14 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::controller::fly_health;
-use crate::controller::limits;
-use crate::controller::outcome::{self, Decision};
-use crate::controller::reconcile::{self, Ctx};
 use crate::model::state::Status;
-use crate::runtime::health::Health;
-use crate::runtime::metrics::Metrics;
-use crate::runtime::shutdown::{self, Phase};
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
+use crate::ops::shutdown::{self, Phase};
+use crate::preview::gate::watch as fly_health;
+use crate::preview::limits;
+use crate::preview::outcome::{self, Decision};
+use crate::preview::reconcile::{self, Ctx};
 use crate::store::PreviewRow;
 use crate::store::{Lease, StatusWrite};
 

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use crate::controller::backoff::Backoff;
-use crate::controller::machine_config::RunnerSettings;
-use crate::controller::sync::SyncSettings;
 use crate::model::validate::Rules;
+use crate::preview::machine_config::RunnerSettings;
+use crate::preview::sync::SyncSettings;
+use crate::runtime::backoff::Backoff;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -41,7 +41,7 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// How often queue figures are refreshed for metrics.
     pub stats_interval: Duration,
-    /// Sync on save (`controller::sync`).
+    /// Sync on save (`preview::sync`).
     pub sync: SyncSettings,
 }
 

@@ -2,9 +2,9 @@
 //! the single next step. No I/O here; the executor (`reconcile`) performs the step, updates
 //! its picture of Fly, and asks again.
 
-use crate::controller::machine_config::{self, GENERATION_KEY};
 use crate::fly::Machine;
 use crate::model::state::Reason;
+use crate::preview::machine_config::{self, GENERATION_KEY};
 
 /// What the row asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::controller::error::ReconcileError;
-use crate::controller::settings::Settings;
 use crate::model::state::{Reason, Status};
-use crate::runtime::metrics::Metrics;
+use crate::ops::metrics::Metrics;
+use crate::preview::error::ReconcileError;
+use crate::preview::settings::Settings;
 use crate::store::{Admission, PreviewRow, Store};
 
 /// Why a pass stops before touching Fly.

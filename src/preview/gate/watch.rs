@@ -2,7 +2,7 @@
 //!
 //! * **Outage** (the client's breaker is open, see [`crate::fly::breaker`]): every request
 //!   but one probe a second is refused before it is sent; passes end at once with
-//!   [`Policy::FlyDown`](crate::controller::error::Policy::FlyDown) (status kept, reason
+//!   [`Policy::FlyDown`](crate::preview::error::Policy::FlyDown) (status kept, reason
 //!   `FlyUnavailable`, attempts unchanged); `/readyz` reports the degradation. When a probe
 //!   is answered, every `FlyUnavailable` row is made due and the scheduler woken.
 //! * **Misconfiguration** (token rejected, org unknown or forbidden, runner image refused):
@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::controller::error::{GlobalCondition, ReconcileError};
-use crate::controller::reconcile::Ctx;
 use crate::fly::{FlyClient, FlyError};
 use crate::model::state::Reason;
-use crate::runtime::health::Health;
-use crate::runtime::metrics::Metrics;
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
+use crate::preview::error::{GlobalCondition, ReconcileError};
+use crate::preview::reconcile::Ctx;
 
 /// Probes while Fly is down or the configuration is refused: at most one a second.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -35,8 +35,8 @@ pub const DEGRADED: &str = "degraded: the Fly API is failing platform-wide (5xx/
 /// A pass that failed on a platform error while Fly is down is an outage, not the row's.
 pub fn classify(
     fly: &FlyClient,
-    r: Result<crate::controller::reconcile::Outcome, ReconcileError>,
-) -> Result<crate::controller::reconcile::Outcome, ReconcileError> {
+    r: Result<crate::preview::reconcile::Outcome, ReconcileError>,
+) -> Result<crate::preview::reconcile::Outcome, ReconcileError> {
     match r {
         Err(ReconcileError::Fly(e)) if e.is_platform_failure() && fly.breaker().is_open() => {
             Err(ReconcileError::FlyDown(e))

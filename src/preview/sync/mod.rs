@@ -15,8 +15,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-pub use crate::controller::sync_once::{Answer, Done, FAILURE_KINDS, parse_answer, sync_once};
-pub use crate::controller::sync_settings::{RUNNER_ENTRYPOINT, SyncCtx, SyncSettings};
+mod once;
+mod settings;
+
+pub use self::once::{Answer, Done, FAILURE_KINDS, parse_answer, sync_once};
+pub use self::settings::{RUNNER_ENTRYPOINT, SyncCtx, SyncSettings};
 
 /// A row waiting for its next try after a failure.
 struct Retry {

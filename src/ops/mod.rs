@@ -1,0 +1,9 @@
+//! Process plumbing shared by every command: metrics, health, logs, shutdown phases and the
+//! admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
+
+pub mod admin;
+pub mod admin_server;
+pub mod health;
+pub mod metrics;
+pub mod shutdown;
+pub mod telemetry;
