@@ -3,3 +3,6 @@
 //! previews.
 
 pub mod backoff;
+pub mod contract;
+
+pub use contract::{Action, Claimed, Queue, QueueError, Reconciler};
