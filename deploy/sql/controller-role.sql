@@ -3,6 +3,9 @@
 -- holds only the privileges `fly-preview-controller run` needs:
 --   public.fly_preview_apps                    SELECT, UPDATE (claims, leases, status writes)
 --   fly_preview_controller.leader              SELECT, INSERT, UPDATE, DELETE (leader election)
+--   fly_preview_controller.tombstones          SELECT, UPDATE, DELETE (teardown of deleted rows:
+--                                              claims, leases, retries; a finished one is deleted;
+--                                              the delete trigger, not this role, inserts them)
 --   fly_preview_controller._sqlx_migrations    SELECT (`run` refuses an unmigrated schema)
 --   public.fly_preview_apps_by_controller()    EXECUTE (the table's triggers call it)
 -- It cannot insert or delete previews, change the schema, or read anything else.
@@ -29,6 +32,7 @@ end $$;
 grant usage on schema public, fly_preview_controller to fly_preview_reconciler;
 grant select, update on public.fly_preview_apps to fly_preview_reconciler;
 grant select, insert, update, delete on fly_preview_controller.leader to fly_preview_reconciler;
+grant select, update, delete on fly_preview_controller.tombstones to fly_preview_reconciler;
 grant select on fly_preview_controller._sqlx_migrations to fly_preview_reconciler;
 grant execute on function public.fly_preview_apps_by_controller() to fly_preview_reconciler;
 
@@ -42,6 +46,9 @@ create policy fly_preview_apps_reconciler_update on public.fly_preview_apps
   for update to fly_preview_reconciler using (true) with check (true);
 drop policy if exists leader_reconciler_all on fly_preview_controller.leader;
 create policy leader_reconciler_all on fly_preview_controller.leader
+  for all to fly_preview_reconciler using (true) with check (true);
+drop policy if exists tombstones_reconciler_all on fly_preview_controller.tombstones;
+create policy tombstones_reconciler_all on fly_preview_controller.tombstones
   for all to fly_preview_reconciler using (true) with check (true);
 drop policy if exists sqlx_migrations_reconciler_select on fly_preview_controller._sqlx_migrations;
 create policy sqlx_migrations_reconciler_select on fly_preview_controller._sqlx_migrations

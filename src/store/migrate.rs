@@ -102,7 +102,7 @@ UNION ALL SELECT 'grant ' || privilege_type || ' (' || column_name || ') to ' ||
 UNION ALL SELECT 'role ' || rolname FROM pg_roles WHERE rolname IN ('anon', 'authenticated', 'service_role') \
 UNION ALL SELECT 'function auth.uid()' WHERE to_regprocedure('auth.uid()') IS NOT NULL \
 UNION ALL SELECT 'table ' || t FROM unnest(array['public.fly_preview_controller_leader', 'fly_preview_controller.leader', \
-  'public._sqlx_migrations', 'fly_preview_controller._sqlx_migrations']) AS t WHERE to_regclass(t) IS NOT NULL";
+  'fly_preview_controller.tombstones', 'public._sqlx_migrations', 'fly_preview_controller._sqlx_migrations']) AS t WHERE to_regclass(t) IS NOT NULL";
 
 const ROWS: &str = "SELECT status || ' -> desired_state ' || desired_state || ': ' || count(*) \
     FROM public.fly_preview_apps GROUP BY status, desired_state ORDER BY 1";

@@ -224,10 +224,10 @@ async fn insert_and_delete_notify(pool: PgPool) {
         if let ListenEvent::Notified(n) =
             tokio::time::timeout(Duration::from_secs(10), listener.next()).await.unwrap().unwrap()
         {
-            seen.push((n.op, n.app.is_some()));
+            seen.push((n.op, n.id));
         }
     }
-    assert_eq!(seen, vec![(Op::Insert, false), (Op::Delete, true)]);
+    assert_eq!(seen, vec![(Op::Insert, id), (Op::Delete, id)]);
 }
 
 #[sqlx::test]

@@ -248,11 +248,11 @@ async fn the_controllers_bookkeeping_is_unreachable_through_the_api() {
     let p = project().await;
     for jwt in [Jwt::Anon, Jwt::User(p.a)] {
         // not in an exposed schema: PostgREST does not know these tables
-        for table in ["_sqlx_migrations", "fly_preview_controller_leader", "leader"] {
+        for table in ["_sqlx_migrations", "fly_preview_controller_leader", "leader", "tombstones"] {
             assert_eq!(refused(&p, jwt, "public", table).await, "42P01", "{jwt:?} {table}");
         }
         // and not reachable when named
-        for table in ["_sqlx_migrations", "leader"] {
+        for table in ["_sqlx_migrations", "leader", "tombstones"] {
             let state = refused(&p, jwt, "fly_preview_controller", table).await;
             assert_eq!(state, "42501", "{jwt:?} {table}");
         }
@@ -262,7 +262,8 @@ async fn the_controllers_bookkeeping_is_unreachable_through_the_api() {
          EXISTS (SELECT 1 FROM unnest(array['anon', 'authenticated']) r, \
                  unnest(array['SELECT','INSERT','UPDATE','DELETE','TRUNCATE','REFERENCES','TRIGGER']) p \
                  WHERE has_table_privilege(r, t, p) OR has_schema_privilege(r, 'fly_preview_controller', 'USAGE')) \
-         FROM unnest(array['fly_preview_controller._sqlx_migrations', 'fly_preview_controller.leader']) t",
+         FROM unnest(array['fly_preview_controller._sqlx_migrations', 'fly_preview_controller.leader', \
+                           'fly_preview_controller.tombstones']) t",
     )
     .fetch_all(&p.postgres)
     .await
@@ -312,11 +313,15 @@ async fn supabase_security_lints_find_nothing() {
         sqlx::query_as::<_, (String, String, String, String)>(LINTS).fetch_all(&pool).await.unwrap()
     };
     let found = lints(p.postgres.clone()).await;
-    // before the controller's role exists, its two tables have no policy at all: INFO, intended
+    // before the controller's role exists, its tables have no policy at all: INFO, intended
     let info: Vec<&str> = found.iter().filter(|f| f.1 == "INFO").map(|f| f.2.as_str()).collect();
     assert_eq!(
         info,
-        ["fly_preview_controller._sqlx_migrations", "fly_preview_controller.leader"],
+        [
+            "fly_preview_controller._sqlx_migrations",
+            "fly_preview_controller.leader",
+            "fly_preview_controller.tombstones"
+        ],
         "{found:#?}"
     );
     assert!(found.iter().all(|f| f.1 == "INFO"), "{found:#?}");

@@ -13,6 +13,8 @@ need (tbl, privs, cmds) AS (
     VALUES ('public.fly_preview_apps', array['SELECT', 'UPDATE'], array['r', 'w']),
            ('fly_preview_controller.leader', array['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
             array['r', 'a', 'w', 'd']),
+           ('fly_preview_controller.tombstones', array['SELECT', 'UPDATE', 'DELETE'],
+            array['r', 'w', 'd']),
            ('fly_preview_controller._sqlx_migrations', array['SELECT'], array['r'])
 ),
 t AS (
