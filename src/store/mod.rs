@@ -1,8 +1,8 @@
-//! The database as the work queue: rows, leases, fenced status writes, notifications,
-//! leader election and migrations, and the checks made when connecting (`preflight`: no
-//! transaction pooler; the role sees and writes every row). Every statement is
-//! runtime-checked and exercised by a test in `tests/it/` (`store.rs`, `controller_role.rs`,
-//! `supabase_*.rs`).
+//! The database as the work queue: rows, leases, fenced status writes, tombstones of deleted
+//! rows (`tombstones`), notifications, leader election and migrations, and the checks made
+//! when connecting (`preflight`: no transaction pooler; the role sees and writes every row).
+//! Every statement is runtime-checked and exercised by a test in `tests/it/` (`store.rs`,
+//! `store_tombstones.rs`, `controller_role.rs`, `supabase_*.rs`).
 
 mod lanes;
 mod leader;
@@ -12,6 +12,7 @@ pub mod migrate;
 mod preflight;
 mod queue;
 mod sync;
+mod tombstones;
 
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ pub use listen::{ListenEvent, Listener, Notification, Op};
 pub use preflight::{check_row_access, detect_transaction_pooler};
 pub use queue::{Lease, QueueStats, StatusWrite, Written};
 pub use sync::{STARTED, SyncTarget};
+pub use tombstones::{Tombstone, Tombstones};
 
 use crate::fly::Secret;
 use crate::model::state::{DesiredState, Status};

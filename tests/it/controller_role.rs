@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::*;
-use fly_preview_controller::store::{self, Lease, StatusWrite, Store};
+use fly_preview_controller::store::{self, Lease, StatusWrite, Store, Tombstones};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -37,6 +37,7 @@ async fn role_without_policies(pool: &PgPool, role: &str) {
         "GRANT USAGE ON SCHEMA fly_preview_controller TO {role};
          GRANT SELECT, UPDATE ON public.fly_preview_apps TO {role};
          GRANT SELECT, INSERT, UPDATE, DELETE ON fly_preview_controller.leader TO {role};
+         GRANT SELECT, UPDATE, DELETE ON fly_preview_controller.tombstones TO {role};
          GRANT SELECT ON fly_preview_controller._sqlx_migrations TO {role};
          GRANT EXECUTE ON FUNCTION public.fly_preview_apps_by_controller() TO {role};"
     );
@@ -55,6 +56,7 @@ async fn a_role_without_bypassrls_or_a_policy_is_refused(pool: PgPool) {
         "\"fpc_test_no_policy\"",
         "public.fly_preview_apps: row-level security hides rows from SELECT/UPDATE",
         "fly_preview_controller.leader: row-level security hides rows from",
+        "fly_preview_controller.tombstones: row-level security hides rows from DELETE/SELECT/UPDATE",
         "deploy/sql/controller-role.sql",
     ] {
         assert!(line.contains(part), "{part}: {line}");
@@ -91,7 +93,13 @@ async fn run_exits_2_with_one_line_and_never_serves_readyz(pool: PgPool) {
 
 #[sqlx::test]
 async fn the_documented_role_is_least_privilege_and_can_do_what_run_does(pool: PgPool) {
-    let id = insert_rows(&pool, 1).await[0];
+    let ids = insert_rows(&pool, 2).await;
+    let (id, deleted) = (ids[0], ids[1]);
+    sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
+        .bind(deleted)
+        .execute(&pool)
+        .await
+        .unwrap();
     sqlx::raw_sql(CONTROLLER_ROLE_SQL).execute(&pool).await.unwrap();
     sqlx::raw_sql(CONTROLLER_ROLE_SQL).execute(&pool).await.expect("running it again is a no-op");
     let (sup, bypass): (bool, bool) =
@@ -122,6 +130,21 @@ async fn the_documented_role_is_least_privilege_and_can_do_what_run_does(pool: P
     };
     assert!(s.write_status(id, 1, &w, Lease::Release).await.unwrap().is_some());
     s.resign().await.unwrap();
+    // the teardown of deleted rows: every statement of the tombstone queue
+    let t = Tombstones::new(as_role.clone(), "least-privilege", Duration::from_secs(30));
+    assert_eq!(t.pending().await.unwrap(), 1, "sees every tombstone");
+    let claimed = t.claim(10).await.unwrap();
+    assert_eq!(claimed.iter().map(|t| t.id).collect::<Vec<_>>(), [deleted]);
+    assert!(t.next_due().await.unwrap().is_some());
+    assert_eq!(t.renew(&[deleted]).await.unwrap(), [deleted]);
+    assert!(t.retry(deleted, chrono::Utc::now(), "503", true).await.unwrap());
+    let claimed = t.claim(10).await.unwrap();
+    assert!(t.release(deleted).await.unwrap());
+    t.claim(10).await.unwrap();
+    assert_eq!(t.release_all().await.unwrap(), 1);
+    t.claim(10).await.unwrap();
+    assert!(t.finish(&claimed[0]).await.unwrap());
+    assert_eq!(t.pending().await.unwrap(), 0);
     for (what, sql) in [
         (
             "insert previews",
@@ -130,6 +153,10 @@ async fn the_documented_role_is_least_privilege_and_can_do_what_run_does(pool: P
         ("delete previews", "DELETE FROM public.fly_preview_apps"),
         ("change the schema", "ALTER TABLE public.fly_preview_apps ADD COLUMN x int"),
         ("rewrite history", "DELETE FROM fly_preview_controller._sqlx_migrations"),
+        (
+            "forge tombstones",
+            "INSERT INTO fly_preview_controller.tombstones (id, user_id, fly_app_name) VALUES (gen_random_uuid(), gen_random_uuid(), 'x')",
+        ),
     ] {
         let err = sqlx::query(sql).execute(&as_role).await.unwrap_err();
         assert_eq!(sqlstate(&err), "42501", "it cannot {what}: {err}");

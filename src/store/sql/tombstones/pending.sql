@@ -1,0 +1,2 @@
+-- tombstones/pending: how many deleted rows still wait for their teardown.
+SELECT count(*) FROM fly_preview_controller.tombstones
