@@ -30,6 +30,11 @@ pub const FLY_ACTIONS: &[&str] = &[
     "exec_machine",
 ];
 
+/// `result` labels of `fly_preview_teardowns_completed_total` (teardown of deleted rows):
+/// the app was destroyed, was already gone, or was left alone because it is not the deleted
+/// row's (its name has a row again, or it holds machines we did not create for that row).
+pub const TEARDOWN_RESULTS: &[&str] = &["destroyed", "absent", "kept"];
+
 /// `kind` labels of `fly_preview_sync_failures_total` (sync on save, `preview::sync`).
 pub const SYNC_FAILURE_KINDS: &[&str] = &[
     "timeout",
@@ -66,6 +71,10 @@ pub struct Metrics {
     /// Preview apps still on the org's shared private network (created before isolation).
     pub apps_on_shared_network: IntGauge,
     pub orphans_destroyed: IntCounter,
+    /// Deleted rows whose teardown is not finished (tombstones left).
+    pub tombstones_pending: IntGauge,
+    /// Finished teardowns of deleted rows, by result ([`TEARDOWN_RESULTS`]).
+    pub teardowns: IntCounterVec,
     pub notifications: IntCounter,
     pub resyncs: IntCounterVec,
     pub drift_repairs: IntCounter,
@@ -232,6 +241,17 @@ impl Metrics {
                 "fly_preview_orphans_destroyed_total",
                 "Orphaned Fly apps destroyed by the sweep.",
             ),
+            tombstones_pending: int_gauge(
+                &r,
+                "fly_preview_tombstones_pending",
+                "Deleted rows whose Fly app is not confirmed gone yet (tombstones).",
+            ),
+            teardowns: counter_vec(
+                &r,
+                "fly_preview_teardowns_completed_total",
+                "Finished teardowns of deleted rows, by result (destroyed, absent, kept).",
+                &["result"],
+            ),
             notifications: counter(
                 &r,
                 "fly_preview_notifications_total",
@@ -327,6 +347,9 @@ impl Metrics {
             for class in ["2xx", "4xx", "429", "5xx", "transport"] {
                 self.fly_requests.with_label_values(&[action, class]);
             }
+        }
+        for result in TEARDOWN_RESULTS {
+            self.teardowns.with_label_values(&[result]);
         }
         for kind in SYNC_FAILURE_KINDS {
             self.sync_failures.with_label_values(&[kind]);

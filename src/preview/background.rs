@@ -1,6 +1,6 @@
 //! Background loops of one replica: lease renewal, queue statistics, and the notification
-//! listener (which wakes the scheduler, forwards deletes, and requests a resync after a
-//! reconnect, because notifications sent while disconnected are lost).
+//! listener (which wakes the scheduler and the teardown of deleted rows, and requests a resync
+//! after a reconnect, because notifications sent while disconnected are lost).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::preview::scheduler::InFlight;
-use crate::store::{ListenEvent, Listener, Notification, Op, Store};
+use crate::store::{ListenEvent, Listener, Op, Store};
 
 /// Renews the leases of rows in flight every third of the lease.
 pub async fn renew_leases(store: Store, inflight: InFlight, lease: Duration) {
@@ -64,7 +64,9 @@ pub async fn stats(store: Store, metrics: Metrics, health: Arc<Health>, every: D
 pub struct ListenTargets {
     pub wake: Arc<Notify>,
     pub resync: Arc<Notify>,
-    pub deletes: mpsc::Sender<Notification>,
+    /// Wakes the teardown of deleted rows (`preview::teardown`): a row was deleted, or
+    /// notifications may have been lost. The tombstones themselves are in the database.
+    pub teardowns: Arc<Notify>,
     /// Rows whose `revision` changed, for the sync lane (`preview::sync`).
     pub revisions: mpsc::Sender<uuid::Uuid>,
     pub health: Arc<Health>,
@@ -81,6 +83,7 @@ pub async fn listen(store: Store, t: ListenTargets) {
                 t.health.set_listener(true);
                 t.resync.notify_one();
                 t.wake.notify_one();
+                t.teardowns.notify_one();
                 pump(&mut l, &t).await;
                 t.health.set_listener(false);
             }
@@ -105,8 +108,8 @@ async fn pump(l: &mut Listener, t: &ListenTargets) {
             }
             Ok(ListenEvent::Notified(n)) => {
                 t.metrics.notifications.inc();
-                if n.op == Op::Delete && t.deletes.try_send(n).is_err() {
-                    tracing::warn!("delete queue full; the orphan sweep will catch up");
+                if n.op == Op::Delete {
+                    t.teardowns.notify_one();
                 }
                 t.wake.notify_one();
             }
@@ -115,6 +118,7 @@ async fn pump(l: &mut Listener, t: &ListenTargets) {
                 t.metrics.resyncs.with_label_values(&["listener"]).inc();
                 t.resync.notify_one();
                 t.wake.notify_one();
+                t.teardowns.notify_one();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "notification listener lost its connection");

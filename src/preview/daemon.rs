@@ -1,5 +1,5 @@
-//! Wiring of one controller replica: scheduler, listener, lease renewal, statistics, leader
-//! loop, delete handler and admin server. Everything runs inside one future, so dropping or
+//! Wiring of one controller replica: scheduler, teardown of deleted rows, listener, lease
+//! renewal, statistics, leader loop and admin server. Everything runs inside one future, so dropping or
 //! aborting it (a crash, in tests) stops every part at once.
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::Shutdown;
 use crate::preview::background::{self, ListenTargets};
-use crate::preview::drift::{self, Drift};
+use crate::preview::drift::Drift;
 use crate::preview::gate::FlyGate;
 use crate::preview::gate::watch as fly_health;
 use crate::preview::local_lane;
@@ -21,6 +21,7 @@ use crate::preview::reconcile::Ctx;
 use crate::preview::scheduler::Scheduler;
 use crate::preview::settings::Settings;
 use crate::preview::sync::{SyncCtx, SyncLane};
+use crate::preview::teardown;
 use crate::store::Store;
 
 /// What a replica needs.
@@ -41,7 +42,7 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
     let ctx =
         Arc::new(Ctx { fly: p.fly, store: store.clone(), settings: p.settings.clone(), gate });
     let (wake, resync) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
-    let (del_tx, del_rx) = mpsc::channel(1024);
+    let teardowns = Arc::new(Notify::new());
     let (rev_tx, rev_rx) = mpsc::channel(4096);
     let sched = Scheduler {
         ctx: ctx.clone(),
@@ -61,13 +62,12 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
     let targets = ListenTargets {
         wake: wake.clone(),
         resync: resync.clone(),
-        deletes: del_tx,
+        teardowns: teardowns.clone(),
         revisions: rev_tx,
         health: p.health.clone(),
         metrics: p.metrics.clone(),
     };
     bg.spawn(background::listen(store.clone(), targets));
-    bg.spawn(drift::deletes(ctx.clone(), del_rx, 4));
     let sync = SyncCtx {
         fly: ctx.fly.clone(),
         // Its own lease owner, so its fenced writes can never touch a reconcile's lease.
@@ -79,7 +79,11 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
     bg.spawn(Drift::new(ctx.clone(), p.metrics.clone(), resync).run());
     bg.spawn(fly_health::watch(ctx.clone(), p.health.clone(), p.metrics.clone(), wake.clone()));
     bg.spawn(local_lane::run(ctx.clone(), p.metrics.clone(), sched.inflight.clone()));
-    sched.run(shutdown.subscribe()).await;
+    // Both drain on the same shutdown phase and release their own leases.
+    tokio::join!(
+        sched.run(shutdown.subscribe()),
+        teardown::run(ctx.clone(), p.metrics.clone(), teardowns, shutdown.subscribe()),
+    );
     bg.abort_all();
     p.metrics.leader.set(0);
     if let Err(e) = store.resign().await {

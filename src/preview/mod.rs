@@ -1,8 +1,9 @@
 //! The preview domain: what one row of `public.fly_preview_apps` means on Fly. One pass over a
 //! claimed row: [`observe`] what Fly has, [`plan`] (pure) the steps towards what the row asks
 //! for, [`reconcile`] executes them, [`outcome`] (pure) decides what is written back and when
-//! the row is due again; [`error`] classifies every failure into one policy. [`drift`] (leader
-//! only) notices changes behind our back and sweeps orphans; [`sync`] pushes saves to running
+//! the row is due again; [`error`] classifies every failure into one policy. [`teardown`]
+//! destroys the apps of deleted rows (tombstones). [`drift`] (leader only) notices changes
+//! behind our back and sweeps orphans; [`sync`] pushes saves to running
 //! previews; [`gate`] decides what may run while Fly is down or our own Fly settings are
 //! refused; [`local_lane`] gives verdicts that need no Fly call; [`limits`] holds the per-user
 //! quota and redeploy budget; [`machine_config`] is what a row asks Fly to run; [`daemon`]
@@ -23,3 +24,4 @@ pub mod reconcile;
 pub mod scheduler;
 pub mod settings;
 pub mod sync;
+pub mod teardown;

@@ -18,13 +18,11 @@ pub enum Op {
     Revision,
 }
 
-/// The trigger's payload: `{op, id}` plus the app name on delete.
+/// The trigger's payload: `{op, id}` (a delete's app name is in its tombstone).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Notification {
     pub op: Op,
     pub id: Uuid,
-    #[serde(default)]
-    pub app: Option<String>,
 }
 
 /// What the listener yields.

@@ -44,5 +44,6 @@ mod supabase_pooler;
 mod support;
 mod sync;
 mod sync_runner;
+mod teardown;
 mod upgrade;
 mod validation;

@@ -112,12 +112,9 @@ async fn orphan_sweep_destroys_only_our_orphans(pool: PgPool) {
     let id = insert_row(&pool, USER_A, "o1", Some(REPO), "main").await;
     let r = h.start("a");
     let row = h.wait_row(id, "running", is_running).await;
-    r.crash().await; // the delete notification below reaches nobody
-    sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
-        .bind(id)
-        .execute(&pool)
-        .await
-        .unwrap();
+    r.crash().await;
+    // TRUNCATE fires no row trigger: no tombstone, so only the sweep can find the app.
+    sqlx::query("TRUNCATE public.fly_preview_apps").execute(&pool).await.unwrap();
     h.sim.create_app_direct("roseram-0badc0de", true); // our prefix, machine without our metadata
     h.sim.create_app_direct("roseram-00000001", false); // our prefix, no machines
     h.sim.create_app_direct("someone-else-app", true); // outside our prefix
@@ -143,11 +140,8 @@ async fn sweep_dry_run_destroys_nothing(pool: PgPool) {
     let r = h.start("a");
     let row = h.wait_row(id, "running", is_running).await;
     r.crash().await;
-    sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
-        .bind(id)
-        .execute(&pool)
-        .await
-        .unwrap();
+    // TRUNCATE fires no row trigger: no tombstone, so only the sweep can find the app.
+    sqlx::query("TRUNCATE public.fly_preview_apps").execute(&pool).await.unwrap();
     let r = h.start("b");
     let sweeps = || r.metrics.resyncs.with_label_values(&["periodic"]).get();
     h.eventually("two full sweeps by the new leader", || sweeps() >= 2).await;

@@ -1,6 +1,8 @@
 //! Keeping Fly honest, on the elected leader only: a cheap drift check (org-wide machines
 //! changed since the last look), a slower full verification against a complete snapshot of
-//! the database and Fly, and the orphan sweep. Also the prompt teardown after a row delete.
+//! the database and Fly, and the orphan sweep: our apps that no row names, after
+//! `ORPHAN_GRACE`, a backstop for apps no tombstone covers (deleted rows' apps are torn down
+//! by `preview::teardown`).
 
 use crate::model::state::{DesiredState, Status};
 use std::collections::{HashMap, HashSet};
@@ -8,14 +10,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 use crate::fly::{App, FlyError, OrgMachine};
 use crate::ops::metrics::Metrics;
 use crate::preview::error::GlobalCondition;
-use crate::preview::machine_config::{self, MANAGED_BY, MANAGED_BY_KEY};
+use crate::preview::machine_config::{MANAGED_BY, MANAGED_BY_KEY};
 use crate::preview::reconcile::Ctx;
-use crate::store::{Notification, StoreError};
+use crate::store::StoreError;
 
 /// Machine states that mean a running preview needs attention.
 const BAD: &[&str] = &["stopped", "failed", "destroyed", "destroying"];
@@ -250,49 +252,5 @@ impl Drift {
                 Err(e) => tracing::warn!(app = %name, error = %e, "orphan sweep: destroy failed"),
             }
         }
-    }
-}
-
-/// Tears down the app of a deleted row at once, if it is ours: derived prefix, no row owns
-/// the name any more, and its machines carry our metadata for that row (or it has none).
-pub async fn on_delete(ctx: &Ctx, n: &Notification) -> Result<bool, DriftError> {
-    let Some(app) = n.app.as_deref() else { return Ok(false) };
-    if !app.starts_with(&format!("{}-", ctx.settings.rules.prefix))
-        || ctx.store.app_name_exists(app).await?
-    {
-        return Ok(false);
-    }
-    let machines = match ctx.fly.list_machines(app, &[]).await {
-        Ok(ms) => ms,
-        Err(FlyError::NotFound(_) | FlyError::Forbidden(_)) => return Ok(false),
-        Err(e) => return Err(e.into()),
-    };
-    let mine = |md: &std::collections::BTreeMap<String, String>| machine_config::is_ours(md, n.id);
-    if !machines.iter().filter(|m| m.is_active()).all(|m| m.metadata().is_some_and(mine)) {
-        tracing::warn!(app, "row deleted but its app holds machines we did not create; leaving it");
-        return Ok(false);
-    }
-    match ctx.fly.delete_app(app).await {
-        Ok(()) | Err(FlyError::NotFound(_)) => Ok(true),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Serves delete notifications with bounded parallelism (tasks die with this future).
-pub async fn deletes(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Notification>, parallel: usize) {
-    let mut tasks = tokio::task::JoinSet::new();
-    while let Some(n) = rx.recv().await {
-        while tasks.try_join_next().is_some() {}
-        if tasks.len() >= parallel.max(1) {
-            tasks.join_next().await;
-        }
-        let ctx = ctx.clone();
-        tasks.spawn(async move {
-            match on_delete(&ctx, &n).await {
-                Ok(true) => tracing::info!(app = ?n.app, "row deleted: app destroyed"),
-                Ok(false) => {}
-                Err(e) => tracing::warn!(app = ?n.app, error = %e, "row deleted: teardown failed; the orphan sweep will retry"),
-            }
-        });
     }
 }
