@@ -364,6 +364,7 @@ fn ambiguous(status: u16, request_id: Option<String>, message: &str) -> FlyError
         status: Some(status),
         request_id,
         code: None,
+        call: Some("create_machine"),
         message: message.to_owned(),
     })
 }

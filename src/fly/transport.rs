@@ -263,7 +263,9 @@ impl Transport {
 
     async fn send_once(&self, req: &Request<'_>) -> Result<Response, FlyError> {
         if !self.breaker.admit(req.probe) {
-            return Err(FlyError::unavailable());
+            let mut e = FlyError::unavailable();
+            e.info_mut().call = Some(req.action.as_str());
+            return Err(e);
         }
         self.throttle(req).await;
         let mut rb = self.http.request(req.method.clone(), self.url(req)?);
@@ -277,7 +279,10 @@ impl Transport {
             rb = rb.timeout(t);
         }
         let started = Instant::now();
-        let result = self.execute(rb, req.action.classify()).await;
+        let result = self.execute(rb, req.action.classify()).await.map_err(|mut e| {
+            e.info_mut().call = Some(req.action.as_str());
+            e
+        });
         self.breaker.record(match &result {
             Ok(_) => Signal::Answered,
             Err(e) => Signal::of(e, req.action == Action::WaitMachine),

@@ -1,4 +1,4 @@
-//! Background loops of one replica: lease renewal, queue statistics, and the notification
+//! Background loops of one replica: queue statistics, and the notification
 //! listener (which wakes the scheduler, forwards deletes, and requests a resync after a
 //! reconnect, because notifications sent while disconnected are lost).
 
@@ -9,31 +9,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
-use crate::preview::scheduler::InFlight;
 use crate::store::{ListenEvent, Listener, Notification, Op, Store};
-
-/// Renews the leases of rows in flight every third of the lease.
-pub async fn renew_leases(store: Store, inflight: InFlight, lease: Duration) {
-    let mut tick = tokio::time::interval(lease / 3);
-    loop {
-        tick.tick().await;
-        let ids: Vec<uuid::Uuid> =
-            inflight.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
-        if ids.is_empty() {
-            continue;
-        }
-        match store.renew(&ids, lease).await {
-            Ok(held) if held.len() < ids.len() => {
-                tracing::warn!(
-                    lost = ids.len() - held.len(),
-                    "some leases were lost; their writes will be fenced out"
-                )
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "renewing leases failed"),
-        }
-    }
-}
 
 /// Refreshes the queue gauges (and readiness' view of the database).
 pub async fn stats(store: Store, metrics: Metrics, health: Arc<Health>, every: Duration) {

@@ -9,7 +9,9 @@
 //! wires one replica together.
 
 pub mod background;
+pub mod ctx;
 pub mod daemon;
+pub mod deploy;
 pub mod drift;
 pub mod error;
 pub mod gate;
@@ -20,6 +22,7 @@ pub mod observe;
 pub mod outcome;
 pub mod plan;
 pub mod reconcile;
-pub mod scheduler;
 pub mod settings;
 pub mod sync;
+#[cfg(test)]
+mod test_rows;

@@ -118,8 +118,12 @@ pub trait Reconciler: Send + Sync + 'static {
         action: Action<Self::Block>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// A fixed short name of the error for metric labels.
+    /// A fixed short name of the error for metric labels (`reconcile_errors_total{kind}`).
     fn error_kind(error: &Self::Error) -> &'static str;
+
+    /// The result label of a failed pass (`reconciles_total{result}`: `error`, `permanent`,
+    /// `blocked`, `fenced`).
+    fn error_label(&self, error: &Self::Error) -> &'static str;
 
     /// How many passes may run at once now (`max` unless something global holds them back).
     fn pass_limit(&self, max: usize) -> usize {
