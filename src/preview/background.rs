@@ -9,6 +9,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
+use crate::runtime::backoff::Backoff;
 use crate::store::{ListenEvent, Listener, Notification, Op, Store};
 
 /// Refreshes the queue gauges (and readiness' view of the database).
@@ -47,13 +48,17 @@ pub struct ListenTargets {
     pub metrics: Metrics,
 }
 
+/// Pauses between failed LISTEN connects: 250 ms doubling to 10 s.
+const RECONNECT: Backoff =
+    Backoff { base: Duration::from_millis(250), cap: Duration::from_secs(10) };
+
 /// LISTENs forever, reconnecting with a capped delay; every (re)connect requests a resync.
 pub async fn listen(store: Store, t: ListenTargets) {
-    let mut delay = Duration::from_millis(250);
+    let mut failures = 0;
     loop {
         match Listener::connect(store.pool()).await {
             Ok(mut l) => {
-                delay = Duration::from_millis(250);
+                failures = 0;
                 t.health.set_listener(true);
                 t.resync.notify_one();
                 t.wake.notify_one();
@@ -62,9 +67,10 @@ pub async fn listen(store: Store, t: ListenTargets) {
             }
             Err(e) => {
                 t.health.set_listener(false);
+                let delay = RECONNECT.ceiling(failures);
                 tracing::warn!(error = %e, "LISTEN failed; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+                failures += 1;
             }
         }
     }
