@@ -8,20 +8,20 @@
 //! quota and redeploy budget; [`machine_config`] is what a row asks Fly to run; [`daemon`]
 //! wires one replica together.
 
-pub mod background;
-pub mod ctx;
+pub(crate) mod background;
+pub(crate) mod ctx;
 pub mod daemon;
-pub mod deploy;
-pub mod drift;
-pub mod error;
-pub mod gate;
-pub mod limits;
-pub mod local_lane;
+pub(crate) mod deploy;
+pub(crate) mod drift;
+pub(crate) mod error;
+pub(crate) mod gate;
+pub(crate) mod limits;
+pub(crate) mod local_lane;
 pub mod machine_config;
-pub mod observe;
-pub mod outcome;
-pub mod plan;
-pub mod reconcile;
+pub(crate) mod observe;
+pub(crate) mod outcome;
+pub(crate) mod plan;
+pub(crate) mod reconcile;
 pub mod settings;
 pub mod sync;
 #[cfg(test)]

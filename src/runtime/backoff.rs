@@ -8,9 +8,12 @@ use std::time::Duration;
 
 use rand::Rng;
 
+/// `base · 2^attempts`, capped at `cap`.
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
+    /// The first delay (attempt 0).
     pub base: Duration,
+    /// The longest delay.
     pub cap: Duration,
 }
 

@@ -75,6 +75,7 @@ pub type QueueError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A table used as a work queue: due rows, leases, release.
 pub trait Queue: Send + Sync + 'static {
+    /// What a claim returns.
     type Row: Claimed;
     /// Leases up to `limit` due, unleased rows to this replica.
     fn claim(
@@ -94,7 +95,9 @@ pub trait Queue: Send + Sync + 'static {
 
 /// The domain's side of the contract.
 pub trait Reconciler: Send + Sync + 'static {
+    /// The claimed row it works on (the [`Queue`]'s).
     type Row: Claimed;
+    /// Everything a pass can fail with, typed per boundary.
     type Error: std::error::Error + Send + Sync + 'static;
     /// A condition of the whole controller (not of a row) that stops every pass.
     type Block: Copy + Debug + Send + Sync + 'static;

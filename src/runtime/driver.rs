@@ -46,12 +46,21 @@ pub struct Timing {
 
 /// One queue, one reconciler, one loop.
 pub struct Runtime<Q, R> {
+    /// Where due rows come from; also renews and releases their leases.
     pub queue: Arc<Q>,
+    /// The domain: one pass per claimed row.
     pub reconciler: Arc<R>,
+    /// Concurrency, backstop poll and drain deadline.
     pub timing: Timing,
+    /// Pass counters and durations, rows in flight, database errors.
     pub metrics: Metrics,
+    /// The loop's heartbeat and the database's reachability, for `/healthz` and `/readyz`.
     pub health: Arc<Health>,
+    /// Notified by whoever knows a row may be due now (a NOTIFY, the gate opening): the
+    /// loop stops sleeping and claims.
     pub wake: Arc<Notify>,
+    /// Ids of rows in flight, shared with [`renew_leases`] (and any lane that runs passes
+    /// beside the loop).
     pub inflight: InFlight,
 }
 
