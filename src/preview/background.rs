@@ -1,5 +1,5 @@
 //! Background loops of one replica: queue statistics, and the notification
-//! listener (which wakes the scheduler, forwards deletes, and requests a resync after a
+//! listener (which wakes the runtime, forwards deletes, and requests a resync after a
 //! reconnect, because notifications sent while disconnected are lost).
 
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //!   but one probe a second is refused before it is sent; passes end at once with
 //!   [`Policy::FlyDown`](crate::preview::error::Policy::FlyDown) (status kept, reason
 //!   `FlyUnavailable`, attempts unchanged); `/readyz` reports the degradation. When a probe
-//!   is answered, every `FlyUnavailable` row is made due and the scheduler woken.
+//!   is answered, every `FlyUnavailable` row is made due and the runtime woken.
 //! * **Misconfiguration** (token rejected, org unknown or forbidden, runner image refused):
 //!   no passes (the image needs one paced probe pass), no leadership, no row writes;
 //!   `/readyz` false and one log line a minute naming the setting; the probe clears it.
