@@ -272,3 +272,7 @@ impl Drop for Done<'_> {
         lock(self.inflight).remove(&self.id);
     }
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;
