@@ -7,7 +7,9 @@ and `self::…` paths (in `use` items and inline) and resolves them to module fi
 1. the top-level modules (`cli`, `controller`, …) must form a DAG: printed in dependency
    order, lowest first;
 2. within each directory, sibling files must not depend on each other in a cycle (the
-   directory's `mod.rs` / `lib.rs` is its facade: edges to and from it are not counted).
+   directory's `mod.rs` / `lib.rs` is its facade: edges to and from it are not counted);
+3. the product crate's queue runtime (`runtime`) uses nothing but `ops`: it knows nothing of
+   Fly, the store's tables or previews (ALLOWED below).
 
 Exit status 1 and the cycle on any violation. Usage: python3 .ci/module-deps.py [--edges]
 """
@@ -17,6 +19,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CRATES = ["src", "crates/fly-sim/src", "crates/bench/src"]
+# Top-level modules whose dependencies are restricted: crate -> module -> allowed targets.
+ALLOWED = {"src": {"runtime": {"ops"}}}
 PATH_RE = re.compile(r"\b(crate|super|self)((?:::[A-Za-z_][A-Za-z0-9_]*)+)")
 USE_GROUP_RE = re.compile(r"\buse\s+(crate|super|self)((?:::[A-Za-z_][A-Za-z0-9_]*)*)::\{([^;]*)\};", re.S)
 
@@ -151,6 +155,11 @@ def main():
             print(f"{crate}: CYCLE between top-level modules: {' -> '.join(cycle)}")
         else:
             print(f"{crate}: top-level modules, lowest first: {', '.join(topo(groups, gedges))}")
+        for g, allowed in ALLOWED.get(crate, {}).items():
+            extra = gedges.get(g, set()) - allowed
+            if extra:
+                failed = True
+                print(f"{crate}: {g} may use only {', '.join(sorted(allowed))}, uses {', '.join(sorted(extra))}")
         if show_edges:
             for g in sorted(groups):
                 print(f"  {g} -> {', '.join(sorted(gedges[g])) or '(nothing)'}")
@@ -164,7 +173,7 @@ def main():
             if cycle:
                 failed = True
                 print(f"{crate}: CYCLE among siblings: {' -> '.join(name(c) for c in cycle)}")
-    print("module-deps: " + ("cycles found" if failed else "no cycles"))
+    print("module-deps: " + ("violations found" if failed else "no cycles; runtime uses only ops"))
     return 1 if failed else 0
 
 

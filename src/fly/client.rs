@@ -15,6 +15,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::runtime::backoff::Backoff;
+
 use super::lenient::{nullable, opt_string};
 use super::transport::{Action, Request, Transport};
 use super::types::{App, CreateMachineRequest, IpAssignment, IpType, Machine, OrgMachinesPage};
@@ -274,7 +276,8 @@ impl FlyClient {
     ) -> Result<WaitOutcome, FlyError> {
         let far = Duration::from_secs(365 * 24 * 3600);
         let deadline = Instant::now() + total.min(far);
-        let mut pause = WAIT_PAUSE_MIN;
+        let pauses = Backoff { base: WAIT_PAUSE_MIN, cap: WAIT_PAUSE_MAX };
+        let mut waited = 0;
         loop {
             let secs = wait_secs(deadline.saturating_duration_since(Instant::now()));
             let started = Instant::now();
@@ -291,8 +294,8 @@ impl FlyClient {
                 return Ok(WaitOutcome::TimedOut);
             }
             if started.elapsed() < Duration::from_secs(secs) {
-                tokio::time::sleep(pause.min(remaining)).await;
-                pause = (pause * 2).min(WAIT_PAUSE_MAX);
+                tokio::time::sleep(pauses.ceiling(waited).min(remaining)).await;
+                waited += 1;
             }
         }
     }
@@ -364,6 +367,7 @@ fn ambiguous(status: u16, request_id: Option<String>, message: &str) -> FlyError
         status: Some(status),
         request_id,
         code: None,
+        call: Some("create_machine"),
         message: message.to_owned(),
     })
 }

@@ -27,10 +27,16 @@ pub struct ErrorInfo {
     pub code: Option<String>,
     /// Short human-readable message (body `message`, else `error`, else raw text).
     pub message: String,
+    /// The call that failed (`create_app`, `get_machine`, …: the rate-limit action names),
+    /// set by the transport; `None` for errors made outside a request.
+    pub call: Option<&'static str>,
 }
 
 impl fmt::Display for ErrorInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(call) = self.call {
+            write!(f, "{call}: ")?;
+        }
         f.write_str(&self.message)?;
         if let Some(s) = self.status {
             write!(f, " (HTTP {s})")?;
@@ -193,6 +199,7 @@ impl FlyError {
             request_id,
             code: parsed.code,
             message: parsed.message,
+            call: None,
         };
         match status {
             409 | 422 if taken => FlyError::NameTaken(info),
@@ -239,6 +246,7 @@ impl FlyError {
             request_id,
             code: None,
             message: format!("decoding {what}: {err}"),
+            call: None,
         })
     }
 

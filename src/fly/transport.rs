@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
+
+use crate::runtime::backoff::Backoff;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, Url};
 use serde::de::DeserializeOwned;
@@ -17,6 +19,9 @@ use crate::ops::metrics::Metrics;
 
 /// A `Retry-After` longer than this is not slept on inside the client; the error goes
 /// back to the caller, whose own backoff (persisted in the row) takes over.
+/// Retries of one idempotent request: 100 ms doubling to 2 s, full jitter.
+const REQUEST_BACKOFF: Backoff =
+    Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(2) };
 const MAX_INLINE_RETRY_AFTER: Duration = Duration::from_secs(10);
 const MACAROON_PREFIXES: [&str; 3] = ["fm1r_", "fm1a_", "fm2_"];
 
@@ -240,13 +245,8 @@ impl Transport {
         if !req.action.idempotent() {
             return self.send_once(req).await;
         }
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(2))
-            .with_max_times(3)
-            .with_jitter();
         (|| self.send_once(req))
-            .retry(backoff)
+            .retry(REQUEST_BACKOFF.retries(3))
             .sleep(tokio::time::sleep)
             .when(|e| req.action.should_retry(e))
             .adjust(honour_retry_after)
@@ -263,7 +263,9 @@ impl Transport {
 
     async fn send_once(&self, req: &Request<'_>) -> Result<Response, FlyError> {
         if !self.breaker.admit(req.probe) {
-            return Err(FlyError::unavailable());
+            let mut e = FlyError::unavailable();
+            e.info_mut().call = Some(req.action.as_str());
+            return Err(e);
         }
         self.throttle(req).await;
         let mut rb = self.http.request(req.method.clone(), self.url(req)?);
@@ -277,7 +279,10 @@ impl Transport {
             rb = rb.timeout(t);
         }
         let started = Instant::now();
-        let result = self.execute(rb, req.action.classify()).await;
+        let result = self.execute(rb, req.action.classify()).await.map_err(|mut e| {
+            e.info_mut().call = Some(req.action.as_str());
+            e
+        });
         self.breaker.record(match &result {
             Ok(_) => Signal::Answered,
             Err(e) => Signal::of(e, req.action == Action::WaitMachine),

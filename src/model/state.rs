@@ -91,7 +91,7 @@ pub struct UnknownValue {
 }
 
 text_enum! {
-    /// `status`: what the web app shows (see DESIGN.md, "status meanings").
+    /// `status`: what the web app shows (the README's status table).
     Status {
         /// Waiting for the controller's first pass (or a redeploy request).
         Pending = "pending",

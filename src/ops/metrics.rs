@@ -276,7 +276,7 @@ impl Metrics {
             db_errors: counter(
                 &r,
                 "fly_preview_db_errors_total",
-                "Database errors seen by the scheduler.",
+                "Database errors seen by the queue runtime and the background loops.",
             ),
             quota_refusals: counter(
                 &r,

@@ -1,6 +1,6 @@
-//! Background loops of one replica: lease renewal, queue statistics, and the notification
-//! listener (which wakes the scheduler and the teardown of deleted rows, and requests a resync
-//! after a reconnect, because notifications sent while disconnected are lost).
+//! Background loops of one replica: queue statistics, and the notification listener (which
+//! wakes the runtime and the teardown of deleted rows, and requests a resync after a
+//! reconnect, because notifications sent while disconnected are lost).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,31 +9,8 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
-use crate::preview::scheduler::InFlight;
+use crate::runtime::backoff::Backoff;
 use crate::store::{ListenEvent, Listener, Op, Store};
-
-/// Renews the leases of rows in flight every third of the lease.
-pub async fn renew_leases(store: Store, inflight: InFlight, lease: Duration) {
-    let mut tick = tokio::time::interval(lease / 3);
-    loop {
-        tick.tick().await;
-        let ids: Vec<uuid::Uuid> =
-            inflight.lock().unwrap_or_else(|p| p.into_inner()).iter().copied().collect();
-        if ids.is_empty() {
-            continue;
-        }
-        match store.renew(&ids, lease).await {
-            Ok(held) if held.len() < ids.len() => {
-                tracing::warn!(
-                    lost = ids.len() - held.len(),
-                    "some leases were lost; their writes will be fenced out"
-                )
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "renewing leases failed"),
-        }
-    }
-}
 
 /// Refreshes the queue gauges (and readiness' view of the database).
 pub async fn stats(store: Store, metrics: Metrics, health: Arc<Health>, every: Duration) {
@@ -73,13 +50,17 @@ pub struct ListenTargets {
     pub metrics: Metrics,
 }
 
+/// Pauses between failed LISTEN connects: 250 ms doubling to 10 s.
+const RECONNECT: Backoff =
+    Backoff { base: Duration::from_millis(250), cap: Duration::from_secs(10) };
+
 /// LISTENs forever, reconnecting with a capped delay; every (re)connect requests a resync.
 pub async fn listen(store: Store, t: ListenTargets) {
-    let mut delay = Duration::from_millis(250);
+    let mut failures = 0;
     loop {
         match Listener::connect(store.pool()).await {
             Ok(mut l) => {
-                delay = Duration::from_millis(250);
+                failures = 0;
                 t.health.set_listener(true);
                 t.resync.notify_one();
                 t.wake.notify_one();
@@ -89,9 +70,10 @@ pub async fn listen(store: Store, t: ListenTargets) {
             }
             Err(e) => {
                 t.health.set_listener(false);
+                let delay = RECONNECT.ceiling(failures);
                 tracing::warn!(error = %e, "LISTEN failed; retrying in {delay:?}");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(10));
+                failures += 1;
             }
         }
     }

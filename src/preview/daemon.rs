@@ -1,6 +1,7 @@
-//! Wiring of one controller replica: scheduler, teardown of deleted rows, listener, lease
-//! renewal, statistics, leader loop and admin server. Everything runs inside one future, so dropping or
-//! aborting it (a crash, in tests) stops every part at once.
+//! Wiring of one controller replica: the queue runtime over the preview reconciler, the
+//! teardown of deleted rows, listener, lease renewal, statistics, leader loop and admin
+//! server. Everything runs inside one future, so dropping or aborting it (a crash, in tests)
+//! stops every part at once.
 
 use std::sync::Arc;
 
@@ -13,15 +14,17 @@ use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::Shutdown;
 use crate::preview::background::{self, ListenTargets};
+use crate::preview::ctx::Ctx;
 use crate::preview::drift::Drift;
 use crate::preview::gate::FlyGate;
-use crate::preview::gate::watch as fly_health;
-use crate::preview::local_lane;
-use crate::preview::reconcile::Ctx;
-use crate::preview::scheduler::Scheduler;
+use crate::preview::gate::watch;
+use crate::preview::local_lane::{self, LocalLane};
+use crate::preview::reconcile::{PreviewQueue, Previews};
 use crate::preview::settings::Settings;
 use crate::preview::sync::{SyncCtx, SyncLane};
 use crate::preview::teardown;
+use crate::runtime::driver::renew_leases;
+use crate::runtime::{InFlight, Runtime, Timing};
 use crate::store::Store;
 
 /// What a replica needs.
@@ -44,20 +47,31 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
     let (wake, resync) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let teardowns = Arc::new(Notify::new());
     let (rev_tx, rev_rx) = mpsc::channel(4096);
-    let sched = Scheduler {
-        ctx: ctx.clone(),
+    let s = &p.settings;
+    let runtime = Runtime {
+        queue: Arc::new(PreviewQueue {
+            store: store.clone(),
+            lease: s.lease,
+            per_user: s.per_user_inflight(),
+        }),
+        reconciler: Arc::new(Previews { ctx: ctx.clone(), metrics: p.metrics.clone() }),
+        timing: Timing {
+            concurrency: s.concurrency,
+            poll_interval: s.poll_interval,
+            shutdown_timeout: s.shutdown_timeout,
+        },
         metrics: p.metrics.clone(),
         health: p.health.clone(),
         wake: wake.clone(),
-        inflight: Default::default(),
+        inflight: InFlight::default(),
     };
     let mut bg = JoinSet::new();
-    bg.spawn(background::renew_leases(store.clone(), sched.inflight.clone(), p.settings.lease));
+    bg.spawn(renew_leases(runtime.queue.clone(), runtime.inflight.clone(), s.lease));
     bg.spawn(background::stats(
         store.clone(),
         p.metrics.clone(),
         p.health.clone(),
-        p.settings.stats_interval,
+        s.stats_interval,
     ));
     let targets = ListenTargets {
         wake: wake.clone(),
@@ -77,11 +91,11 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
     };
     bg.spawn(SyncLane::new(sync, rev_rx).run());
     bg.spawn(Drift::new(ctx.clone(), p.metrics.clone(), resync).run());
-    bg.spawn(fly_health::watch(ctx.clone(), p.health.clone(), p.metrics.clone(), wake.clone()));
-    bg.spawn(local_lane::run(ctx.clone(), p.metrics.clone(), sched.inflight.clone()));
+    bg.spawn(watch::watch(ctx.clone(), p.health.clone(), p.metrics.clone(), wake.clone()));
+    bg.spawn(local_lane::run(LocalLane::of(&runtime)));
     // Both drain on the same shutdown phase and release their own leases.
     tokio::join!(
-        sched.run(shutdown.subscribe()),
+        runtime.run(shutdown.subscribe()),
         teardown::run(ctx.clone(), p.metrics.clone(), teardowns, shutdown.subscribe()),
     );
     bg.abort_all();

@@ -1,18 +1,22 @@
-//! Errors of a reconcile pass and the policy each one calls for.
+//! Errors of a preview pass, and [`classify`]: the one place an error becomes a [`Policy`].
 //!
-//! Every error maps to exactly one [`Policy`]: retry the row with backoff; wait for the row
-//! to change (retrying the same request fails the same way); or a global condition of the
-//! whole controller (Fly rejects our token), which no row can fix and which must not churn
-//! rows. The outcome module turns the policy into the row's write (or into no write).
+//! Every failure of a pass is a [`ReconcileError`] that keeps the typed error of its boundary
+//! (a [`FlyError`] names the call that failed; a [`StoreError`] the statement's SQLSTATE).
+//! [`classify`] decides, for all of them: retry the row with backoff; wait for the row to
+//! change (retrying the same request fails the same way); park the row while Fly is down;
+//! or a global condition of the whole controller (Fly rejects our token, org or image),
+//! which no row can fix and which must not churn rows. The gate's probe and drift's org
+//! listings use the same function for their Fly errors.
 
 use crate::fly::FlyError;
 use crate::model::state::Reason;
+use crate::preview::plan::MachineRef;
 use crate::store::StoreError;
 
 /// Errors of one pass.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    #[error("Fly API: {0}")]
+    #[error("Fly API {0}")]
     Fly(#[from] FlyError),
     #[error("{0}")]
     Store(#[from] StoreError),
@@ -22,12 +26,19 @@ pub enum ReconcileError {
     /// Another writer changed the row (or took the lease) while we worked.
     #[error("the row changed while it was being reconciled")]
     Fenced,
-    /// Fly is failing platform-wide (the breaker is open): nothing about this row.
-    #[error("Fly API unavailable: {0}")]
-    FlyDown(FlyError),
-    /// The controller's own configuration is wrong (token, org, runner image).
-    #[error("{0:?}: {1}")]
-    Misconfigured(GlobalCondition, FlyError),
+    /// The preview cannot run as the row asks (invalid spec, the machine exited, the dev
+    /// server never answered, the name belongs to another org): a verdict, not a fault.
+    #[error("{}: {}", .0.reason, .0.message)]
+    Rejected(Rejection),
+}
+
+/// A verdict on the row, with the message its owner reads.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub message: String,
+    /// The preview's machine as the pass last saw it.
+    pub machine: Option<MachineRef>,
 }
 
 /// What an error means for the row.
@@ -81,14 +92,43 @@ impl GlobalCondition {
     pub fn probe_clears(self) -> bool {
         !matches!(self, GlobalCondition::RunnerImageRejected)
     }
+}
 
-    /// The condition behind an error of an org-scoped call (app create, org listings).
-    pub fn of_org_call(e: &FlyError) -> Option<GlobalCondition> {
-        match e {
-            FlyError::Unauthorized(_) => Some(GlobalCondition::FlyTokenRejected),
-            FlyError::Forbidden(_) => Some(GlobalCondition::FlyOrgForbidden),
-            FlyError::NotFound(_) => Some(GlobalCondition::FlyOrgNotFound),
-            _ => None,
+/// Calls scoped to the organization: a 403/404 there is about `FLY_ORG`, not about a row.
+const ORG_CALLS: &[&str] = &["create_app", "list_apps", "list_org_machines"];
+/// Calls that send the runner image.
+const IMAGE_CALLS: &[&str] = &["create_machine", "update_machine"];
+
+/// The policy for a Fly error; `fly_down` says whether the client's breaker is open now.
+pub fn classify_fly(e: &FlyError, fly_down: bool) -> Policy {
+    let call = e.info().call.unwrap_or_default();
+    let org_call = ORG_CALLS.contains(&call);
+    match e {
+        FlyError::Unauthorized(_) => Policy::Global(GlobalCondition::FlyTokenRejected),
+        FlyError::Forbidden(_) if org_call => Policy::Global(GlobalCondition::FlyOrgForbidden),
+        FlyError::NotFound(_) if org_call => Policy::Global(GlobalCondition::FlyOrgNotFound),
+        FlyError::Permanent(_)
+            if IMAGE_CALLS.contains(&call)
+                && e.message().to_ascii_lowercase().contains("image") =>
+        {
+            Policy::Global(GlobalCondition::RunnerImageRejected)
+        }
+        FlyError::Unavailable(_) => Policy::FlyDown,
+        _ if fly_down && e.is_platform_failure() => Policy::FlyDown,
+        FlyError::Permanent(_) | FlyError::Forbidden(_) | FlyError::Config(_) => {
+            Policy::WaitForChange
+        }
+        _ => Policy::Retry,
+    }
+}
+
+/// The policy for any error of a pass: the only place this is decided.
+pub fn classify(e: &ReconcileError, fly_down: bool) -> Policy {
+    match e {
+        ReconcileError::Fly(f) => classify_fly(f, fly_down),
+        ReconcileError::Rejected(_) => Policy::WaitForChange,
+        ReconcileError::Store(_) | ReconcileError::NotVisibleYet(_) | ReconcileError::Fenced => {
+            Policy::Retry
         }
     }
 }
@@ -116,86 +156,71 @@ pub const KINDS: &[&str] = &[
     "not_visible_yet",
     "fenced",
     "unavailable",
+    "rejected",
 ];
 
 impl ReconcileError {
-    pub fn is_retryable(&self) -> bool {
-        self.policy() == Policy::Retry
-    }
-
-    /// A Fly failure of the platform (5xx, timeout, lost connection, breaker open).
+    /// A Fly failure of the platform (5xx, timeout, lost connection, not sent by the breaker).
     pub fn is_platform_failure(&self) -> bool {
-        match self {
-            ReconcileError::FlyDown(_) => true,
-            ReconcileError::Fly(e) => e.is_platform_failure(),
-            _ => false,
-        }
+        matches!(self, ReconcileError::Fly(e) if e.is_platform_failure())
     }
 
-    /// The policy this error calls for.
-    pub fn policy(&self) -> Policy {
-        match self {
-            ReconcileError::Fly(FlyError::Unauthorized(_)) => {
-                Policy::Global(GlobalCondition::FlyTokenRejected)
-            }
-            ReconcileError::Misconfigured(c, _) => Policy::Global(*c),
-            ReconcileError::FlyDown(_) | ReconcileError::Fly(FlyError::Unavailable(_)) => {
-                Policy::FlyDown
-            }
-            ReconcileError::Fly(
-                FlyError::Permanent(_) | FlyError::Forbidden(_) | FlyError::Config(_),
-            ) => Policy::WaitForChange,
-            ReconcileError::Fly(_)
-            | ReconcileError::Store(_)
-            | ReconcileError::NotVisibleYet(_)
-            | ReconcileError::Fenced => Policy::Retry,
-        }
-    }
-
-    /// `status_reason` for the row.
-    pub fn reason(&self) -> Reason {
-        match self {
-            ReconcileError::Fly(FlyError::Permanent(_) | FlyError::Forbidden(_)) => {
+    /// `status_reason` for the row under `policy`.
+    pub fn reason(&self, policy: Policy) -> Reason {
+        match (self, policy) {
+            (_, Policy::FlyDown) => Reason::FlyUnavailable,
+            (_, Policy::Global(_)) => Reason::ConfigRejected,
+            (ReconcileError::Rejected(r), _) => r.reason,
+            (ReconcileError::Fly(FlyError::Permanent(_) | FlyError::Forbidden(_)), _) => {
                 Reason::ConfigRejected
             }
-            ReconcileError::FlyDown(_) | ReconcileError::Fly(FlyError::Unavailable(_)) => {
-                Reason::FlyUnavailable
-            }
-            ReconcileError::Fly(_) => Reason::FlyApiError,
-            ReconcileError::Misconfigured(..) => Reason::ConfigRejected,
-            ReconcileError::Store(_) => Reason::DatabaseError,
-            ReconcileError::NotVisibleYet(_) => Reason::WaitingForFly,
-            ReconcileError::Fenced => Reason::Fenced,
+            (ReconcileError::Fly(_), _) => Reason::FlyApiError,
+            (ReconcileError::Store(_), _) => Reason::DatabaseError,
+            (ReconcileError::NotVisibleYet(_), _) => Reason::WaitingForFly,
+            (ReconcileError::Fenced, _) => Reason::Fenced,
         }
     }
 
     /// A fixed short name for metric labels (one of [`KINDS`]).
     pub fn kind(&self) -> &'static str {
         match self {
-            ReconcileError::Fly(e) | ReconcileError::Misconfigured(_, e) => e.kind(),
-            ReconcileError::FlyDown(_) => "unavailable",
+            ReconcileError::Fly(e) => e.kind(),
             ReconcileError::Store(e) => e.kind(),
             ReconcileError::NotVisibleYet(_) => "not_visible_yet",
             ReconcileError::Fenced => "fenced",
+            ReconcileError::Rejected(_) => "rejected",
         }
     }
 
     /// What a person reading the row needs: what went wrong, without request ids, API
     /// messages or URLs (the full error goes to the log and to `status_detail`).
-    pub fn summary(&self) -> String {
-        match self {
-            ReconcileError::Fly(e) => fly_summary(e),
-            ReconcileError::FlyDown(_) => {
+    pub fn summary(&self, policy: Policy) -> String {
+        match (self, policy) {
+            (_, Policy::FlyDown) => {
                 "Fly.io is having an outage; the preview is retried as soon as Fly answers again"
                     .into()
             }
-            ReconcileError::Misconfigured(..) => {
+            (_, Policy::Global(_)) => {
                 "the preview service is misconfigured; its operators have been alerted".into()
             }
-            ReconcileError::Store(_) => "the controller could not reach its database".into(),
-            ReconcileError::NotVisibleYet(_) => "waiting for Fly to show a change we made".into(),
-            ReconcileError::Fenced => "the row changed while it was being deployed".into(),
+            (ReconcileError::Fly(e), _) => fly_summary(e),
+            (ReconcileError::Rejected(r), _) => r.message.clone(),
+            (ReconcileError::Store(_), _) => "the controller could not reach its database".into(),
+            (ReconcileError::NotVisibleYet(_), _) => {
+                "waiting for Fly to show a change we made".into()
+            }
+            (ReconcileError::Fenced, _) => "the row changed while it was being deployed".into(),
         }
+    }
+}
+
+/// Metric label of a failed pass (`fly_preview_reconciles_total{result}`).
+pub fn result_label(e: &ReconcileError, policy: Policy) -> &'static str {
+    match (e, policy) {
+        (ReconcileError::Fenced, _) => "fenced",
+        (_, Policy::Retry) => "error",
+        (_, Policy::WaitForChange) => "permanent",
+        (_, Policy::Global(_) | Policy::FlyDown) => "blocked",
     }
 }
 
@@ -219,3 +244,7 @@ fn fly_summary(e: &FlyError) -> String {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod tests;

@@ -131,3 +131,32 @@ pub async fn after_write(
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_pure_and_counts_only_changes_in_the_window() {
+        let mut s = Settings::for_tests("personal");
+        s.redeploy_budget = 2;
+        s.redeploy_window = Duration::from_secs(600);
+        let now = Utc::now();
+        let row = |generation: i64, counted: i64, used: i32, started_ago: i64| PreviewRow {
+            generation,
+            observed_generation: generation - 1,
+            redeploy_generation: counted,
+            redeploys: used,
+            redeploy_window_start: Some(now - chrono::Duration::seconds(started_ago)),
+            ..crate::preview::test_rows::row(Status::Running, 0)
+        };
+        let end = now + chrono::Duration::seconds(500);
+        assert_eq!(throttled_until(&s, &row(5, 4, 2, 100), now), Some(end), "budget used");
+        assert_eq!(throttled_until(&s, &row(5, 4, 1, 100), now), None, "budget left");
+        assert_eq!(throttled_until(&s, &row(5, 4, 2, 700), now), None, "window over");
+        assert_eq!(throttled_until(&s, &row(5, 5, 2, 100), now), None, "already counted: go on");
+        assert_eq!(throttled_until(&s, &row(1, 0, 9, 100), now), None, "a first deploy is free");
+        s.redeploy_budget = 0;
+        assert_eq!(throttled_until(&s, &row(5, 4, 9, 100), now), None, "0 = no budget");
+    }
+}

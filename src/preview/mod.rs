@@ -2,26 +2,29 @@
 //! claimed row: [`observe`] what Fly has, [`plan`] (pure) the steps towards what the row asks
 //! for, [`reconcile`] executes them, [`outcome`] (pure) decides what is written back and when
 //! the row is due again; [`error`] classifies every failure into one policy. [`teardown`]
-//! destroys the apps of deleted rows (tombstones). [`drift`] (leader only) notices changes
-//! behind our back and sweeps orphans; [`sync`] pushes saves to running
+//! destroys the apps of deleted rows (their tombstones are a second queue). [`drift`] (leader
+//! only) notices changes behind our back and sweeps orphans; [`sync`] pushes saves to running
 //! previews; [`gate`] decides what may run while Fly is down or our own Fly settings are
 //! refused; [`local_lane`] gives verdicts that need no Fly call; [`limits`] holds the per-user
 //! quota and redeploy budget; [`machine_config`] is what a row asks Fly to run; [`daemon`]
 //! wires one replica together.
 
-pub mod background;
+pub(crate) mod background;
+pub(crate) mod ctx;
 pub mod daemon;
-pub mod drift;
-pub mod error;
-pub mod gate;
-pub mod limits;
-pub mod local_lane;
+pub(crate) mod deploy;
+pub(crate) mod drift;
+pub(crate) mod error;
+pub(crate) mod gate;
+pub(crate) mod limits;
+pub(crate) mod local_lane;
 pub mod machine_config;
-pub mod observe;
-pub mod outcome;
-pub mod plan;
-pub mod reconcile;
-pub mod scheduler;
+pub(crate) mod observe;
+pub(crate) mod outcome;
+pub(crate) mod plan;
+pub(crate) mod reconcile;
 pub mod settings;
 pub mod sync;
-pub mod teardown;
+pub(crate) mod teardown;
+#[cfg(test)]
+mod test_rows;

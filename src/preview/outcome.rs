@@ -1,46 +1,65 @@
-//! The outcome of a pass, decided: the row's new status (with persisted backoff) or, for a
-//! global condition, no write at all. Pure: `now` and the rng are arguments, so the table
-//! test in `tests/it/outcome.rs` pins every decision.
+//! The outcome of a pass, decided: the row's new status with its due time, and for a failed
+//! pass the [`Action`] its [`Policy`] calls for and the write that records it. Pure: `now`
+//! and the rng are arguments, so the table tests beside this file pin every decision.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
+use crate::model::naming;
 use crate::model::state::{Reason, Status};
 use crate::preview::error::{GlobalCondition, Policy, ReconcileError};
-use crate::preview::reconcile::{MachineRef, Outcome, url_of};
+use crate::preview::plan::MachineRef;
 use crate::preview::settings::Settings;
+use crate::runtime::Action;
 use crate::store::{PreviewRow, StatusWrite};
 
-/// What to do with the row after a pass.
+/// The runtime's action for a preview row.
+pub type PreviewAction = Action<GlobalCondition>;
+
+/// How a pass that did not fail ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    /// Write this status (fenced) and release the lease.
-    Write(StatusWrite),
-    /// Leave the row exactly as it is (release the lease): the controller as a whole is
-    /// blocked by this condition.
-    Blocked(GlobalCondition),
+pub enum Outcome {
+    Running {
+        machine: MachineRef,
+    },
+    /// Work continues; come back after `retry_in`.
+    Progressing {
+        reason: Reason,
+        machine: Option<MachineRef>,
+        retry_in: Duration,
+    },
+    Stopped,
+    /// Teardown requested, app deletion not confirmed yet.
+    TearingDown,
+    /// The row used its redeploy budget: nothing done; the latest request is applied at `until`.
+    Throttled {
+        until: DateTime<Utc>,
+        message: String,
+    },
+    /// The user has no free preview slot: nothing done; the row deploys when one is freed
+    /// (the quota-wake trigger), or at the safety-net recheck.
+    Refused {
+        message: String,
+    },
 }
 
-/// Metric label of a pass (`fly_preview_reconciles_total{result}`).
-pub fn label(result: &Result<Outcome, ReconcileError>) -> &'static str {
-    match result {
-        Ok(Outcome::Running { .. } | Outcome::Stopped) => "ok",
-        Ok(Outcome::Progressing { .. } | Outcome::TearingDown | Outcome::Throttled { .. }) => {
-            "requeue"
-        }
-        Ok(Outcome::Failed { .. }) => "permanent",
-        Err(e) => match e.policy() {
-            Policy::Retry => "error",
-            Policy::WaitForChange => "permanent",
-            Policy::Global(_) | Policy::FlyDown => "blocked",
-        },
-    }
-}
+/// Longest a row waits during an outage before it is looked at again (normally Fly's
+/// recovery makes every `FlyUnavailable` row due at once).
+pub const OUTAGE_RECHECK: Duration = Duration::from_secs(30);
+
+/// A platform failure (5xx, timeout) shows as `error` only from the third attempt in a row:
+/// the first ones are usually an outage starting (the breaker then takes over) or a blip.
+pub const PLATFORM_FAILURES_BEFORE_ERROR: i32 = 3;
 
 fn at(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// The action a write stands for: its due time, or a wait for a change.
+pub fn action_of(w: &StatusWrite) -> PreviewAction {
+    w.next_attempt_at.map_or(Action::AwaitChange, Action::RequeueAt)
 }
 
 fn base(row: &PreviewRow, status: Status, reason: Reason) -> StatusWrite {
@@ -66,21 +85,16 @@ fn machine_fields(row: &PreviewRow, m: Option<&MachineRef>) -> (Option<String>, 
     }
 }
 
-/// The decision for a pass over `row` that ended with `result`, at `now`.
+/// The write for a pass over `row` that ended with `outcome`, at `now`.
 pub fn decide(
     s: &Settings,
     row: &PreviewRow,
-    result: &Result<Outcome, ReconcileError>,
+    outcome: &Outcome,
     now: DateTime<Utc>,
-    rng: &mut impl Rng,
-) -> Decision {
-    let outcome = match result {
-        Ok(o) => o,
-        Err(e) => return failed(s, row, e, now, rng),
-    };
-    Decision::Write(match outcome {
+) -> StatusWrite {
+    match outcome {
         Outcome::Running { machine } => StatusWrite {
-            preview_url: Some(url_of(row)),
+            preview_url: Some(naming::preview_url(&row.fly_app_name)),
             fly_machine_id: Some(machine.id.clone()),
             machine_state: Some(machine.state.clone()),
             ..base(
@@ -116,66 +130,97 @@ pub fn decide(
             observed_generation: None,
             ..base(row, row.status, Reason::RedeployThrottled)
         },
-        Outcome::Failed { reason, message, machine } => {
-            let (fly_machine_id, machine_state) = machine_fields(row, machine.as_ref());
+        Outcome::Refused { message } => {
             let attempts = row.attempts.saturating_add(1);
             StatusWrite {
                 error_message: Some(message.clone()),
-                fly_machine_id,
-                machine_state,
                 attempts,
-                // A refused row is woken when its user frees a slot; this is the safety net.
-                next_attempt_at: (*reason == Reason::QuotaExceeded)
-                    .then(|| at(now, s.quota_recheck(attempts))),
-                ..base(row, Status::Error, *reason)
+                next_attempt_at: Some(at(now, s.quota_recheck(attempts))),
+                ..base(row, Status::Error, Reason::QuotaExceeded)
             }
-        }
-    })
-}
-
-/// An error: retried with backoff, parked until the row changes, or no write at all.
-fn failed(
-    s: &Settings,
-    row: &PreviewRow,
-    e: &ReconcileError,
-    now: DateTime<Utc>,
-    rng: &mut impl Rng,
-) -> Decision {
-    let attempts = row.attempts.saturating_add(1);
-    match e.policy() {
-        Policy::Global(c) => Decision::Blocked(c),
-        Policy::FlyDown => Decision::Write(fly_down(row, e, now)),
-        Policy::WaitForChange => Decision::Write(StatusWrite {
-            error_message: Some(format!(
-                "{}; this will not fix itself: change the row (github_repo_url, github_branch) or \
-                 set status to 'pending' to retry",
-                e.summary()
-            )),
-            attempts,
-            detail: Some(e.to_string()),
-            ..base(row, Status::Error, e.reason())
-        }),
-        Policy::Retry => {
-            let delay = s.backoff.delay(u32::try_from(row.attempts).unwrap_or(0), rng);
-            Decision::Write(StatusWrite {
-                error_message: Some(format!(
-                    "{}; retrying automatically in {} (attempt {attempts})",
-                    e.summary(),
-                    humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
-                )),
-                attempts,
-                detail: Some(e.to_string()),
-                next_attempt_at: Some(at(now, delay)),
-                observed_generation: None,
-                ..base(row, retry_status(row, e, attempts), e.reason())
-            })
         }
     }
 }
 
-/// A platform failure (5xx, timeout) shows as `error` only from the third attempt in a row:
-/// the first ones are usually an outage starting (the breaker then takes over) or a blip.
-pub const PLATFORM_FAILURES_BEFORE_ERROR: i32 = 3;
+/// What a failed pass means for the row: the error policy's action. A retry's delay is
+/// drawn from the persisted backoff (full jitter); an outage rechecks after
+/// [`OUTAGE_RECHECK`] at the latest (the heal signal makes the row due at once).
+pub fn error_action(
+    s: &Settings,
+    row: &PreviewRow,
+    policy: Policy,
+    now: DateTime<Utc>,
+    rng: &mut impl Rng,
+) -> PreviewAction {
+    match policy {
+        Policy::Global(c) => Action::Block(c),
+        Policy::FlyDown => Action::requeue(now, OUTAGE_RECHECK),
+        Policy::WaitForChange => Action::AwaitChange,
+        Policy::Retry => {
+            Action::requeue(now, s.backoff.delay(u32::try_from(row.attempts).unwrap_or(0), rng))
+        }
+    }
+}
+
+/// The write that records a failed pass under `policy` with the chosen `action`.
+pub fn error_write(
+    row: &PreviewRow,
+    e: &ReconcileError,
+    policy: Policy,
+    action: PreviewAction,
+    now: DateTime<Utc>,
+) -> StatusWrite {
+    let attempts = row.attempts.saturating_add(1);
+    let summary = e.summary(policy);
+    let write = StatusWrite {
+        detail: Some(e.to_string()),
+        next_attempt_at: action.due_at(),
+        ..base(row, Status::Error, e.reason(policy))
+    };
+    match (e, policy) {
+        (_, Policy::FlyDown | Policy::Global(_)) => StatusWrite {
+            status: row.status,
+            error_message: Some(summary),
+            attempts: row.attempts,
+            observed_generation: None,
+            ..write
+        },
+        (ReconcileError::Rejected(r), _) => {
+            let (fly_machine_id, machine_state) = machine_fields(row, r.machine.as_ref());
+            StatusWrite {
+                error_message: Some(summary),
+                fly_machine_id,
+                machine_state,
+                attempts,
+                detail: None,
+                ..write
+            }
+        }
+        (_, Policy::WaitForChange) => StatusWrite {
+            error_message: Some(format!(
+                "{summary}; this will not fix itself: change the row (github_repo_url, \
+                 github_branch) or set status to 'pending' to retry"
+            )),
+            attempts,
+            ..write
+        },
+        (_, Policy::Retry) => {
+            let delay = action
+                .due_at()
+                .map_or(Duration::ZERO, |t| (t - now).to_std().unwrap_or(Duration::ZERO));
+            StatusWrite {
+                error_message: Some(format!(
+                    "{summary}; retrying automatically in {} (attempt {attempts})",
+                    humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
+                )),
+                attempts,
+                observed_generation: None,
+                status: retry_status(row, e, attempts),
+                ..write
+            }
+        }
+    }
+}
 
 fn retry_status(row: &PreviewRow, e: &ReconcileError, attempts: i32) -> Status {
     if e.is_platform_failure() && attempts < PLATFORM_FAILURES_BEFORE_ERROR {
@@ -185,19 +230,6 @@ fn retry_status(row: &PreviewRow, e: &ReconcileError, attempts: i32) -> Status {
     }
 }
 
-/// Fly is down: status and attempts stay, the reason says why; due again after
-/// [`OUTAGE_RECHECK`] at the latest (the heal signal makes it due at once).
-fn fly_down(row: &PreviewRow, e: &ReconcileError, now: DateTime<Utc>) -> StatusWrite {
-    StatusWrite {
-        error_message: Some(e.summary()),
-        detail: Some(e.to_string()),
-        attempts: row.attempts,
-        next_attempt_at: Some(at(now, OUTAGE_RECHECK)),
-        observed_generation: None,
-        ..base(row, row.status, Reason::FlyUnavailable)
-    }
-}
-
-/// Longest a row waits during an outage before it is looked at again (normally Fly's
-/// recovery makes every `FlyUnavailable` row due at once).
-pub const OUTAGE_RECHECK: Duration = Duration::from_secs(30);
+#[cfg(test)]
+#[path = "outcome_tests.rs"]
+mod tests;

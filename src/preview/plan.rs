@@ -43,6 +43,19 @@ pub struct MachineSeen {
     pub oom_killed: bool,
 }
 
+/// The preview's machine as a pass last saw it (what the row records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MachineRef {
+    pub id: String,
+    pub state: String,
+}
+
+impl MachineRef {
+    pub fn of(m: &MachineSeen) -> Self {
+        Self { id: m.id.clone(), state: m.state.clone() }
+    }
+}
+
 impl MachineSeen {
     pub fn from_machine(m: &Machine, preview_id: uuid::Uuid) -> Self {
         let meta = m.metadata();
@@ -265,3 +278,7 @@ pub fn failure_reason(f: &Failure) -> Reason {
         Failure::Unhealthy { .. } => Reason::HealthDeadlineExceeded,
     }
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

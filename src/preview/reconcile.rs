@@ -1,117 +1,59 @@
-//! The executor: one reconcile pass for one claimed row. It observes Fly, asks `plan` for the
-//! next step, performs it, updates its picture and asks again, until the preview is ready,
-//! must wait, or failed. The outcome becomes a fenced status write.
+//! The preview domain's side of the runtime contract: [`Previews`] reconciles one claimed
+//! row ([`pass`]: budget, teardown or quota + deploy), decides the write with the pure
+//! [`outcome`](crate::preview::outcome) and lands it fenced; [`PreviewQueue`] is the table
+//! `public.fly_preview_apps` as the runtime's queue.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use uuid::Uuid;
 
-use crate::fly::{CreateMachineRequest, FlyClient, FlyError, IpType, WaitOutcome};
-use crate::model::state::{DesiredState, Reason, Status};
-use crate::model::{naming, validate};
-pub use crate::preview::error::{GlobalCondition, ReconcileError};
-use crate::preview::gate::FlyGate;
+use crate::fly::{FlyClient, FlyError};
+use crate::model::state::Reason;
+use crate::model::state::{DesiredState, Status};
+use crate::ops::metrics::Metrics;
+use crate::preview::ctx::Ctx;
+use crate::preview::deploy::{Deploy, validate_row};
+use crate::preview::error::{self, GlobalCondition, Policy, ReconcileError, Rejection};
 use crate::preview::limits;
-use crate::preview::machine_config::{self, LAUNCH_MARKER_KEY, PREVIEW_ID_KEY, PreviewSpec};
-use crate::preview::observe;
-use crate::preview::plan::{self, Desired, MachineSeen, Observed, Step};
-use crate::preview::settings::Settings;
+use crate::preview::outcome::{self, Outcome, PreviewAction};
+use crate::runtime::{Claimed, Queue, QueueError, Reconciler};
 use crate::store::{Lease, PreviewRow, StatusWrite, Store};
-
-/// Upper bound on steps in one pass (a pass normally needs at most 7).
-const MAX_STEPS: usize = 16;
-
-/// How a pass ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    Running {
-        machine: MachineRef,
-    },
-    /// Work continues; come back after `retry_in`.
-    Progressing {
-        reason: Reason,
-        machine: Option<MachineRef>,
-        retry_in: Duration,
-    },
-    Stopped,
-    /// Teardown requested, app deletion not confirmed yet.
-    TearingDown,
-    /// The row used its redeploy budget: nothing done; the latest request is applied at `until`.
-    Throttled {
-        until: chrono::DateTime<Utc>,
-        message: String,
-    },
-    /// Permanent: waits for the row to change.
-    Failed {
-        reason: Reason,
-        message: String,
-        machine: Option<MachineRef>,
-    },
-}
-
-impl From<limits::Hold> for Outcome {
-    fn from(h: limits::Hold) -> Self {
-        match h {
-            limits::Hold::Throttled { until, message } => Outcome::Throttled { until, message },
-            limits::Hold::Refused { message } => {
-                Outcome::Failed { reason: Reason::QuotaExceeded, message, machine: None }
-            }
-        }
-    }
-}
-
-/// The preview's machine as a pass last saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MachineRef {
-    pub id: String,
-    pub state: String,
-}
-
-impl MachineRef {
-    fn of(m: &MachineSeen) -> Self {
-        Self { id: m.id.clone(), state: m.state.clone() }
-    }
-}
-
-/// Shared, immutable context of every pass.
-pub struct Ctx {
-    pub fly: FlyClient,
-    pub store: Store,
-    pub settings: Arc<Settings>,
-    /// Fly's health and the controller's configuration: what may run now.
-    pub gate: Arc<FlyGate>,
-}
 
 /// One pass for one row: within the row's redeploy budget, desired `stopped` tears down,
 /// otherwise deploys if the user's quota has a slot for it.
-pub async fn reconcile(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError> {
+pub async fn pass(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError> {
     if let Some(hold) = limits::budget(&ctx.store, &ctx.settings, row).await? {
         return Ok(hold.into());
     }
     if row.desired_state == DesiredState::Stopped {
-        if ctx.fly.breaker().is_open() {
-            return Err(ReconcileError::FlyDown(FlyError::unavailable()));
-        }
+        ctx.fly_up()?;
         return teardown(&ctx.fly, &row.fly_app_name).await;
     }
     if let Err(e) = validate_row(row, &ctx.settings.rules) {
-        return Ok(Outcome::Failed {
-            reason: Reason::InvalidSpec,
+        let reason = Reason::InvalidSpec;
+        return Err(ReconcileError::Rejected(Rejection {
+            reason,
             message: e.to_string(),
             machine: None,
-        });
+        }));
     }
-    if ctx.fly.breaker().is_open() {
-        return Err(ReconcileError::FlyDown(FlyError::unavailable()));
-    }
+    ctx.fly_up()?;
     let admitted = match limits::admit(&ctx.store, &ctx.settings, row).await? {
         limits::Admit::Refused(hold) => return Ok(hold.into()),
         limits::Admit::Admitted => true,
         limits::Admit::Holds => false,
     };
     Deploy { ctx, row, marked: admitted || row.status == Status::Initializing }.run().await
+}
+
+impl From<limits::Hold> for Outcome {
+    fn from(h: limits::Hold) -> Self {
+        match h {
+            limits::Hold::Throttled { until, message } => Outcome::Throttled { until, message },
+            limits::Hold::Refused { message } => Outcome::Refused { message },
+        }
+    }
 }
 
 /// Deletes the app and confirms it is gone.
@@ -129,308 +71,130 @@ async fn teardown(fly: &FlyClient, app: &str) -> Result<Outcome, ReconcileError>
     }
 }
 
-struct Deploy<'a> {
-    ctx: &'a Ctx,
-    row: &'a PreviewRow,
-    /// The row already shows `initializing` for this pass.
-    marked: bool,
+/// The preview reconciler of one replica.
+pub struct Previews {
+    pub ctx: Arc<Ctx>,
+    pub metrics: Metrics,
 }
 
-impl Deploy<'_> {
-    fn app(&self) -> &str {
-        &self.row.fly_app_name
+impl Previews {
+    fn policy(&self, e: &ReconcileError) -> Policy {
+        error::classify(e, self.ctx.fly.breaker().is_open())
     }
 
-    fn desired(&self) -> Desired {
-        let since = Utc::now() - self.row.requested_at;
-        let deadline = chrono::Duration::from_std(self.ctx.settings.init_deadline)
-            .unwrap_or(chrono::Duration::MAX);
-        Desired {
-            preview_id: self.row.id,
-            generation: self.row.generation,
-            was_running: self.row.status == Status::Running
-                && self.row.observed_generation == self.row.generation,
-            deadline_passed: since > deadline,
-        }
-    }
-
-    async fn observe(&self) -> Result<Observed, ReconcileError> {
-        let r = self.row;
-        if r.observed_generation == 0 && r.fly_machine_id.is_none() {
-            // Never acted on: assume nothing exists yet and let create-app find out (a taken
-            // name answers 422 and is then observed fully). Saves a call on the happy path.
-            return Ok(Observed::missing());
-        }
-        let known = r.status == Status::Initializing && r.observed_generation == r.generation;
-        if let (true, Some(id)) = (known, r.fly_machine_id.as_deref())
-            && let Some(seen) = observe::fast(&self.ctx.fly, self.app(), id, r.id).await?
-        {
-            return Ok(seen);
-        }
-        Ok(observe::full(&self.ctx.fly, self.app(), r.id).await?)
-    }
-
-    async fn run(mut self) -> Result<Outcome, ReconcileError> {
-        let want = self.desired();
-        let mut seen = self.observe().await?;
-        for _ in 0..MAX_STEPS {
-            let step = plan::plan(&want, &seen);
-            tracing::debug!(?step, "step");
-            if let Some(outcome) = self.act(step, &mut seen).await? {
-                return Ok(outcome);
-            }
-        }
-        Ok(self.progressing(Reason::WaitingForMachine, &seen))
-    }
-
-    fn progressing(&self, reason: Reason, seen: &Observed) -> Outcome {
-        let machine = seen.machines.iter().find(|m| m.ours).map(MachineRef::of);
-        Outcome::Progressing { reason, machine, retry_in: self.ctx.settings.health_poll }
-    }
-
-    /// The pass that just asked Fly to boot a machine ends here.
-    fn booting(&self, seen: &Observed) -> Outcome {
-        let machine = seen.machines.iter().find(|m| m.ours).map(MachineRef::of);
-        Outcome::Progressing {
-            reason: Reason::WaitingForMachine,
-            machine,
-            retry_in: self.ctx.settings.boot_estimate,
-        }
-    }
-
-    /// Shows `initializing` before the first change on Fly, so the web app sees progress.
-    async fn mark(&mut self, machine: Option<&MachineSeen>) -> Result<(), ReconcileError> {
-        if self.marked {
-            return Ok(());
-        }
-        let r = self.row;
-        let w = StatusWrite {
-            status: Status::Initializing,
-            reason: Reason::Deploying,
-            error_message: None,
-            detail: None,
-            preview_url: None,
-            fly_machine_id: machine.map(|m| m.id.clone()).or_else(|| r.fly_machine_id.clone()),
-            machine_state: machine.map(|m| m.state.clone()),
-            observed_generation: None,
-            attempts: r.attempts,
-            next_attempt_at: Some(Utc::now()),
+    /// The fenced write of a pass's result; the lease goes back with it.
+    async fn write(&self, row: &PreviewRow, w: &StatusWrite) -> Result<(), ReconcileError> {
+        let store = &self.ctx.store;
+        let Some(landed) = store.write_status(row.id, row.generation, w, Lease::Release).await?
+        else {
+            tracing::info!("row changed meanwhile; result discarded, it will be reconciled again");
+            return Err(ReconcileError::Fenced);
         };
-        self.ctx
-            .store
-            .write_status(r.id, r.generation, &w, Lease::Keep)
-            .await?
-            .ok_or(ReconcileError::Fenced)?;
-        self.marked = true;
+        tracing::info!(status = %w.status, reason = %w.reason, "reconciled");
+        if w.status == Status::Running && landed.previous_status != Status::Running {
+            let secs = (Utc::now() - landed.requested_at).num_milliseconds().max(0) as f64 / 1e3;
+            self.metrics.time_to_running.observe(secs);
+        }
+        limits::after_write(store, &self.ctx.settings, &self.metrics, row, w.reason).await;
         Ok(())
     }
+}
 
-    /// Performs one step. `Some(outcome)` ends the pass.
-    async fn act(
-        &mut self,
-        step: Step,
-        seen: &mut Observed,
-    ) -> Result<Option<Outcome>, ReconcileError> {
-        let fly = &self.ctx.fly;
-        let app = self.row.fly_app_name.clone();
-        match step {
-            Step::CreateApp => {
-                self.mark(None).await?;
-                *seen = self.create_app().await?;
-            }
-            Step::AllocateV6 => {
-                fly.assign_ip(&app, IpType::V6).await?;
-                seen.has_v6 = true;
-            }
-            Step::AllocateSharedV4 => {
-                fly.assign_ip(&app, IpType::SharedV4).await?;
-                seen.has_shared_v4 = true;
-            }
-            Step::DestroyMachine { id } => {
-                tracing::info!(machine = %id, "destroying a machine that should not be there");
-                match fly.destroy_machine(&app, &id, true).await {
-                    Ok(()) | Err(FlyError::NotFound(_)) => seen.machines.retain(|m| m.id != id),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            // After create/update/start the pass ends: no worker slot is held while Fly boots
-            // the machine; the row is looked at again when it can be expected to be up.
-            Step::CreateMachine => {
-                self.mark(None).await?;
-                let m = self.create_machine().await?;
-                seen.machines.push(m);
-                return Ok(Some(self.booting(seen)));
-            }
-            Step::UpdateMachine { id } => {
-                self.mark(None).await?;
-                let m = fly
-                    .update_machine(&app, &id, &self.request(&Uuid::new_v4().to_string()))
-                    .await
-                    .map_err(image_refused)?;
-                replace(seen, MachineSeen::from_machine(&m, self.row.id));
-                return Ok(Some(self.booting(seen)));
-            }
-            Step::StartMachine { id } => {
-                self.mark(None).await?;
-                fly.start_machine(&app, &id).await?;
-                if let Some(m) = seen.machines.iter_mut().find(|m| m.id == id) {
-                    m.state = "starting".into();
-                }
-                return Ok(Some(self.booting(seen)));
-            }
-            Step::WaitStarted { id, instance_id } => {
-                return self.wait_started(&id, instance_id, seen).await;
-            }
-            Step::WaitHealthy { .. } => {
-                return Ok(Some(self.progressing(Reason::WaitingForHealthCheck, seen)));
-            }
-            Step::Requeue { .. } => {
-                return Ok(Some(self.progressing(Reason::WaitingForMachine, seen)));
-            }
-            Step::Ready { id, state } => {
-                return Ok(Some(Outcome::Running { machine: MachineRef { id, state } }));
-            }
-            Step::Fail(f) => {
-                let machine = seen.machines.iter().find(|m| m.ours).map(MachineRef::of);
-                let message = plan::failure_message(&f, &app);
-                return Ok(Some(Outcome::Failed {
-                    reason: plan::failure_reason(&f),
-                    message,
-                    machine,
-                }));
-            }
-        }
-        Ok(None)
+impl Reconciler for Previews {
+    type Row = PreviewRow;
+    type Error = ReconcileError;
+    type Block = GlobalCondition;
+
+    async fn reconcile(&self, row: &PreviewRow) -> Result<PreviewAction, ReconcileError> {
+        let outcome = pass(&self.ctx, row).await?;
+        let w = outcome::decide(&self.ctx.settings, row, &outcome, Utc::now());
+        self.write(row, &w).await?;
+        Ok(outcome::action_of(&w))
     }
 
-    /// Creates the app; a taken name is ours only if our token can see it (GET 200).
-    async fn create_app(&self) -> Result<Observed, ReconcileError> {
-        let fly = &self.ctx.fly;
-        let net = naming::network_name(self.app());
-        match fly.create_app_in_network(self.app(), &self.ctx.settings.org, Some(&net)).await {
-            Ok(_) => Ok(Observed::fresh_app()),
-            Err(FlyError::NameTaken(_)) => {
-                let seen = observe::full(fly, self.app(), self.row.id).await?;
-                if seen.app == plan::AppSeen::Missing {
-                    return Err(ReconcileError::NotVisibleYet(
-                        "app name taken but the app is not visible yet",
-                    ));
-                }
-                Ok(seen)
-            }
-            Err(e) => Err(match GlobalCondition::of_org_call(&e) {
-                Some(c) => ReconcileError::Misconfigured(c, e),
-                None => e.into(),
-            }),
-        }
+    fn error_policy(&self, row: &PreviewRow, e: &ReconcileError) -> PreviewAction {
+        let s = &self.ctx.settings;
+        outcome::error_action(s, row, self.policy(e), Utc::now(), &mut rand::rng())
     }
 
-    fn request(&self, marker: &str) -> CreateMachineRequest {
-        let r = self.row;
-        let url = validate::normalize_repo_url(r.github_repo_url.as_deref().unwrap_or_default());
-        let spec = PreviewSpec {
-            preview_id: r.id,
-            generation: r.generation,
-            repo_url: &url,
-            branch: r.github_branch.as_deref().unwrap_or("main"),
-            launch_marker: marker,
-        };
-        CreateMachineRequest {
-            name: None,
-            region: self.ctx.settings.region.clone(),
-            config: machine_config::build(&self.ctx.settings.runner, &spec),
-            skip_launch: None,
-            current_version: None,
-        }
-    }
-
-    /// Creates the machine with a fresh launch marker. An ambiguous answer (408/5xx/lost
-    /// connection) is resolved by listing our machines and adopting the one with the marker;
-    /// nothing is retried blindly.
-    async fn create_machine(&self) -> Result<MachineSeen, ReconcileError> {
-        let marker = Uuid::new_v4().to_string();
-        let fly = &self.ctx.fly;
-        match fly.create_machine(self.app(), &self.request(&marker)).await {
-            Ok(m) => Ok(MachineSeen::from_machine(&m, self.row.id)),
-            Err(FlyError::AmbiguousCreate(info)) => {
-                tracing::warn!(error = %info, "ambiguous create; looking for our launch marker");
-                let id = self.row.id.to_string();
-                let listed =
-                    fly.list_machines(self.app(), &[(PREVIEW_ID_KEY, id.as_str())]).await?;
-                let found = listed.iter().find(|m| {
-                    m.metadata()
-                        .and_then(|md| md.get(LAUNCH_MARKER_KEY))
-                        .is_some_and(|v| *v == marker)
-                });
-                match found {
-                    Some(m) => Ok(MachineSeen::from_machine(m, self.row.id)),
-                    None => Err(ReconcileError::NotVisibleYet(
-                        "machine create was ambiguous and no machine carries our marker yet",
-                    )),
-                }
-            }
-            Err(e) => Err(image_refused(e)),
-        }
-    }
-
-    async fn wait_started(
+    async fn record_error(
         &self,
-        id: &str,
-        instance_id: Option<String>,
-        seen: &mut Observed,
-    ) -> Result<Option<Outcome>, ReconcileError> {
-        let slice = self.ctx.settings.wait_slice;
-        match self
-            .ctx
-            .fly
-            .wait_machine(self.app(), id, "started", instance_id.as_deref(), slice)
-            .await?
-        {
-            WaitOutcome::Reached { state } => {
-                if let Some(m) = seen.machines.iter_mut().find(|m| m.id == id) {
-                    m.state = state;
-                    m.checks_passing = false;
-                }
-                Ok(Some(self.progressing(Reason::WaitingForHealthCheck, seen)))
-            }
-            WaitOutcome::TimedOut => Ok(Some(self.progressing(Reason::WaitingForMachine, seen))),
+        row: &PreviewRow,
+        e: &ReconcileError,
+        action: PreviewAction,
+    ) -> Result<(), ReconcileError> {
+        if matches!(e, ReconcileError::Fenced) {
+            // Someone else's write won: there is nothing of ours to record.
+            return Err(ReconcileError::Fenced);
         }
+        let w = outcome::error_write(row, e, self.policy(e), action, Utc::now());
+        self.write(row, &w).await
+    }
+
+    fn error_kind(e: &ReconcileError) -> &'static str {
+        e.kind()
+    }
+
+    fn error_label(&self, e: &ReconcileError) -> &'static str {
+        error::result_label(e, self.policy(e))
+    }
+
+    fn pass_limit(&self, max: usize) -> usize {
+        self.ctx.gate.pass_limit(max)
+    }
+
+    fn block(&self, condition: GlobalCondition) {
+        self.ctx.gate.block(condition);
+    }
+
+    fn pass_ok(&self) {
+        self.ctx.gate.pass_ok();
     }
 }
 
-/// A machine create/update refused because of the image is the controller's setting, not
-/// the row's: every preview uses the same runner image.
-fn image_refused(e: FlyError) -> ReconcileError {
-    let about_image = e.message().to_ascii_lowercase().contains("image");
-    if matches!(e, FlyError::Permanent(_)) && about_image {
-        ReconcileError::Misconfigured(GlobalCondition::RunnerImageRejected, e)
-    } else {
-        e.into()
+impl Claimed for PreviewRow {
+    fn id(&self) -> uuid::Uuid {
+        self.id
+    }
+
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("reconcile", id = %self.id, app = %self.fly_app_name, generation = self.generation)
     }
 }
 
-fn replace(seen: &mut Observed, m: MachineSeen) {
-    seen.machines.retain(|x| x.id != m.id);
-    seen.machines.push(m);
+/// `public.fly_preview_apps` as the runtime's queue: people's requests first, fair across
+/// users (at most `per_user` rows of one user leased at once).
+pub struct PreviewQueue {
+    pub store: Store,
+    pub lease: Duration,
+    pub per_user: i64,
 }
 
-/// The preview URL of a row.
-pub fn url_of(row: &PreviewRow) -> String {
-    naming::preview_url(&row.fly_app_name)
+fn boxed(e: crate::store::StoreError) -> QueueError {
+    Box::new(e)
 }
 
-/// The row's spec checked against the rules (pure; no Fly call).
-pub fn validate_row(
-    row: &PreviewRow,
-    rules: &validate::Rules,
-) -> Result<(), validate::ValidationError> {
-    let user_id = row.user_id.to_string();
-    let spec = validate::Spec {
-        user_id: &user_id,
-        project_id: &row.project_id,
-        fly_app_name: &row.fly_app_name,
-        repo_url: row.github_repo_url.as_deref(),
-        branch: row.github_branch.as_deref(),
-    };
-    validate::validate(&spec, rules)
+impl Queue for PreviewQueue {
+    type Row = PreviewRow;
+
+    async fn claim(&self, limit: usize) -> Result<Vec<PreviewRow>, QueueError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.store.claim(limit, self.lease, self.per_user).await.map_err(boxed)
+    }
+
+    async fn next_due(&self) -> Result<Option<Duration>, QueueError> {
+        self.store.next_due().await.map_err(boxed)
+    }
+
+    async fn renew(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, QueueError> {
+        self.store.renew(ids, self.lease).await.map_err(boxed)
+    }
+
+    async fn release(&self, id: uuid::Uuid) -> Result<bool, QueueError> {
+        self.store.release(id).await.map_err(boxed)
+    }
+
+    async fn release_all(&self) -> Result<u64, QueueError> {
+        self.store.release_all().await.map_err(boxed)
+    }
 }

@@ -35,38 +35,30 @@
 //! call); its own pass then re-creates it. `TRUNCATE` fires no row trigger: those apps are
 //! left to the orphan sweep, as are apps whose rows were deleted before tombstones existed.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rand::Rng;
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinSet;
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::fly::{FlyError, Machine};
+use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
-use crate::ops::shutdown::{self, Phase};
-use crate::preview::error::{GlobalCondition, Policy, ReconcileError};
+use crate::ops::shutdown::Phase;
+use crate::preview::ctx::Ctx;
+use crate::preview::error::{self, GlobalCondition, Policy, ReconcileError};
 use crate::preview::machine_config;
 use crate::preview::outcome::OUTAGE_RECHECK;
-use crate::preview::reconcile::Ctx;
 use crate::runtime::backoff::Backoff;
-use crate::runtime::{Action, Claimed, Queue, Reconciler};
-use crate::store::{Tombstone, Tombstones};
+use crate::runtime::driver::renew_leases;
+use crate::runtime::{Action, Claimed, InFlight, Queue, QueueError, Reconciler, Runtime, Timing};
+use crate::store::{StoreError, Tombstone, Tombstones};
 
 /// Teardowns running at once. App deletes share one global rate limit (100 a minute), so
 /// more passes would only wait for it, holding leases.
 pub const PARALLEL: usize = 4;
-
-/// While the gate holds every pass back, how often it is looked at again (no database call).
-const GATE_RECHECK: Duration = Duration::from_secs(1);
-
-/// Shortest sleep between claims when a tombstone is overdue but was not claimed (another
-/// replica holds its lock for a moment): no busy loop.
-const MIN_SLEEP: Duration = Duration::from_millis(5);
 
 /// How a teardown ended: the label of `fly_preview_teardowns_completed_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +102,10 @@ pub struct Teardown {
 }
 
 impl Teardown {
+    fn policy(&self, e: &ReconcileError) -> Policy {
+        error::classify(e, self.ctx.fly.breaker().is_open())
+    }
+
     /// The checks and the delete: whether the app is the deleted row's, and if so, gone.
     async fn verdict(&self, t: &Tombstone) -> Result<Verdict, ReconcileError> {
         let (ctx, app) = (&self.ctx, t.fly_app_name.as_str());
@@ -119,9 +115,7 @@ impl Teardown {
         if ctx.store.app_name_exists(app).await? {
             return Ok(Verdict::Kept(Keep::NameInUse));
         }
-        if ctx.fly.breaker().is_open() {
-            return Err(ReconcileError::FlyDown(FlyError::unavailable()));
-        }
+        ctx.fly_up()?;
         let machines = match ctx.fly.list_machines(app, &[]).await {
             Ok(ms) => ms,
             Err(FlyError::NotFound(_)) => return Ok(Verdict::Absent),
@@ -155,18 +149,19 @@ fn all_ours(machines: &[Machine], row: Uuid) -> bool {
         .all(|m| m.metadata().is_some_and(|md| machine_config::is_ours(md, row)))
 }
 
-/// What a failed teardown means: pure, table-tested. A global condition blocks everything;
-/// a Fly outage looks again after [`OUTAGE_RECHECK`]; anything else (rate limits, transient
-/// and unexpected answers: a tombstone never changes, so nothing is worth waiting for) backs
-/// off by the persisted attempt count.
-pub fn policy(
-    e: &ReconcileError,
+/// What a failed teardown's policy ([`error::classify`]) means for its tombstone: pure,
+/// table-tested. A global condition blocks everything; a Fly outage looks again after
+/// [`OUTAGE_RECHECK`]; anything else (rate limits, transient and unexpected answers: a
+/// tombstone never changes, so nothing is worth waiting for) backs off by the persisted
+/// attempt count.
+pub fn action(
+    policy: Policy,
     attempts: i32,
     backoff: &Backoff,
     now: DateTime<Utc>,
     rng: &mut impl Rng,
 ) -> Action<GlobalCondition> {
-    match e.policy() {
+    match policy {
         Policy::Global(c) => Action::Block(c),
         Policy::FlyDown => Action::requeue(now, OUTAGE_RECHECK),
         Policy::Retry | Policy::WaitForChange => {
@@ -182,14 +177,7 @@ impl Reconciler for Teardown {
     type Block = GlobalCondition;
 
     async fn reconcile(&self, t: &Tombstone) -> Result<Action<GlobalCondition>, ReconcileError> {
-        let verdict = match self.verdict(t).await {
-            Err(ReconcileError::Fly(e))
-                if e.is_platform_failure() && self.ctx.fly.breaker().is_open() =>
-            {
-                return Err(ReconcileError::FlyDown(e));
-            }
-            other => other?,
-        };
+        let verdict = self.verdict(t).await?;
         if !self.tombstones.finish(t).await? {
             return Err(ReconcileError::Fenced);
         }
@@ -207,7 +195,8 @@ impl Reconciler for Teardown {
     }
 
     fn error_policy(&self, t: &Tombstone, e: &ReconcileError) -> Action<GlobalCondition> {
-        policy(e, t.attempts, &self.ctx.settings.backoff, Utc::now(), &mut rand::rng())
+        let backoff = &self.ctx.settings.backoff;
+        action(self.policy(e), t.attempts, backoff, Utc::now(), &mut rand::rng())
     }
 
     async fn record_error(
@@ -218,7 +207,7 @@ impl Reconciler for Teardown {
     ) -> Result<(), ReconcileError> {
         let Some(at) = action.due_at() else { return Ok(()) };
         // the error as the client reports it (redacted: no token, no secret)
-        let counts = e.policy() != Policy::FlyDown;
+        let counts = self.policy(e) != Policy::FlyDown;
         if !self.tombstones.retry(t.id, at, &e.to_string(), counts).await? {
             tracing::info!("the tombstone's lease was lost meanwhile; its new holder retries it");
         }
@@ -227,6 +216,14 @@ impl Reconciler for Teardown {
 
     fn error_kind(e: &ReconcileError) -> &'static str {
         e.kind()
+    }
+
+    fn error_label(&self, e: &ReconcileError) -> &'static str {
+        match (e, self.policy(e)) {
+            (ReconcileError::Fenced, _) => "fenced",
+            (_, Policy::Global(_) | Policy::FlyDown) => "blocked",
+            (_, Policy::Retry | Policy::WaitForChange) => "error",
+        }
     }
 
     /// Nothing before the first Fly probe or while a condition a probe can clear (token,
@@ -241,9 +238,10 @@ impl Reconciler for Teardown {
     }
 }
 
-/// Works tombstones until the shutdown phase leaves `Running`, then drains and releases.
-/// Woken by `wake` (the delete NOTIFY, a listener reconnect), by finished passes and by the
-/// earliest due tombstone; `poll_interval` is the backstop. Keeps the pending gauge fresh.
+/// Works tombstones until the shutdown phase leaves `Running`, then drains and releases: the
+/// queue runtime over [`Tombstones`] and [`Teardown`], woken by `wake` (the delete NOTIFY, a
+/// listener reconnect), by finished passes and by the earliest due tombstone, with
+/// `POLL_INTERVAL` as the backstop. Keeps the pending gauge fresh.
 pub async fn run(
     ctx: Arc<Ctx>,
     metrics: Metrics,
@@ -253,10 +251,24 @@ pub async fn run(
     let s = ctx.settings.clone();
     let tombstones = Tombstones::new(ctx.store.pool().clone(), ctx.store.owner(), s.lease);
     let gauge = pending_gauge(tombstones.clone(), metrics.clone(), s.stats_interval);
-    let teardown = Teardown { ctx, metrics, tombstones: tombstones.clone() };
-    let timing = Timing { poll: s.poll_interval, lease: s.lease, drain: s.shutdown_timeout };
+    let runtime = Runtime {
+        queue: Arc::new(tombstones.clone()),
+        reconciler: Arc::new(Teardown { ctx, metrics: metrics.clone(), tombstones }),
+        timing: Timing {
+            concurrency: PARALLEL,
+            poll_interval: s.poll_interval,
+            shutdown_timeout: s.shutdown_timeout,
+        },
+        metrics,
+        // Its own: the replica's liveness and readiness are the preview loop's.
+        health: Arc::new(Health::default()),
+        wake,
+        inflight: InFlight::default(),
+    };
+    let renew = renew_leases(runtime.queue.clone(), runtime.inflight.clone(), s.lease);
     tokio::select! {
-        () = drive(Arc::new(tombstones), Arc::new(teardown), wake, phase, timing) => {}
+        () = runtime.run(phase) => {}
+        () = renew => {}
         () = gauge => {}
     }
 }
@@ -273,148 +285,64 @@ async fn pending_gauge(tombstones: Tombstones, metrics: Metrics, every: Duration
     }
 }
 
-/// The small driver's timings.
-#[derive(Debug, Clone, Copy)]
-struct Timing {
-    poll: Duration,
-    lease: Duration,
-    drain: Duration,
-}
-
-type Held = Arc<Mutex<HashSet<Uuid>>>;
-
-/// Claim, work, record: the runtime contract's loop in its smallest form.
-async fn drive<Q, R>(
-    q: Arc<Q>,
-    r: Arc<R>,
-    wake: Arc<Notify>,
-    mut phase: watch::Receiver<Phase>,
-    t: Timing,
-) where
-    Q: Queue,
-    R: Reconciler<Row = Q::Row>,
-{
-    let held: Held = Arc::default();
-    let mut passes = JoinSet::new();
-    let mut renew = tokio::time::interval(t.lease / 3);
-    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    while *phase.borrow() == Phase::Running {
-        while passes.try_join_next().is_some() {}
-        let limit = r.pass_limit(PARALLEL);
-        let free = limit.saturating_sub(passes.len());
-        let mut sleep = if limit == 0 { GATE_RECHECK.min(t.poll) } else { t.poll };
-        if free > 0 {
-            match q.claim(free).await {
-                Ok(rows) => {
-                    let full = rows.len() >= free;
-                    for row in rows {
-                        lock(&held).insert(row.id());
-                        passes.spawn(pass(q.clone(), r.clone(), held.clone(), row));
-                    }
-                    if !full {
-                        match q.next_due().await {
-                            Ok(Some(due)) => sleep = due.clamp(MIN_SLEEP, t.poll),
-                            Ok(None) => {}
-                            Err(e) => {
-                                tracing::warn!(error = %e, "reading the next due tombstone failed")
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "claiming tombstones failed"),
-            }
-        }
-        tokio::select! {
-            () = wake.notified() => {}
-            () = tokio::time::sleep(sleep) => {}
-            Some(_) = passes.join_next(), if !passes.is_empty() => {}
-            _ = renew.tick(), if !passes.is_empty() => renew_held(&*q, &held).await,
-            _ = phase.changed() => {}
-        }
+impl Claimed for Tombstone {
+    fn id(&self) -> Uuid {
+        self.id
     }
-    let deadline = tokio::time::sleep(t.drain);
-    tokio::pin!(deadline);
-    while !passes.is_empty() {
-        tokio::select! {
-            _ = passes.join_next() => {}
-            () = &mut deadline => break,
-            () = shutdown::reached(&mut phase, Phase::Abort) => break,
-        }
-    }
-    passes.abort_all();
-    if let Err(e) = q.release_all().await {
-        tracing::warn!(error = %e, "releasing tombstones failed; their leases expire on their own");
+
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("teardown", id = %self.id, app = %self.fly_app_name, attempts = self.attempts)
     }
 }
 
-fn lock(held: &Held) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
-    held.lock().unwrap_or_else(|p| p.into_inner())
+fn boxed(e: StoreError) -> QueueError {
+    Box::new(e)
 }
 
-async fn renew_held<Q: Queue>(q: &Q, held: &Held) {
-    let ids: Vec<Uuid> = lock(held).iter().copied().collect();
-    match q.renew(&ids).await {
-        Ok(kept) if kept.len() < ids.len() => tracing::warn!(
-            lost = ids.len() - kept.len(),
-            "some tombstone leases were lost; their writes will be fenced out"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "renewing tombstone leases failed"),
-    }
-}
+/// `fly_preview_controller.tombstones` as the runtime's queue.
+impl Queue for Tombstones {
+    type Row = Tombstone;
 
-/// One pass: reconcile, and on failure ask the policy and record it (or block).
-async fn pass<Q, R>(q: Arc<Q>, r: Arc<R>, held: Held, row: Q::Row)
-where
-    Q: Queue,
-    R: Reconciler<Row = Q::Row>,
-{
-    let id = row.id();
-    let span = row.span();
-    async {
-        match r.reconcile(&row).await {
-            Ok(_) => r.pass_ok(),
-            Err(e) => {
-                let action = r.error_policy(&row, &e);
-                tracing::warn!(error = %e, kind = R::error_kind(&e), ?action, "teardown failed");
-                if let Action::Block(c) = action {
-                    if let Err(e) = q.release(id).await {
-                        tracing::warn!(error = %e, "giving the tombstone back failed");
-                    }
-                    r.block(c);
-                } else if let Err(e) = r.record_error(&row, &e, action).await {
-                    tracing::warn!(error = %e, "recording the failure failed; the lease expires");
-                }
-            }
-        }
+    async fn claim(&self, limit: usize) -> Result<Vec<Tombstone>, QueueError> {
+        Tombstones::claim(self, i64::try_from(limit).unwrap_or(i64::MAX)).await.map_err(boxed)
     }
-    .instrument(span)
-    .await;
-    lock(&held).remove(&id);
+
+    async fn next_due(&self) -> Result<Option<Duration>, QueueError> {
+        Tombstones::next_due(self).await.map_err(boxed)
+    }
+
+    async fn renew(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, QueueError> {
+        Tombstones::renew(self, ids).await.map_err(boxed)
+    }
+
+    async fn release(&self, id: Uuid) -> Result<bool, QueueError> {
+        Tombstones::release(self, id).await.map_err(boxed)
+    }
+
+    async fn release_all(&self) -> Result<u64, QueueError> {
+        Tombstones::release_all(self).await.map_err(boxed)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::fly::ErrorInfo;
-    use crate::store::StoreError;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
     const B: Backoff = Backoff { base: Duration::from_secs(1), cap: Duration::from_secs(300) };
 
-    fn info() -> ErrorInfo {
-        ErrorInfo::default()
+    /// An error of the Fly call `call` (the teardown makes `list_machines`, `delete_app`,
+    /// `get_app`).
+    fn on(call: &'static str, make: fn(ErrorInfo) -> FlyError) -> ReconcileError {
+        make(ErrorInfo { call: Some(call), ..ErrorInfo::default() }).into()
     }
 
-    fn fly(e: FlyError) -> ReconcileError {
-        ReconcileError::Fly(e)
-    }
-
-    /// What a failure means for the tombstone, given `attempts` failures so far.
-    fn decide(e: &ReconcileError, attempts: i32) -> Action<GlobalCondition> {
+    /// What a failure means for the tombstone, with Fly up or down, after `attempts`.
+    fn decide(e: &ReconcileError, fly_down: bool, attempts: i32) -> Action<GlobalCondition> {
         let now = DateTime::<Utc>::UNIX_EPOCH;
-        policy(e, attempts, &B, now, &mut StdRng::seed_from_u64(3))
+        action(error::classify(e, fly_down), attempts, &B, now, &mut StdRng::seed_from_u64(3))
     }
 
     /// The delay of a requeue, from the fixed `now` above.
@@ -424,21 +352,23 @@ mod tests {
     }
 
     #[test]
-    fn global_conditions_block_everything() {
-        let token = fly(FlyError::Unauthorized(info()));
-        assert_eq!(decide(&token, 0), Action::Block(GlobalCondition::FlyTokenRejected));
-        let org = ReconcileError::Misconfigured(
-            GlobalCondition::FlyOrgForbidden,
-            FlyError::Forbidden(info()),
-        );
-        assert_eq!(decide(&org, 7), Action::Block(GlobalCondition::FlyOrgForbidden));
+    fn a_rejected_token_blocks_everything() {
+        for call in ["list_machines", "delete_app", "get_app"] {
+            let e = on(call, FlyError::Unauthorized);
+            assert_eq!(decide(&e, false, 0), Action::Block(GlobalCondition::FlyTokenRejected));
+        }
     }
 
     #[test]
     fn an_outage_looks_again_after_30s_whatever_the_attempts() {
-        for e in [ReconcileError::FlyDown(FlyError::unavailable()), fly(FlyError::unavailable())] {
+        let cases = [
+            (FlyError::unavailable().into(), false),
+            (on("delete_app", FlyError::Transient), true),
+            (on("list_machines", FlyError::Timeout), true),
+        ];
+        for (e, fly_down) in &cases {
             for attempts in [0, 3, 20] {
-                assert_eq!(after(decide(&e, attempts)), OUTAGE_RECHECK, "{e}");
+                assert_eq!(after(decide(e, *fly_down, attempts)), OUTAGE_RECHECK, "{e}");
             }
         }
         assert_eq!(OUTAGE_RECHECK, Duration::from_secs(30));
@@ -446,18 +376,20 @@ mod tests {
 
     #[test]
     fn everything_else_backs_off_by_the_persisted_attempts() {
+        let rate_limited = |info| FlyError::RateLimited { retry_after: None, info };
         let cases = [
-            fly(FlyError::RateLimited { retry_after: None, info: info() }),
-            fly(FlyError::Transient(info())),
-            fly(FlyError::Timeout(info())),
-            fly(FlyError::Permanent(info())),
+            on("delete_app", rate_limited),
+            on("delete_app", FlyError::Transient),
+            on("get_app", FlyError::Timeout),
+            on("delete_app", FlyError::Permanent),
+            on("list_machines", FlyError::Decode),
             ReconcileError::Store(StoreError::Connect("down".into())),
             ReconcileError::NotVisibleYet("still listed"),
             ReconcileError::Fenced,
         ];
         for e in &cases {
             for attempts in [0, 1, 4, 12] {
-                let d = after(decide(e, attempts));
+                let d = after(decide(e, false, attempts));
                 let ceiling = B.ceiling(u32::try_from(attempts).unwrap());
                 assert!(
                     d >= Duration::from_millis(10) && d <= ceiling,
@@ -465,9 +397,9 @@ mod tests {
                 );
             }
         }
-        // the persisted count is what grows the delay (seeded: same draw, larger ceiling)
-        let e = fly(FlyError::Transient(info()));
-        assert!(after(decide(&e, 8)) > after(decide(&e, 0)));
+        // the persisted count is what grows the delay (seeded: the same draw, a larger ceiling)
+        let e = on("delete_app", FlyError::Transient);
+        assert!(after(decide(&e, false, 8)) > after(decide(&e, false, 0)));
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub type QueueError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A table used as a work queue: due rows, leases, release.
 pub trait Queue: Send + Sync + 'static {
+    /// What a claim returns.
     type Row: Claimed;
     /// Leases up to `limit` due, unleased rows to this replica.
     fn claim(
@@ -94,7 +95,9 @@ pub trait Queue: Send + Sync + 'static {
 
 /// The domain's side of the contract.
 pub trait Reconciler: Send + Sync + 'static {
+    /// The claimed row it works on (the [`Queue`]'s).
     type Row: Claimed;
+    /// Everything a pass can fail with, typed per boundary.
     type Error: std::error::Error + Send + Sync + 'static;
     /// A condition of the whole controller (not of a row) that stops every pass.
     type Block: Copy + Debug + Send + Sync + 'static;
@@ -118,8 +121,12 @@ pub trait Reconciler: Send + Sync + 'static {
         action: Action<Self::Block>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
-    /// A fixed short name of the error for metric labels.
+    /// A fixed short name of the error for metric labels (`reconcile_errors_total{kind}`).
     fn error_kind(error: &Self::Error) -> &'static str;
+
+    /// The result label of a failed pass (`reconciles_total{result}`: `error`, `permanent`,
+    /// `blocked`, `fenced`).
+    fn error_label(&self, error: &Self::Error) -> &'static str;
 
     /// How many passes may run at once now (`max` unless something global holds them back).
     fn pass_limit(&self, max: usize) -> usize {

@@ -4,5 +4,7 @@
 
 pub mod backoff;
 pub mod contract;
+pub mod driver;
 
 pub use contract::{Action, Claimed, Queue, QueueError, Reconciler};
+pub use driver::{InFlight, Runtime, Timing};

@@ -77,28 +77,6 @@ fn describe(e: &sqlx::Error) -> String {
 }
 
 impl StoreError {
-    /// Whether trying again later can succeed (lost connections, pool timeouts, I/O).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            StoreError::Connect(_) => true,
-            StoreError::Query(e) => {
-                matches!(
-                    e,
-                    sqlx::Error::Io(_)
-                        | sqlx::Error::PoolTimedOut
-                        | sqlx::Error::PoolClosed
-                        | sqlx::Error::Tls(_)
-                ) || e.as_database_error().is_some_and(|d| {
-                    // 08: connection exception, 57P: operator intervention (terminated backends), 40: rollback
-                    d.code().is_some_and(|c| {
-                        c.starts_with("08") || c.starts_with("57P") || c.starts_with("40")
-                    })
-                })
-            }
-            StoreError::Migrate(_) | StoreError::TransactionPooler | StoreError::Access(_) => false,
-        }
-    }
-
     /// A fixed short name for metric labels.
     pub fn kind(&self) -> &'static str {
         match self {

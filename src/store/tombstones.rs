@@ -1,6 +1,6 @@
 //! Tombstones of deleted rows (`fly_preview_controller.tombstones`) as a work queue: claims
 //! with leases, persisted attempts and due times, fenced retries, and removal once the
-//! teardown is over.
+//! teardown is over (`preview::teardown` makes it the runtime's queue).
 
 use std::time::Duration;
 
@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{StoreError, named_query};
-use crate::runtime::{Claimed, Queue, QueueError};
 use sqlx::PgPool;
 
 /// A deleted row whose Fly app may still exist, as the controller reads it.
@@ -26,16 +25,6 @@ pub struct Tombstone {
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// The last failure, for operators.
     pub last_error: Option<String>,
-}
-
-impl Claimed for Tombstone {
-    fn id(&self) -> Uuid {
-        self.id
-    }
-
-    fn span(&self) -> tracing::Span {
-        tracing::info_span!("teardown", id = %self.id, app = %self.fly_app_name, attempts = self.attempts)
-    }
 }
 
 /// The tombstone table, scoped to one replica (the lease owner) and its lease length.
@@ -138,29 +127,5 @@ impl Tombstones {
     /// How many tombstones wait for their teardown (leased or not).
     pub async fn pending(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(named_query!("tombstones/pending")).fetch_one(&self.pool).await?)
-    }
-}
-
-impl Queue for Tombstones {
-    type Row = Tombstone;
-
-    async fn claim(&self, limit: usize) -> Result<Vec<Tombstone>, QueueError> {
-        Ok(Tombstones::claim(self, i64::try_from(limit).unwrap_or(i64::MAX)).await?)
-    }
-
-    async fn next_due(&self) -> Result<Option<Duration>, QueueError> {
-        Ok(Tombstones::next_due(self).await?)
-    }
-
-    async fn renew(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, QueueError> {
-        Ok(Tombstones::renew(self, ids).await?)
-    }
-
-    async fn release(&self, id: Uuid) -> Result<bool, QueueError> {
-        Ok(Tombstones::release(self, id).await?)
-    }
-
-    async fn release_all(&self) -> Result<u64, QueueError> {
-        Ok(Tombstones::release_all(self).await?)
     }
 }

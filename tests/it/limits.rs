@@ -5,7 +5,6 @@ use std::time::Duration;
 use crate::support::harness::{Harness, is_running};
 use crate::support::*;
 use chrono::Utc;
-use fly_preview_controller::preview::limits::throttled_until;
 use fly_preview_controller::preview::settings::Settings;
 use fly_preview_controller::store::PreviewRow;
 use fly_sim::SimConfig;
@@ -127,28 +126,4 @@ async fn toggling_a_row_is_bounded_by_its_redeploy_budget_and_coalesces(pool: Pg
     assert_eq!((done.generation, done.redeploys), (last, 1), "a new window, one change");
     assert_eq!(h.sim.stats().apps_with_multiple_machines, 0);
     r.stop().await;
-}
-
-#[test]
-fn the_budget_is_pure_and_counts_only_changes_in_the_window() {
-    let mut s = Settings::for_tests("personal");
-    s.redeploy_budget = 2;
-    s.redeploy_window = Duration::from_secs(600);
-    let now = Utc::now();
-    let row = |generation: i64, counted: i64, used: i32, started_ago: i64| PreviewRow {
-        generation,
-        observed_generation: generation - 1,
-        redeploy_generation: counted,
-        redeploys: used,
-        redeploy_window_start: Some(now - chrono::Duration::seconds(started_ago)),
-        ..crate::outcome::row(Status::Running, 0)
-    };
-    let end = now + chrono::Duration::seconds(500);
-    assert_eq!(throttled_until(&s, &row(5, 4, 2, 100), now), Some(end), "budget used");
-    assert_eq!(throttled_until(&s, &row(5, 4, 1, 100), now), None, "budget left");
-    assert_eq!(throttled_until(&s, &row(5, 4, 2, 700), now), None, "window over");
-    assert_eq!(throttled_until(&s, &row(5, 5, 2, 100), now), None, "already counted: go on");
-    assert_eq!(throttled_until(&s, &row(1, 0, 9, 100), now), None, "a first deploy is free");
-    s.redeploy_budget = 0;
-    assert_eq!(throttled_until(&s, &row(5, 4, 9, 100), now), None, "0 = no budget");
 }

@@ -25,8 +25,6 @@ mod messages;
 mod misconfig;
 mod observability;
 mod observability_promql;
-mod outcome;
-mod plan;
 mod reconciler;
 mod resilience;
 mod runner;

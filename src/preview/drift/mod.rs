@@ -14,9 +14,9 @@ use tokio::sync::Notify;
 
 use crate::fly::{App, FlyError, OrgMachine};
 use crate::ops::metrics::Metrics;
-use crate::preview::error::GlobalCondition;
+use crate::preview::ctx::Ctx;
+use crate::preview::error::{self, Policy};
 use crate::preview::machine_config::{MANAGED_BY, MANAGED_BY_KEY};
-use crate::preview::reconcile::Ctx;
 use crate::store::StoreError;
 
 /// Machine states that mean a running preview needs attention.
@@ -97,7 +97,7 @@ impl Drift {
     fn failed(&self, e: &DriftError) {
         tracing::warn!(error = %e, "drift check failed");
         if let DriftError::Fly(f) = e
-            && let Some(c) = GlobalCondition::of_org_call(f)
+            && let Policy::Global(c) = error::classify_fly(f, false)
         {
             self.ctx.gate.block(c);
         }

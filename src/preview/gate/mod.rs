@@ -14,7 +14,7 @@ use crate::preview::error::GlobalCondition;
 /// While the runner image is refused, one probe pass over a row this often.
 pub const IMAGE_PROBE_INTERVAL: Duration = Duration::from_secs(10);
 
-/// What may run now; shared by the scheduler, the local lane, drift and the watcher.
+/// What may run now; shared by the preview reconciler, the local lane, drift and the watcher.
 #[derive(Debug)]
 pub struct FlyGate {
     health: Arc<Health>,

@@ -4,7 +4,7 @@
 //!   but one probe a second is refused before it is sent; passes end at once with
 //!   [`Policy::FlyDown`](crate::preview::error::Policy::FlyDown) (status kept, reason
 //!   `FlyUnavailable`, attempts unchanged); `/readyz` reports the degradation. When a probe
-//!   is answered, every `FlyUnavailable` row is made due and the scheduler woken.
+//!   is answered, every `FlyUnavailable` row is made due and the runtime woken.
 //! * **Misconfiguration** (token rejected, org unknown or forbidden, runner image refused):
 //!   no passes (the image needs one paced probe pass), no leadership, no row writes;
 //!   `/readyz` false and one log line a minute naming the setting; the probe clears it.
@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::fly::{FlyClient, FlyError};
+use crate::fly::FlyError;
 use crate::model::state::Reason;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
-use crate::preview::error::{GlobalCondition, ReconcileError};
-use crate::preview::reconcile::Ctx;
+use crate::preview::ctx::Ctx;
+use crate::preview::error::{self, GlobalCondition, Policy};
 
 /// Probes while Fly is down or the configuration is refused: at most one a second.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -31,19 +31,6 @@ pub const FIRST_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// `/readyz` while Fly fails platform-wide.
 pub const DEGRADED: &str = "degraded: the Fly API is failing platform-wide (5xx/timeouts); \
      calls are down to one probe a second and previews keep their status (reason FlyUnavailable)";
-
-/// A pass that failed on a platform error while Fly is down is an outage, not the row's.
-pub fn classify(
-    fly: &FlyClient,
-    r: Result<crate::preview::reconcile::Outcome, ReconcileError>,
-) -> Result<crate::preview::reconcile::Outcome, ReconcileError> {
-    match r {
-        Err(ReconcileError::Fly(e)) if e.is_platform_failure() && fly.breaker().is_open() => {
-            Err(ReconcileError::FlyDown(e))
-        }
-        other => other,
-    }
-}
 
 /// Probes Fly at startup, then once a second while Fly is down or the configuration is
 /// refused; reacts to the breaker opening and closing.
@@ -86,12 +73,12 @@ fn apply(ctx: &Ctx, result: Result<(), FlyError>) {
                 ctx.gate.clear();
             }
         }
-        Err(e) => match GlobalCondition::of_org_call(&e) {
-            Some(c) => {
+        Err(e) => match error::classify_fly(&e, false) {
+            Policy::Global(c) => {
                 tracing::debug!(error = %e, "Fly probe refused");
                 ctx.gate.block(c);
             }
-            None => tracing::debug!(error = %e, kind = e.kind(), "Fly probe failed"),
+            _ => tracing::debug!(error = %e, kind = e.kind(), "Fly probe failed"),
         },
     }
 }

@@ -1,4 +1,4 @@
-//! The sync lane: sync on save, beside the scheduler so saves never queue behind deploys.
+//! The sync lane: sync on save, beside the queue runtime so saves never queue behind deploys.
 //!
 //! Woken by the `revision` NOTIFY (the row id, through a channel from the listener) and by a
 //! cheap sweep every [`SyncSettings::sweep_interval`] for rows whose `revision` is not

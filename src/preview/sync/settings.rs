@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::fly::FlyClient;
 use crate::ops::metrics::Metrics;
+use crate::runtime::backoff::Backoff;
 use crate::store::Store;
 
 /// Where the runner lives in the image (deploy/runner/Dockerfile).
@@ -70,7 +71,7 @@ impl SyncSettings {
         if kind == "machine_not_started" {
             return self.idle_retry;
         }
-        self.retry_base.saturating_mul(1 << attempts.min(16)).min(self.retry_cap)
+        Backoff { base: self.retry_base, cap: self.retry_cap }.ceiling(attempts)
     }
 }
 

@@ -1,8 +1,6 @@
 //! The pure planner: one table of situations and the step each must produce.
 
-use fly_preview_controller::preview::plan::{
-    AppSeen, Desired, Failure, MachineSeen, Observed, Step, failure_message, plan,
-};
+use super::*;
 use uuid::Uuid;
 
 fn want() -> Desired {

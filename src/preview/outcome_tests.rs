@@ -1,0 +1,172 @@
+//! The pure outcome decisions: one table of pass results and the write (or no write) each
+//! must produce, at a fixed `now` with a seeded rng.
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::*;
+use crate::fly::{ErrorInfo, FlyError};
+use crate::preview::error::{Rejection, classify};
+use crate::preview::test_rows::{now, row};
+
+fn settings() -> Settings {
+    let mut s = Settings::for_tests("personal");
+    s.health_poll = Duration::from_secs(1);
+    s
+}
+
+#[allow(clippy::needless_pass_by_value)] // the table reads better with owned outcomes
+fn ok(r: &PreviewRow, o: Outcome) -> StatusWrite {
+    decide(&settings(), r, &o, now())
+}
+
+/// The runtime's sequence for a failed pass: policy, action, then the write (none on a block).
+#[allow(clippy::needless_pass_by_value)]
+fn failed(r: &PreviewRow, e: ReconcileError) -> Result<StatusWrite, GlobalCondition> {
+    let policy = classify(&e, false);
+    match error_action(&settings(), r, policy, now(), &mut StdRng::seed_from_u64(7)) {
+        Action::Block(c) => Err(c),
+        action => Ok(error_write(r, &e, policy, action, now())),
+    }
+}
+
+fn info(status: u16) -> ErrorInfo {
+    ErrorInfo {
+        status: Some(status),
+        request_id: Some("01REQ-ID-SECRET".into()),
+        message: "boom".into(),
+        ..ErrorInfo::default()
+    }
+}
+
+#[test]
+fn success_outcomes() {
+    let r = row(Status::Initializing, 2);
+    let m = MachineRef { id: "m1".into(), state: "started".into() };
+    let w = ok(&r, Outcome::Running { machine: m.clone() });
+    assert_eq!(
+        (w.status, w.reason, w.attempts, w.next_attempt_at),
+        (Status::Running, Reason::Ready, 0, None)
+    );
+    assert_eq!(action_of(&w), Action::AwaitChange);
+    assert_eq!((w.fly_machine_id.as_deref(), w.observed_generation), (Some("m1"), Some(3)));
+    assert_eq!(w.preview_url.as_deref(), Some("https://roseram-0000abcd.fly.dev"));
+
+    let suspended = MachineRef { state: "suspended".into(), ..m };
+    assert_eq!(ok(&r, Outcome::Running { machine: suspended }).reason, Reason::Idle);
+
+    let p = Outcome::Progressing {
+        reason: Reason::WaitingForHealthCheck,
+        machine: None,
+        retry_in: Duration::from_secs(2),
+    };
+    let w = ok(&r, p);
+    assert_eq!((w.status, w.attempts), (Status::Initializing, 2), "progress keeps the attempts");
+    assert_eq!(action_of(&w), Action::RequeueAt(now() + chrono::Duration::seconds(2)));
+    assert_eq!(w.fly_machine_id.as_deref(), Some("m-old"), "no machine seen: keep the known one");
+
+    let w = ok(&r, Outcome::Stopped);
+    assert_eq!((w.status, w.reason, w.fly_machine_id), (Status::Stopped, Reason::Stopped, None));
+
+    let w = ok(&row(Status::Running, 0), Outcome::TearingDown);
+    assert_eq!(
+        (w.status, w.reason),
+        (Status::Running, Reason::TearingDown),
+        "status stays truthful"
+    );
+    assert_eq!(w.next_attempt_at, Some(now() + chrono::Duration::seconds(1)));
+}
+
+#[test]
+fn a_throttled_change_keeps_the_status_and_waits_for_the_window() {
+    let r = row(Status::Running, 0);
+    let until = now() + chrono::Duration::minutes(7);
+    let w = ok(&r, Outcome::Throttled { until, message: "later".into() });
+    assert_eq!(
+        (w.status, w.reason, w.next_attempt_at, w.observed_generation),
+        (Status::Running, Reason::RedeployThrottled, Some(until), None),
+        "status stays truthful; the change stays pending"
+    );
+    assert_eq!(w.error_message.as_deref(), Some("later"));
+}
+
+#[test]
+fn a_quota_refusal_waits_for_a_free_slot_with_a_safety_net() {
+    let w = ok(&row(Status::Pending, 0), Outcome::Refused { message: "full".into() });
+    assert_eq!((w.status, w.reason, w.attempts), (Status::Error, Reason::QuotaExceeded, 1));
+    assert_eq!(w.next_attempt_at, Some(now() + chrono::Duration::minutes(10)));
+    let w = ok(&row(Status::Error, 9), Outcome::Refused { message: "x".into() });
+    assert_eq!(w.next_attempt_at, Some(now() + chrono::Duration::minutes(160)), "capped");
+}
+
+#[test]
+fn permanent_failures_wait_for_a_change() {
+    let r = row(Status::Initializing, 0);
+    let rejected =
+        Rejection { reason: Reason::MachineExited, message: "exited".into(), machine: None };
+    let w = failed(&r, ReconcileError::Rejected(rejected)).unwrap();
+    assert_eq!(
+        (w.status, w.reason, w.attempts, w.next_attempt_at),
+        (Status::Error, Reason::MachineExited, 1, None)
+    );
+    assert_eq!((w.error_message.as_deref(), w.detail), (Some("exited"), None));
+
+    let w = failed(&r, FlyError::Permanent(info(422)).into()).unwrap();
+    assert_eq!(
+        (w.status, w.reason, w.next_attempt_at),
+        (Status::Error, Reason::ConfigRejected, None)
+    );
+    let msg = w.error_message.unwrap();
+    assert!(msg.contains("will not fix itself") && msg.contains("'pending'"), "{msg}");
+    assert!(!msg.contains("01REQ-ID-SECRET"), "request ids stay in the logs: {msg}");
+}
+
+#[test]
+fn transient_errors_back_off_deterministically() {
+    let r = row(Status::Initializing, 3);
+    let w1 = failed(&r, FlyError::Transient(info(503)).into());
+    let w2 = failed(&r, FlyError::Transient(info(503)).into());
+    assert_eq!(w1, w2, "same now + same seed = same decision");
+    let w = w1.unwrap();
+    assert_eq!(
+        (w.status, w.reason, w.attempts, w.observed_generation),
+        (Status::Error, Reason::FlyApiError, 4, None)
+    );
+    let at = w.next_attempt_at.unwrap();
+    let cap = settings().backoff.ceiling(3);
+    assert!(at > now() && at <= now() + chrono::Duration::from_std(cap).unwrap(), "{at}");
+    let msg = w.error_message.unwrap();
+    assert!(msg.contains("retrying automatically") && msg.contains("attempt 4"), "{msg}");
+    assert!(!msg.contains("01REQ-ID-SECRET"), "{msg}");
+
+    let w = failed(&r, ReconcileError::NotVisibleYet("x")).unwrap();
+    assert_eq!(w.reason, Reason::WaitingForFly);
+}
+
+#[test]
+fn the_first_platform_failures_keep_the_status() {
+    let r = row(Status::Running, 0);
+    let w = failed(&r, FlyError::Transient(info(503)).into()).unwrap();
+    assert_eq!((w.status, w.attempts), (Status::Running, 1), "a blip is not an error yet");
+    let w = failed(&row(Status::Running, 2), FlyError::Transient(info(503)).into()).unwrap();
+    assert_eq!(w.status, Status::Error, "the third failure in a row shows");
+}
+
+#[test]
+fn an_outage_parks_the_row_with_its_status_and_attempts() {
+    let r = row(Status::Running, 2);
+    let w = failed(&r, FlyError::unavailable().into()).unwrap();
+    assert_eq!(
+        (w.status, w.reason, w.attempts, w.observed_generation),
+        (Status::Running, Reason::FlyUnavailable, 2, None)
+    );
+    assert_eq!(w.next_attempt_at, Some(now() + chrono::Duration::seconds(30)));
+}
+
+#[test]
+fn a_rejected_token_is_global_and_writes_nothing() {
+    let r = row(Status::Running, 0);
+    let e: ReconcileError = FlyError::Unauthorized(info(401)).into();
+    assert_eq!(failed(&r, e), Err(GlobalCondition::FlyTokenRejected));
+    assert!(GlobalCondition::FlyTokenRejected.describe().contains("FLY_API_TOKEN"));
+}

@@ -1,0 +1,161 @@
+//! The runtime against an in-memory queue and a scripted reconciler: what happens to a row's
+//! lease and to the reconciler's hooks for each kind of pass, with no database and no Fly.
+
+use std::sync::Mutex;
+
+use super::*;
+use crate::ops::shutdown::Shutdown;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Ok,
+    Retry,
+    Block,
+}
+
+struct Row {
+    id: Uuid,
+    script: Script,
+}
+
+impl Claimed for Row {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("test", id = %self.id)
+    }
+}
+
+/// Rows handed out once; every release recorded.
+#[derive(Default)]
+struct MemQueue {
+    due: Mutex<Vec<Row>>,
+    released: Mutex<Vec<Uuid>>,
+}
+
+impl Queue for MemQueue {
+    type Row = Row;
+    async fn claim(&self, limit: usize) -> Result<Vec<Row>, crate::runtime::QueueError> {
+        let mut due = self.due.lock().unwrap();
+        let n = limit.min(due.len());
+        Ok(due.drain(..n).collect())
+    }
+    async fn next_due(&self) -> Result<Option<Duration>, crate::runtime::QueueError> {
+        Ok(None)
+    }
+    async fn renew(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, crate::runtime::QueueError> {
+        Ok(ids.to_vec())
+    }
+    async fn release(&self, id: Uuid) -> Result<bool, crate::runtime::QueueError> {
+        self.released.lock().unwrap().push(id);
+        Ok(true)
+    }
+    async fn release_all(&self) -> Result<u64, crate::runtime::QueueError> {
+        Ok(0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("scripted failure")]
+struct Failure;
+
+/// Records what the runtime asked of it.
+#[derive(Default)]
+struct Scripted {
+    recorded: Mutex<Vec<(Uuid, Action<&'static str>)>>,
+    blocked: Mutex<Vec<&'static str>>,
+    oks: Mutex<usize>,
+}
+
+impl Reconciler for Scripted {
+    type Row = Row;
+    type Error = Failure;
+    type Block = &'static str;
+
+    async fn reconcile(&self, row: &Row) -> Result<Action<&'static str>, Failure> {
+        match row.script {
+            Script::Ok => Ok(Action::AwaitChange),
+            Script::Retry | Script::Block => Err(Failure),
+        }
+    }
+    fn error_policy(&self, row: &Row, _: &Failure) -> Action<&'static str> {
+        match row.script {
+            Script::Block => Action::Block("token rejected"),
+            _ => Action::requeue(chrono::DateTime::UNIX_EPOCH, Duration::from_secs(5)),
+        }
+    }
+    async fn record_error(
+        &self,
+        row: &Row,
+        _: &Failure,
+        a: Action<&'static str>,
+    ) -> Result<(), Failure> {
+        self.recorded.lock().unwrap().push((row.id, a));
+        Ok(())
+    }
+    fn error_kind(_: &Failure) -> &'static str {
+        "scripted"
+    }
+    fn error_label(&self, _: &Failure) -> &'static str {
+        "error"
+    }
+    fn block(&self, condition: &'static str) {
+        self.blocked.lock().unwrap().push(condition);
+    }
+    fn pass_ok(&self) {
+        *self.oks.lock().unwrap() += 1;
+    }
+}
+
+fn runtime(rows: Vec<Row>) -> Runtime<MemQueue, Scripted> {
+    let metrics = crate::ops::metrics::Metrics::new();
+    Runtime {
+        queue: Arc::new(MemQueue { due: Mutex::new(rows), ..MemQueue::default() }),
+        reconciler: Arc::new(Scripted::default()),
+        timing: Timing {
+            concurrency: 4,
+            poll_interval: Duration::from_millis(10),
+            shutdown_timeout: Duration::from_secs(1),
+        },
+        metrics,
+        health: Arc::new(Health::default()),
+        wake: Arc::new(Notify::new()),
+        inflight: InFlight::default(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_pass_ends_in_exactly_one_of_write_record_or_release() {
+    let (ok, retry, block) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let rows = vec![
+        Row { id: ok, script: Script::Ok },
+        Row { id: retry, script: Script::Retry },
+        Row { id: block, script: Script::Block },
+    ];
+    let rt = runtime(rows);
+    let shutdown = Shutdown::new();
+    let phase = shutdown.subscribe();
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        shutdown.trigger();
+    };
+    tokio::join!(rt.run(phase), stop);
+
+    let r = &rt.reconciler;
+    assert_eq!(*r.oks.lock().unwrap(), 1, "the successful pass proves the gate");
+    let recorded = r.recorded.lock().unwrap().clone();
+    let due = chrono::DateTime::UNIX_EPOCH + chrono::Duration::seconds(5);
+    assert_eq!(recorded, vec![(retry, Action::RequeueAt(due))], "only the retry is recorded");
+    assert_eq!(*r.blocked.lock().unwrap(), vec!["token rejected"]);
+    assert_eq!(
+        *rt.queue.released.lock().unwrap(),
+        vec![block],
+        "a block writes nothing and releases"
+    );
+    assert!(rt.inflight.lock().unwrap().is_empty(), "every pass left the in-flight set");
+    let m = &rt.metrics;
+    assert_eq!(m.reconciles.with_label_values(&["ok"]).get(), 1);
+    assert_eq!(m.reconciles.with_label_values(&["error"]).get(), 2);
+    assert_eq!(m.reconcile_errors.with_label_values(&["scripted"]).get(), 2);
+}
