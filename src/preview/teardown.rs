@@ -1,25 +1,27 @@
 //! Teardown of deleted rows, level-triggered: the analogue of a kube finalizer, kept in a
-//! tombstone instead of the object.
+//! tombstone instead of the object. Tombstones are a second queue of the runtime, beside rows.
 //!
 //! # Expected flow
 //! 1. A row of `public.fly_preview_apps` is deleted. In the same transaction its AFTER DELETE
 //!    trigger leaves a tombstone (id, user, app name) in `fly_preview_controller.tombstones`,
 //!    due now, and a NOTIFY (`{"op":"delete","id":…}`) wakes [`run`].
-//! 2. [`run`] claims due tombstones with a lease ([`Tombstones`], `FOR UPDATE SKIP LOCKED`),
-//!    at most [`PARALLEL`] at once, and [`Teardown::reconcile`] works each: the app is only
-//!    destroyed if it is the deleted row's (see Assumptions), then Fly must answer 404 for it.
+//! 2. [`run`] drives the queue runtime over [`Tombstones`] (claims with `FOR UPDATE SKIP
+//!    LOCKED` and a lease, at most [`PARALLEL`] at once) and [`Teardown`]: each pass checks
+//!    that the app is still the deleted row's (see Assumptions), deletes it, and requires Fly
+//!    to answer 404 for it.
 //! 3. Finished (destroyed, already gone, or not the deleted row's to destroy): the tombstone is
-//!    deleted, fenced by the lease. Failed: [`Teardown::error_policy`] decides when to look
-//!    again and the tombstone keeps the attempt count, due time and the error for operators.
+//!    deleted, fenced by the lease ([`Action::Done`]). Failed: [`action`] decides when to look
+//!    again, and the tombstone keeps the attempt count, the due time and the error for
+//!    operators (`last_error`).
 //!
 //! # Guarantees
-//! Every deleted row's app is destroyed or found not to be the row's, eventually, whether the
-//! daemon was running, down or restarting when the row was deleted: the tombstone is written
-//! with the delete and only removed once Fly confirms the app is gone (or that it is not ours).
-//! A tombstone is worked by one replica at a time (leases, renewed while a pass runs), and its
-//! attempts and backoff survive restarts. A Fly outage (the client's breaker open) parks it for
-//! [`OUTAGE_RECHECK`] without counting an attempt; a rejected token blocks the whole
-//! controller ([`GlobalCondition`]) and leaves the tombstone untouched.
+//! Every deleted row's app is destroyed, or found not to be the row's, eventually, whether a
+//! controller was running, down or restarting when the row was deleted: the tombstone is
+//! written with the delete and only removed once Fly confirms the app is gone (or that it is
+//! not ours). A tombstone is worked by one replica at a time (leases, renewed while a pass
+//! runs), and its attempts and backoff survive restarts. A Fly outage (the client's breaker
+//! open) parks it for [`OUTAGE_RECHECK`] without counting an attempt; a rejected token blocks
+//! the whole controller ([`GlobalCondition`]) and leaves the tombstone untouched.
 //!
 //! # Assumptions
 //! The app is not the deleted row's, and is left alone, when its name does not carry the
@@ -29,11 +31,14 @@
 //! (deleting an app twice finds a 404).
 //!
 //! # Caveats
-//! Deletions wait while no replica runs, while the gate is shut by a global condition, and
-//! for the client's global app-delete rate limit (100 a minute). A row re-created under the
-//! same name between the checks and the delete call loses its app (the window is one Fly
-//! call); its own pass then re-creates it. `TRUNCATE` fires no row trigger: those apps are
-//! left to the orphan sweep, as are apps whose rows were deleted before tombstones existed.
+//! Deletions wait while no replica runs, while the gate is shut by a global condition (up to
+//! `POLL_INTERVAL` after it clears: the gate wakes the preview loop, not this one), and for the
+//! client's global app-delete rate limit (100 a minute: 50 deleted rows take ~27 s). A row
+//! re-created under the same name between the checks and the delete call loses its app (the
+//! window is one Fly call); its own pass then re-creates it. `TRUNCATE` fires no row trigger:
+//! those apps are left to the orphan sweep, as are apps whose rows were deleted before
+//! tombstones existed. Teardown passes count in the runtime's pass metrics
+//! (`fly_preview_reconciles_total`, `fly_preview_reconcile_errors_total`) like row passes.
 
 use std::sync::Arc;
 use std::time::Duration;
