@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::model::state::{DesiredState, Status};
+use crate::model::state::{DesiredState, Reason, Status};
 use crate::store::PreviewRow;
 
 #[derive(Debug, Serialize)]
@@ -11,7 +11,7 @@ pub struct StatusLine {
     pub id: String,
     pub app: String,
     pub status: Status,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     pub desired_state: DesiredState,
     pub machine_state: Option<String>,
     pub machine_id: Option<String>,
@@ -29,7 +29,7 @@ impl StatusLine {
             id: r.id.to_string(),
             app: r.fly_app_name.clone(),
             status: r.status,
-            reason: r.status_reason.clone(),
+            reason: r.status_reason,
             desired_state: r.desired_state,
             machine_state: r.machine_state.clone(),
             machine_id: r.fly_machine_id.clone(),
@@ -80,7 +80,7 @@ pub fn table(lines: &[StatusLine], now: DateTime<Utc>) -> String {
         "APP", "STATUS", "MACHINE", "AGE", "ATTEMPTS", "NEXT RETRY", "DETAIL"
     );
     for l in lines {
-        let detail = l.error.as_deref().or(l.reason.as_deref()).unwrap_or("");
+        let detail = l.error.as_deref().or(l.reason.map(Reason::as_str)).unwrap_or("");
         let detail = if l.status == Status::Running {
             l.preview_url.as_deref().unwrap_or(detail)
         } else {

@@ -1,6 +1,7 @@
 //! The row's typed states: the one list of `status`, `desired_state` and `status_reason`
 //! values. Metrics, the statistics query and the migrations' CHECK constraints all read them
-//! from here (a test proves the enum and the constraint agree). Stored as text.
+//! from here (tests prove the enums agree with the constraints, and `Reason` with every value
+//! the triggers write). Stored as text.
 
 use std::fmt;
 use std::str::FromStr;
@@ -146,6 +147,14 @@ text_enum! {
         /// Sync on save: `revision` changed dependencies and is being installed beside the
         /// running dev server; `served_revision` follows when it serves.
         SyncInstalling = "SyncInstalling",
+        /// Written by the request triggers: a new row, or a backfilled one, asks for a deploy.
+        DeployRequested = "DeployRequested",
+        /// Written by the request triggers: `status` was set to 'pending' (deploy again).
+        RedeployRequested = "RedeployRequested",
+        /// Written by the request triggers: `status` was set to 'stopped' (tear down).
+        TeardownRequested = "TeardownRequested",
+        /// Written by the update trigger: the repository or branch changed.
+        SpecChanged = "SpecChanged",
         /// The user already has `MAX_PREVIEWS_PER_USER` previews wanting to run.
         QuotaExceeded = "QuotaExceeded",
         /// The row used its redeploy budget; the latest request waits for the window to end.

@@ -26,7 +26,7 @@ pub use queue::{Lease, QueueStats, StatusWrite, Written};
 pub use sync::{STARTED, SyncTarget};
 
 use crate::fly::Secret;
-use crate::model::state::{DesiredState, Status};
+use crate::model::state::{DesiredState, Reason, Status};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -102,7 +102,7 @@ pub struct PreviewRow {
     pub desired_state: DesiredState,
     pub generation: i64,
     pub observed_generation: i64,
-    pub status_reason: Option<String>,
+    pub status_reason: Option<Reason>,
     pub fly_machine_id: Option<String>,
     pub machine_state: Option<String>,
     pub attempts: i32,

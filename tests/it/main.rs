@@ -35,6 +35,7 @@ mod security;
 mod shared_inputs;
 mod store;
 mod store_claim;
+mod store_vocabulary;
 mod supabase_contract;
 mod supabase_daemon;
 mod supabase_pooler;
