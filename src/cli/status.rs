@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::model::MachineState;
 use crate::model::state::{DesiredState, Reason, Status};
 use crate::store::PreviewRow;
 
@@ -13,7 +14,7 @@ pub struct StatusLine {
     pub status: Status,
     pub reason: Option<Reason>,
     pub desired_state: DesiredState,
-    pub machine_state: Option<String>,
+    pub machine_state: Option<MachineState>,
     pub machine_id: Option<String>,
     pub preview_url: Option<String>,
     pub age_seconds: i64,
@@ -90,7 +91,7 @@ pub fn table(lines: &[StatusLine], now: DateTime<Utc>) -> String {
             "{:<18} {:<13} {:<10} {:>5} {:>8} {:<11} {}\n",
             clip(&l.app, 18),
             clip(l.status.as_str(), 13),
-            clip(l.machine_state.as_deref().unwrap_or("-"), 10),
+            clip(l.machine_state.as_ref().map_or("-", MachineState::as_str), 10),
             short_age(l.age_seconds),
             l.attempts,
             retry_text(l, now),

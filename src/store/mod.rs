@@ -23,9 +23,10 @@ pub use limits::Admission;
 pub use listen::{ListenEvent, Listener, Notification, Op};
 pub use preflight::{check_row_access, detect_transaction_pooler};
 pub use queue::{Lease, QueueStats, StatusWrite, Written};
-pub use sync::{STARTED, SyncTarget};
+pub use sync::SyncTarget;
 
 use crate::fly::Secret;
+use crate::model::MachineState;
 use crate::model::state::{DesiredState, Reason, Status};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -104,7 +105,7 @@ pub struct PreviewRow {
     pub observed_generation: i64,
     pub status_reason: Option<Reason>,
     pub fly_machine_id: Option<String>,
-    pub machine_state: Option<String>,
+    pub machine_state: Option<MachineState>,
     pub attempts: i32,
     /// `None` means "never by itself": the row waits for a change (permanent errors, converged rows).
     pub next_attempt_at: Option<DateTime<Utc>>,

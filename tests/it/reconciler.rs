@@ -19,8 +19,8 @@ async fn pending_row_becomes_running_with_a_preview_url(pool: PgPool) {
     assert_eq!(row.fly_app_name, "roseram-5aacab32");
     assert_eq!(row.preview_url.as_deref(), Some("https://roseram-5aacab32.fly.dev"));
     assert_eq!(
-        (row.status_reason, row.machine_state.as_deref()),
-        (Some(Reason::Ready), Some("started"))
+        (row.status_reason, row.machine_state),
+        (Some(Reason::Ready), Some(MachineState::Started))
     );
     assert_eq!((row.attempts, row.error_message.as_deref()), (0, None));
     let machines = h.sim.machines(&row.fly_app_name);

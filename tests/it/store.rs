@@ -20,7 +20,7 @@ fn running(generation: i64) -> StatusWrite {
         detail: None,
         preview_url: Some("https://x.fly.dev".into()),
         fly_machine_id: Some("1857156b526dd8".into()),
-        machine_state: Some("started".into()),
+        machine_state: Some(MachineState::Started),
         observed_generation: Some(generation),
         attempts: 0,
         next_attempt_at: None,
