@@ -16,7 +16,7 @@ use crate::cli::CliError;
 use crate::cli::config::DemoArgs;
 use crate::cli::status::{self, StatusLine};
 use crate::fly::{FlyClient, FlyClientConfig, Secret};
-use crate::model::naming;
+use crate::model::{MachineState, naming};
 use crate::ops::admin;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
@@ -246,7 +246,12 @@ async fn watch(
         let shape: String = lines
             .iter()
             .map(|l| {
-                format!("{}{}{:?}", l.status, l.machine_state.as_deref().unwrap_or(""), l.reason)
+                format!(
+                    "{}{}{:?}",
+                    l.status,
+                    l.machine_state.as_ref().map_or("", MachineState::as_str),
+                    l.reason
+                )
             })
             .collect();
         if shape != last {

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::model::state::{DesiredState, Status};
+use crate::model::MachineState;
+use crate::model::state::{DesiredState, Reason, Status};
 use crate::store::PreviewRow;
 
 #[derive(Debug, Serialize)]
@@ -11,9 +12,9 @@ pub struct StatusLine {
     pub id: String,
     pub app: String,
     pub status: Status,
-    pub reason: Option<String>,
+    pub reason: Option<Reason>,
     pub desired_state: DesiredState,
-    pub machine_state: Option<String>,
+    pub machine_state: Option<MachineState>,
     pub machine_id: Option<String>,
     pub preview_url: Option<String>,
     pub age_seconds: i64,
@@ -29,7 +30,7 @@ impl StatusLine {
             id: r.id.to_string(),
             app: r.fly_app_name.clone(),
             status: r.status,
-            reason: r.status_reason.clone(),
+            reason: r.status_reason,
             desired_state: r.desired_state,
             machine_state: r.machine_state.clone(),
             machine_id: r.fly_machine_id.clone(),
@@ -80,7 +81,7 @@ pub fn table(lines: &[StatusLine], now: DateTime<Utc>) -> String {
         "APP", "STATUS", "MACHINE", "AGE", "ATTEMPTS", "NEXT RETRY", "DETAIL"
     );
     for l in lines {
-        let detail = l.error.as_deref().or(l.reason.as_deref()).unwrap_or("");
+        let detail = l.error.as_deref().or(l.reason.map(Reason::as_str)).unwrap_or("");
         let detail = if l.status == Status::Running {
             l.preview_url.as_deref().unwrap_or(detail)
         } else {
@@ -90,7 +91,7 @@ pub fn table(lines: &[StatusLine], now: DateTime<Utc>) -> String {
             "{:<18} {:<13} {:<10} {:>5} {:>8} {:<11} {}\n",
             clip(&l.app, 18),
             clip(l.status.as_str(), 13),
-            clip(l.machine_state.as_deref().unwrap_or("-"), 10),
+            clip(l.machine_state.as_ref().map_or("-", MachineState::as_str), 10),
             short_age(l.age_seconds),
             l.attempts,
             retry_text(l, now),

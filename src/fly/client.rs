@@ -21,6 +21,7 @@ use super::lenient::{nullable, opt_string};
 use super::transport::{Action, Request, Transport};
 use super::types::{App, CreateMachineRequest, IpAssignment, IpType, Machine, OrgMachinesPage};
 use super::{FlyError, Secret};
+use crate::model::MachineState;
 use crate::ops::metrics::Metrics;
 
 /// Longest single `/wait` the API accepts (seconds).
@@ -55,7 +56,7 @@ impl Default for FlyClientConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WaitOutcome {
     /// The machine reached the state (the server's answer, else the requested state).
-    Reached { state: String },
+    Reached { state: MachineState },
     /// The caller's total deadline passed first.
     TimedOut,
 }
@@ -270,7 +271,7 @@ impl FlyClient {
         &self,
         app: &str,
         id: &str,
-        state: &str,
+        state: &MachineState,
         instance_id: Option<&str>,
         total: Duration,
     ) -> Result<WaitOutcome, FlyError> {
@@ -283,8 +284,8 @@ impl FlyClient {
             let started = Instant::now();
             match self.wait_once(app, id, state, instance_id, secs).await {
                 Ok(reached) => return Ok(WaitOutcome::Reached { state: reached }),
-                Err(FlyError::NotFound(_)) if state == "destroyed" => {
-                    return Ok(WaitOutcome::Reached { state: "destroyed".to_owned() });
+                Err(FlyError::NotFound(_)) if *state == MachineState::Destroyed => {
+                    return Ok(WaitOutcome::Reached { state: MachineState::Destroyed });
                 }
                 Err(FlyError::Timeout(_)) => {}
                 Err(e) => return Err(e),
@@ -304,17 +305,17 @@ impl FlyClient {
         &self,
         app: &str,
         id: &str,
-        state: &str,
+        state: &MachineState,
         instance_id: Option<&str>,
         secs: u64,
-    ) -> Result<String, FlyError> {
+    ) -> Result<MachineState, FlyError> {
         let mut req = Request::new(
             Action::WaitMachine,
             Method::GET,
             &["apps", app, "machines", id, "wait"],
             id,
         );
-        req.query.push(("state".into(), state.to_owned()));
+        req.query.push(("state".into(), state.to_string()));
         req.query.push(("timeout".into(), secs.to_string()));
         if let Some(v) = instance_id {
             // `version` is the current name, `instance_id` the deprecated one.
@@ -323,7 +324,7 @@ impl FlyClient {
         }
         req.timeout = Some(Duration::from_secs(secs) + WAIT_SLACK);
         let resp: WaitResponse = self.inner.send(&req).await?.json("wait response")?;
-        Ok(resp.state.filter(|s| !s.is_empty()).unwrap_or_else(|| state.to_owned()))
+        Ok(resp.state.filter(|s| !s.is_empty()).map_or_else(|| state.clone(), MachineState::from))
     }
 
     /// `GET /orgs/{org}/machines`: one page of machines across every app of the org.

@@ -29,6 +29,13 @@ pub(crate) fn string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error
     Ok(opt_string(d)?.unwrap_or_default())
 }
 
+/// A machine state from any scalar (like [`string`]); unknown text is kept verbatim.
+pub(crate) fn machine_state<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<crate::model::MachineState, D::Error> {
+    Ok(string(d)?.into())
+}
+
 /// Integers, floats and numeric strings become `i64`; anything else `None`.
 pub(crate) fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     Ok(match Value::deserialize(d)? {

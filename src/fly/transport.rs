@@ -47,6 +47,28 @@ pub(crate) enum Action {
 }
 
 impl Action {
+    /// Every action: a test holds `ops::metrics::FLY_ACTIONS` (the `action` labels the
+    /// metrics pre-initialise, below this module) to this list.
+    #[cfg(test)]
+    pub const ALL: &'static [Action] = &[
+        Action::CreateApp,
+        Action::GetApp,
+        Action::DeleteApp,
+        Action::ListApps,
+        Action::ListIps,
+        Action::AssignIp,
+        Action::ListMachines,
+        Action::CreateMachine,
+        Action::GetMachine,
+        Action::UpdateMachine,
+        Action::StartMachine,
+        Action::StopMachine,
+        Action::DestroyMachine,
+        Action::WaitMachine,
+        Action::ListOrgMachines,
+        Action::ExecMachine,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::CreateApp => "create_app",

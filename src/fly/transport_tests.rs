@@ -98,3 +98,9 @@ fn debug_hides_token() {
     let msg = bad.unwrap_err().to_string();
     assert!(!msg.contains("fm2_bad"), "{msg}");
 }
+
+#[test]
+fn every_action_is_a_pre_initialised_metric_label() {
+    let labels: Vec<&str> = Action::ALL.iter().map(|a| a.as_str()).collect();
+    assert_eq!(labels, crate::ops::metrics::FLY_ACTIONS);
+}

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use super::lenient::{bool_like, nullable, opt_i64, opt_string, string, string_map};
+use super::lenient::{bool_like, machine_state, nullable, opt_i64, opt_string, string, string_map};
+use crate::model::MachineState;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -88,9 +89,9 @@ pub struct Machine {
     pub id: String,
     #[serde(deserialize_with = "opt_string", skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Free-form: unknown states are kept verbatim.
-    #[serde(deserialize_with = "string")]
-    pub state: String,
+    /// Unknown states are kept verbatim (`MachineState::Other`).
+    #[serde(deserialize_with = "machine_state")]
+    pub state: MachineState,
     #[serde(deserialize_with = "opt_string", skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     #[serde(deserialize_with = "opt_string", skip_serializing_if = "Option::is_none")]
@@ -114,7 +115,7 @@ impl Machine {
 
     /// Neither `destroying` nor `destroyed` (what fly-go's `ListActive` keeps).
     pub fn is_active(&self) -> bool {
-        !matches!(self.state.as_str(), "destroying" | "destroyed")
+        self.state.is_active()
     }
 
     /// `request.exit_event` of the newest `exit` event.
@@ -347,8 +348,8 @@ pub struct OrgMachine {
     pub id: String,
     #[serde(deserialize_with = "string")]
     pub app_name: String,
-    #[serde(deserialize_with = "string")]
-    pub state: String,
+    #[serde(deserialize_with = "machine_state")]
+    pub state: MachineState,
     #[serde(deserialize_with = "opt_string", skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
     #[serde(deserialize_with = "lenient_config", skip_serializing_if = "Option::is_none")]

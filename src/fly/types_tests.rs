@@ -20,7 +20,7 @@ fn machine_decodes_leniently() {
         "events": null, "checks": [{"name": "c", "status": "passing", "updated_at": "x"}],
         "host_status": "ok", "brand_new_field": {"a": 1}
     }));
-    assert_eq!(m.state, "hibernating");
+    assert_eq!(m.state, MachineState::from("hibernating"));
     let cfg = m.config.as_ref().unwrap();
     assert!(cfg.env.is_empty());
     assert_eq!(cfg.services[0].autostop_mode(), Some("stop"));
@@ -89,6 +89,9 @@ fn oom_kill_is_read_from_the_newest_exit_event() {
 fn activity_and_checks() {
     assert!(!machine(json!({"id": "m", "state": "destroying"})).is_active());
     assert!(!machine(json!({"id": "m", "state": "destroyed"})).is_active());
+    let odd = machine(json!({"id": "m", "state": 7}));
+    assert_eq!((odd.state.as_str(), odd.is_active()), ("7", true), "any scalar, kept verbatim");
+    assert_eq!(machine(json!({"id": "m", "state": null})).state, MachineState::default());
     assert!(!machine(json!({"id": "m", "checks": []})).checks_passing());
     let m = machine(json!({"id": "m", "checks": [
         {"name": "a", "status": "passing"}, {"name": "b", "status": "critical"}]}));
@@ -129,6 +132,7 @@ fn app_and_org_page_decode() {
     }))
     .unwrap();
     assert_eq!(page.machines.len(), 1);
+    assert_eq!(page.machines[0].state, MachineState::Started);
     assert_eq!(page.next_cursor.as_deref(), Some("c"));
 }
 

@@ -1,6 +1,11 @@
-//! The row's vocabulary, free of I/O and of every other module: typed states, app naming
-//! and input validation.
+//! The row's vocabulary, free of I/O and of every other module: typed states (the row's
+//! and Fly's machine states), sync failure kinds, app naming and input validation.
 
+pub mod machine_state;
 pub mod naming;
 pub mod state;
+pub mod sync_failure;
 pub mod validate;
+
+pub use machine_state::MachineState;
+pub use sync_failure::SyncFailureKind;

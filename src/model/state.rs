@@ -1,17 +1,15 @@
 //! The row's typed states: the one list of `status`, `desired_state` and `status_reason`
 //! values. Metrics, the statistics query and the migrations' CHECK constraints all read them
-//! from here (a test proves the enum and the constraint agree). Stored as text.
-
-use std::fmt;
-use std::str::FromStr;
+//! from here (tests prove the enums agree with the constraints, and `Reason` with every value
+//! the triggers write). Stored as text.
 
 use sqlx::Postgres;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
 
-/// Defines a text-backed enum: `ALL`, `as_str`, `Display`, `FromStr` and the sqlx traits.
-macro_rules! text_enum {
+/// Defines a fieldless enum with fixed texts: `ALL`, `as_str`, `Display` and `FromStr`.
+macro_rules! label_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -21,27 +19,35 @@ macro_rules! text_enum {
             /// Every value, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
 
-            /// The stored text.
+            /// The fixed text.
             pub const fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownValue;
-            fn from_str(s: &str) -> Result<Self, UnknownValue> {
+        impl std::str::FromStr for $name {
+            type Err = $crate::model::state::UnknownValue;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    _ => Err(UnknownValue { what: stringify!($name), value: s.chars().take(64).collect() }),
+                    _ => Err($crate::model::state::UnknownValue::new(stringify!($name), s)),
                 }
             }
         }
+    };
+}
+pub(crate) use label_enum;
+
+/// A [`label_enum!`] stored as text: also serde's `Serialize` and the sqlx traits.
+macro_rules! text_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        label_enum! { $(#[$m])* $name { $($(#[$vm])* $variant = $text),+ } }
 
         impl serde::Serialize for $name {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -88,6 +94,13 @@ macro_rules! text_enum {
 pub struct UnknownValue {
     what: &'static str,
     value: String,
+}
+
+impl UnknownValue {
+    /// `value`, clipped to 64 characters, was not one of `what`'s.
+    pub fn new(what: &'static str, value: &str) -> Self {
+        Self { what, value: value.chars().take(64).collect() }
+    }
 }
 
 text_enum! {
@@ -146,6 +159,14 @@ text_enum! {
         /// Sync on save: `revision` changed dependencies and is being installed beside the
         /// running dev server; `served_revision` follows when it serves.
         SyncInstalling = "SyncInstalling",
+        /// Written by the request triggers: a new row, or a backfilled one, asks for a deploy.
+        DeployRequested = "DeployRequested",
+        /// Written by the request triggers: `status` was set to 'pending' (deploy again).
+        RedeployRequested = "RedeployRequested",
+        /// Written by the request triggers: `status` was set to 'stopped' (tear down).
+        TeardownRequested = "TeardownRequested",
+        /// Written by the update trigger: the repository or branch changed.
+        SpecChanged = "SpecChanged",
         /// The user already has `MAX_PREVIEWS_PER_USER` previews wanting to run.
         QuotaExceeded = "QuotaExceeded",
         /// The row used its redeploy budget; the latest request waits for the window to end.

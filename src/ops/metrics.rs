@@ -2,6 +2,7 @@
 //! create as many as they like. Every name carries the `fly_preview_` prefix, counters end
 //! in `_total`, durations are seconds, and no metric is labelled by app or machine.
 
+use crate::model::SyncFailureKind;
 use crate::model::state::Status;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -34,19 +35,6 @@ pub const FLY_ACTIONS: &[&str] = &[
 /// the app was destroyed, was already gone, or was left alone because it is not the deleted
 /// row's (its name has a row again, or it holds machines we did not create for that row).
 pub const TEARDOWN_RESULTS: &[&str] = &["destroyed", "absent", "kept"];
-
-/// `kind` labels of `fly_preview_sync_failures_total` (sync on save, `preview::sync`).
-pub const SYNC_FAILURE_KINDS: &[&str] = &[
-    "timeout",
-    "sync_failed",
-    "runner_not_running",
-    "commit_not_found",
-    "installing",
-    "bad_answer",
-    "machine_not_started",
-    "fly_api",
-    "db",
-];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -351,8 +339,8 @@ impl Metrics {
         for result in TEARDOWN_RESULTS {
             self.teardowns.with_label_values(&[result]);
         }
-        for kind in SYNC_FAILURE_KINDS {
-            self.sync_failures.with_label_values(&[kind]);
+        for kind in SyncFailureKind::ALL {
+            self.sync_failures.with_label_values(&[kind.as_str()]);
         }
         for reason in ["startup", "listener", "periodic"] {
             self.resyncs.with_label_values(&[reason]);

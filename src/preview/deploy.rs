@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::fly::{CreateMachineRequest, FlyError, IpType, WaitOutcome};
 use crate::model::state::{Reason, Status};
-use crate::model::{naming, validate};
+use crate::model::{MachineState, naming, validate};
 use crate::preview::ctx::Ctx;
 use crate::preview::error::{ReconcileError, Rejection};
 use crate::preview::machine_config::{self, LAUNCH_MARKER_KEY, PREVIEW_ID_KEY, PreviewSpec};
@@ -162,7 +162,7 @@ impl Deploy<'_> {
                 self.mark(None).await?;
                 fly.start_machine(&app, &id).await?;
                 if let Some(m) = seen.machines.iter_mut().find(|m| m.id == id) {
-                    m.state = "starting".into();
+                    m.state = MachineState::Starting;
                 }
                 return Ok(Some(self.booting(seen)));
             }
@@ -267,7 +267,7 @@ impl Deploy<'_> {
         match self
             .ctx
             .fly
-            .wait_machine(self.app(), id, "started", instance_id.as_deref(), slice)
+            .wait_machine(self.app(), id, &MachineState::Started, instance_id.as_deref(), slice)
             .await?
         {
             WaitOutcome::Reached { state } => {

@@ -86,7 +86,7 @@ pub async fn budget(
 fn needs_slot(row: &PreviewRow) -> bool {
     match row.status {
         Status::Pending | Status::Stopped => true,
-        Status::Error => row.status_reason.as_deref() == Some(Reason::QuotaExceeded.as_str()),
+        Status::Error => row.status_reason == Some(Reason::QuotaExceeded),
         Status::Initializing | Status::Running => false,
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use crate::model::naming;
 use crate::model::state::{Reason, Status};
+use crate::model::{MachineState, naming};
 use crate::preview::error::{GlobalCondition, Policy, ReconcileError};
 use crate::preview::plan::MachineRef;
 use crate::preview::settings::Settings;
@@ -78,7 +78,10 @@ fn base(row: &PreviewRow, status: Status, reason: Reason) -> StatusWrite {
 }
 
 /// The machine fields of a write: what the pass saw, else what the row had.
-fn machine_fields(row: &PreviewRow, m: Option<&MachineRef>) -> (Option<String>, Option<String>) {
+fn machine_fields(
+    row: &PreviewRow,
+    m: Option<&MachineRef>,
+) -> (Option<String>, Option<MachineState>) {
     match m {
         Some(m) => (Some(m.id.clone()), Some(m.state.clone())),
         None => (row.fly_machine_id.clone(), row.machine_state.clone()),
@@ -100,7 +103,7 @@ pub fn decide(
             ..base(
                 row,
                 Status::Running,
-                if machine.state == "started" { Reason::Ready } else { Reason::Idle },
+                if machine.state == MachineState::Started { Reason::Ready } else { Reason::Idle },
             )
         },
         Outcome::Progressing { reason, machine, retry_in } => StatusWrite {

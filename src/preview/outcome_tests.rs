@@ -42,7 +42,7 @@ fn info(status: u16) -> ErrorInfo {
 #[test]
 fn success_outcomes() {
     let r = row(Status::Initializing, 2);
-    let m = MachineRef { id: "m1".into(), state: "started".into() };
+    let m = MachineRef { id: "m1".into(), state: MachineState::Started };
     let w = ok(&r, Outcome::Running { machine: m.clone() });
     assert_eq!(
         (w.status, w.reason, w.attempts, w.next_attempt_at),
@@ -52,7 +52,7 @@ fn success_outcomes() {
     assert_eq!((w.fly_machine_id.as_deref(), w.observed_generation), (Some("m1"), Some(3)));
     assert_eq!(w.preview_url.as_deref(), Some("https://roseram-0000abcd.fly.dev"));
 
-    let suspended = MachineRef { state: "suspended".into(), ..m };
+    let suspended = MachineRef { state: MachineState::Suspended, ..m };
     assert_eq!(ok(&r, Outcome::Running { machine: suspended }).reason, Reason::Idle);
 
     let p = Outcome::Progressing {

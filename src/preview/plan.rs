@@ -3,6 +3,7 @@
 //! its picture of Fly, and asks again.
 
 use crate::fly::Machine;
+use crate::model::MachineState;
 use crate::model::state::Reason;
 use crate::preview::machine_config::{self, GENERATION_KEY};
 
@@ -31,7 +32,7 @@ pub enum AppSeen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineSeen {
     pub id: String,
-    pub state: String,
+    pub state: MachineState,
     pub instance_id: Option<String>,
     /// Our metadata with this row's preview id.
     pub ours: bool,
@@ -47,7 +48,7 @@ pub struct MachineSeen {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MachineRef {
     pub id: String,
-    pub state: String,
+    pub state: MachineState,
 }
 
 impl MachineRef {
@@ -102,7 +103,7 @@ impl Observed {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     NameOwnedElsewhere,
-    MachineExited { code: Option<i64>, state: String, oom_killed: bool },
+    MachineExited { code: Option<i64>, state: MachineState, oom_killed: bool },
     Unhealthy { output: Option<String> },
 }
 
@@ -139,19 +140,27 @@ pub enum Step {
     },
     Ready {
         id: String,
-        state: String,
+        state: MachineState,
     },
     Fail(Failure),
 }
 
-const STARTING: &[&str] =
-    &["created", "starting", "updating", "replacing", "restarting", "launching"];
-const IDLE: &[&str] = &["suspended", "suspending"];
+/// On the way to `started` by itself: wait for it.
+const STARTING: &[MachineState] = &[
+    MachineState::Created,
+    MachineState::Starting,
+    MachineState::Updating,
+    MachineState::Replacing,
+    MachineState::Restarting,
+];
+/// Idle but ready: the proxy wakes it on the next request.
+const IDLE: &[MachineState] = &[MachineState::Suspended, MachineState::Suspending];
 
 /// Picks the machine to keep: newest generation first, then a healthy state.
 fn keeper(ours: &[&MachineSeen]) -> Option<usize> {
-    let score =
-        |m: &MachineSeen| (m.generation.unwrap_or(0), m.state == "started", m.checks_passing);
+    let score = |m: &MachineSeen| {
+        (m.generation.unwrap_or(0), m.state == MachineState::Started, m.checks_passing)
+    };
     (0..ours.len())
         .max_by(|a, b| score(ours[*a]).cmp(&score(ours[*b])).then(ours[*b].id.cmp(&ours[*a].id)))
 }
@@ -185,28 +194,27 @@ fn machine_step(want: &Desired, m: &MachineSeen) -> Step {
     if m.generation != Some(want.generation) {
         return Step::UpdateMachine { id };
     }
-    let state = m.state.as_str();
-    match state {
-        "started" if m.checks_passing => Step::Ready { id, state: m.state.clone() },
-        "started" if want.deadline_passed => {
+    match &m.state {
+        MachineState::Started if m.checks_passing => Step::Ready { id, state: m.state.clone() },
+        MachineState::Started if want.deadline_passed => {
             Step::Fail(Failure::Unhealthy { output: m.check_output.clone() })
         }
-        "started" => Step::WaitHealthy { id },
-        s if IDLE.contains(&s) => Step::Ready { id, state: m.state.clone() },
-        s if STARTING.contains(&s) && want.deadline_passed => {
+        MachineState::Started => Step::WaitHealthy { id },
+        s if IDLE.contains(s) => Step::Ready { id, state: m.state.clone() },
+        s if STARTING.contains(s) && want.deadline_passed => {
             Step::Fail(Failure::Unhealthy { output: m.check_output.clone() })
         }
-        s if STARTING.contains(&s) => Step::WaitStarted { id, instance_id: m.instance_id.clone() },
+        s if STARTING.contains(s) => Step::WaitStarted { id, instance_id: m.instance_id.clone() },
         // Killed for memory: Fly's `on-failure` policy has already restarted it; starting it
         // again would only repeat the kill, so say which setting to change.
-        "stopped" | "failed" if !want.was_running || m.oom_killed => {
+        MachineState::Stopped | MachineState::Failed if !want.was_running || m.oom_killed => {
             Step::Fail(Failure::MachineExited {
                 code: m.exit_code,
                 state: m.state.clone(),
                 oom_killed: m.oom_killed,
             })
         }
-        "stopped" | "failed" => Step::StartMachine { id },
+        MachineState::Stopped | MachineState::Failed => Step::StartMachine { id },
         _ => Step::Requeue { id },
     }
 }

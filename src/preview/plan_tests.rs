@@ -7,10 +7,10 @@ fn want() -> Desired {
     Desired { preview_id: Uuid::nil(), generation: 2, was_running: false, deadline_passed: false }
 }
 
-fn m(id: &str, state: &str, generation: i64) -> MachineSeen {
+fn m(id: &str, state: MachineState, generation: i64) -> MachineSeen {
     MachineSeen {
         id: id.into(),
-        state: state.into(),
+        state,
         instance_id: None,
         ours: true,
         generation: Some(generation),
@@ -42,44 +42,47 @@ fn app_and_ips_come_first() {
 
 #[test]
 fn machine_lifecycle() {
-    let passing = MachineSeen { checks_passing: true, ..m("a", "started", 2) };
+    let passing = MachineSeen { checks_passing: true, ..m("a", MachineState::Started, 2) };
     assert_eq!(
         plan(&want(), &app(vec![passing])),
-        Step::Ready { id: "a".into(), state: "started".into() }
+        Step::Ready { id: "a".into(), state: MachineState::Started }
     );
     assert_eq!(
-        plan(&want(), &app(vec![m("a", "started", 2)])),
+        plan(&want(), &app(vec![m("a", MachineState::Started, 2)])),
         Step::WaitHealthy { id: "a".into() }
     );
     assert_eq!(
-        plan(&want(), &app(vec![m("a", "created", 2)])),
+        plan(&want(), &app(vec![m("a", MachineState::Created, 2)])),
         Step::WaitStarted { id: "a".into(), instance_id: None }
     );
     assert_eq!(
-        plan(&want(), &app(vec![m("a", "started", 1)])),
+        plan(&want(), &app(vec![m("a", MachineState::Started, 1)])),
         Step::UpdateMachine { id: "a".into() },
         "spec change updates in place"
     );
     assert_eq!(
-        plan(&want(), &app(vec![m("a", "suspended", 2)])),
-        Step::Ready { id: "a".into(), state: "suspended".into() },
+        plan(&want(), &app(vec![m("a", MachineState::Suspended, 2)])),
+        Step::Ready { id: "a".into(), state: MachineState::Suspended },
         "idle is healthy"
     );
-    assert_eq!(plan(&want(), &app(vec![m("a", "stopping", 2)])), Step::Requeue { id: "a".into() });
     assert_eq!(
-        plan(&want(), &app(vec![m("a", "some-future-state", 2)])),
+        plan(&want(), &app(vec![m("a", MachineState::Stopping, 2)])),
+        Step::Requeue { id: "a".into() }
+    );
+    assert_eq!(
+        plan(&want(), &app(vec![m("a", MachineState::from("some-future-state"), 2)])),
         Step::Requeue { id: "a".into() }
     );
 }
 
 #[test]
 fn failures_fail_fast_while_initializing_and_are_repaired_once_running() {
-    let exited = MachineSeen { exit_code: Some(128), ..m("a", "stopped", 2) };
+    let exited = MachineSeen { exit_code: Some(128), ..m("a", MachineState::Stopped, 2) };
     assert_eq!(
         plan(&want(), &app(vec![exited.clone()])),
         Step::Fail(Failure::MachineExited {
             code: Some(128),
-            state: "stopped".into(),
+            state: MachineState::Stopped,
             oom_killed: false
         })
     );
@@ -90,28 +93,31 @@ fn failures_fail_fast_while_initializing_and_are_repaired_once_running() {
         "a crash after running is restarted"
     );
     assert_eq!(
-        plan(&running, &app(vec![m("a", "failed", 2)])),
+        plan(&running, &app(vec![m("a", MachineState::Failed, 2)])),
         Step::StartMachine { id: "a".into() }
     );
     let late = Desired { deadline_passed: true, ..want() };
-    let sick =
-        MachineSeen { check_output: Some("connection refused".into()), ..m("a", "started", 2) };
+    let sick = MachineSeen {
+        check_output: Some("connection refused".into()),
+        ..m("a", MachineState::Started, 2)
+    };
     assert_eq!(
         plan(&late, &app(vec![sick])),
         Step::Fail(Failure::Unhealthy { output: Some("connection refused".into()) })
     );
     assert_eq!(
-        plan(&late, &app(vec![m("a", "starting", 2)])),
+        plan(&late, &app(vec![m("a", MachineState::Starting, 2)])),
         Step::Fail(Failure::Unhealthy { output: None })
     );
 }
 
 #[test]
 fn exactly_one_machine_of_ours_survives() {
-    let keep = MachineSeen { checks_passing: true, ..m("b", "started", 2) };
-    let step = plan(&want(), &app(vec![m("a", "started", 1), keep.clone()]));
+    let keep = MachineSeen { checks_passing: true, ..m("b", MachineState::Started, 2) };
+    let step = plan(&want(), &app(vec![m("a", MachineState::Started, 1), keep.clone()]));
     assert_eq!(step, Step::DestroyMachine { id: "a".into() }, "the older generation goes");
-    let foreign = MachineSeen { ours: false, generation: None, ..m("hand", "started", 0) };
+    let foreign =
+        MachineSeen { ours: false, generation: None, ..m("hand", MachineState::Started, 0) };
     assert_eq!(
         plan(&want(), &app(vec![keep, foreign])),
         Step::DestroyMachine { id: "hand".into() },
@@ -122,7 +128,11 @@ fn exactly_one_machine_of_ours_survives() {
 #[test]
 fn failure_messages_are_actionable() {
     let msg = failure_message(
-        &Failure::MachineExited { code: Some(128), state: "stopped".into(), oom_killed: false },
+        &Failure::MachineExited {
+            code: Some(128),
+            state: MachineState::Stopped,
+            oom_killed: false,
+        },
         "roseram-x",
     );
     assert!(
@@ -146,7 +156,7 @@ fn failure_messages_are_actionable() {
 fn runner_exits_name_the_cause_and_the_setting() {
     let exited = |code: i64, oom_killed: bool| {
         failure_message(
-            &Failure::MachineExited { code: Some(code), state: "stopped".into(), oom_killed },
+            &Failure::MachineExited { code: Some(code), state: MachineState::Stopped, oom_killed },
             "roseram-x",
         )
     };
@@ -168,10 +178,11 @@ fn runner_exits_name_the_cause_and_the_setting() {
         }
         assert!(msg.contains("fly logs -a roseram-x") && msg.contains("'pending'"), "{msg}");
     }
-    let oom = MachineSeen { exit_code: Some(137), oom_killed: true, ..m("a", "stopped", 2) };
+    let oom =
+        MachineSeen { exit_code: Some(137), oom_killed: true, ..m("a", MachineState::Stopped, 2) };
     let failed = Step::Fail(Failure::MachineExited {
         code: Some(137),
-        state: "stopped".into(),
+        state: MachineState::Stopped,
         oom_killed: true,
     });
     assert_eq!(plan(&want(), &app(vec![oom.clone()])), failed);

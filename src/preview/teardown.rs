@@ -333,6 +333,7 @@ impl Queue for Tombstones {
 mod tests {
     use super::*;
     use crate::fly::ErrorInfo;
+    use crate::ops::metrics::TEARDOWN_RESULTS;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
@@ -405,6 +406,21 @@ mod tests {
         // the persisted count is what grows the delay (seeded: the same draw, a larger ceiling)
         let e = on("delete_app", FlyError::Transient);
         assert!(after(decide(&e, false, 8)) > after(decide(&e, false, 0)));
+    }
+
+    #[test]
+    fn every_verdict_is_a_pre_initialised_metric_label() {
+        let verdicts = [
+            Verdict::Destroyed,
+            Verdict::Absent,
+            Verdict::Kept(Keep::NotOurPrefix),
+            Verdict::Kept(Keep::NameInUse),
+            Verdict::Kept(Keep::Refused),
+            Verdict::Kept(Keep::ForeignMachines),
+        ];
+        let labels: std::collections::BTreeSet<&str> = verdicts.iter().map(|v| v.label()).collect();
+        let known: std::collections::BTreeSet<&str> = TEARDOWN_RESULTS.iter().copied().collect();
+        assert_eq!(labels, known);
     }
 
     #[test]

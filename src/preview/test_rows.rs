@@ -3,6 +3,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
+use crate::model::MachineState;
 use crate::model::state::{DesiredState, Status};
 use crate::store::PreviewRow;
 
@@ -28,7 +29,7 @@ pub fn row(status: Status, attempts: i32) -> PreviewRow {
         observed_generation: 2,
         status_reason: None,
         fly_machine_id: Some("m-old".into()),
-        machine_state: Some("stopped".into()),
+        machine_state: Some(MachineState::Stopped),
         attempts,
         next_attempt_at: None,
         lease_owner: None,

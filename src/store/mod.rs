@@ -24,11 +24,12 @@ pub use limits::Admission;
 pub use listen::{ListenEvent, Listener, Notification, Op};
 pub use preflight::{check_row_access, detect_transaction_pooler};
 pub use queue::{Lease, QueueStats, StatusWrite, Written};
-pub use sync::{STARTED, SyncTarget};
+pub use sync::SyncTarget;
 pub use tombstones::{Tombstone, Tombstones};
 
 use crate::fly::Secret;
-use crate::model::state::{DesiredState, Status};
+use crate::model::MachineState;
+use crate::model::state::{DesiredState, Reason, Status};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -104,9 +105,9 @@ pub struct PreviewRow {
     pub desired_state: DesiredState,
     pub generation: i64,
     pub observed_generation: i64,
-    pub status_reason: Option<String>,
+    pub status_reason: Option<Reason>,
     pub fly_machine_id: Option<String>,
-    pub machine_state: Option<String>,
+    pub machine_state: Option<MachineState>,
     pub attempts: i32,
     /// `None` means "never by itself": the row waits for a change (permanent errors, converged rows).
     pub next_attempt_at: Option<DateTime<Utc>>,

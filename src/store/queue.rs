@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{PreviewRow, Store, StoreError, named_query};
+use crate::model::MachineState;
 use crate::model::state::{DesiredState, Reason, Status};
 
 /// What the controller writes back after (part of) a reconcile.
@@ -20,7 +21,7 @@ pub struct StatusWrite {
     /// `Some` replaces the stored URL; `None` keeps it.
     pub preview_url: Option<String>,
     pub fly_machine_id: Option<String>,
-    pub machine_state: Option<String>,
+    pub machine_state: Option<MachineState>,
     /// `Some(g)` records that generation `g` has been acted on.
     pub observed_generation: Option<i64>,
     pub attempts: i32,
@@ -132,7 +133,7 @@ impl Store {
             .bind(w.error_message.as_deref())
             .bind(w.preview_url.as_deref())
             .bind(w.fly_machine_id.as_deref())
-            .bind(w.machine_state.as_deref())
+            .bind(w.machine_state.as_ref())
             .bind(w.observed_generation)
             .bind(w.attempts)
             .bind(w.next_attempt_at)

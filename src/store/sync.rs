@@ -6,10 +6,11 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::{Store, StoreError, named_query};
+use crate::model::MachineState;
 use crate::model::state::{DesiredState, Reason, Status};
 
 /// The Fly machine state a sync needs (exec never wakes a stopped or suspended machine).
-pub const STARTED: &str = "started";
+const STARTED: MachineState = MachineState::Started;
 
 /// A claimed row: whom to ask for which commit.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::support::MachineState;
 use crate::support::fly_mock::*;
 use axum::http::Method;
 use fly_preview_controller::fly::{
@@ -185,24 +186,34 @@ async fn contract_apps(c: &FlyClient, app: &str, org: &str) {
 async fn contract_machine_lifecycle(c: &FlyClient, app: &str) -> String {
     let long = Duration::from_secs(30);
     let m = c.create_machine(app, &create_req()).await.unwrap();
-    let reached =
-        c.wait_machine(app, &m.id, "started", m.instance_id.as_deref(), long).await.unwrap();
-    assert_eq!(reached, WaitOutcome::Reached { state: "started".into() });
+    let reached = c
+        .wait_machine(app, &m.id, &MachineState::Started, m.instance_id.as_deref(), long)
+        .await
+        .unwrap();
+    assert_eq!(reached, WaitOutcome::Reached { state: MachineState::Started });
     let got = c.get_machine(app, &m.id).await.unwrap();
     let filter = [(machine_config::LAUNCH_MARKER_KEY, "01HMARK")];
     assert_eq!(c.list_machines(app, &filter).await.unwrap().len(), 1);
     let mut upd = create_req();
     upd.current_version = got.instance_id.clone();
     let updated = c.update_machine(app, &m.id, &upd).await.unwrap();
-    c.wait_machine(app, &m.id, "started", updated.instance_id.as_deref(), long).await.unwrap();
+    c.wait_machine(app, &m.id, &MachineState::Started, updated.instance_id.as_deref(), long)
+        .await
+        .unwrap();
     c.stop_machine(app, &m.id).await.unwrap();
-    c.wait_machine(app, &m.id, "stopped", None, long).await.unwrap();
+    c.wait_machine(app, &m.id, &MachineState::Stopped, None, long).await.unwrap();
     c.start_machine(app, &m.id).await.unwrap();
-    c.wait_machine(app, &m.id, "started", None, long).await.unwrap();
+    c.wait_machine(app, &m.id, &MachineState::Started, None, long).await.unwrap();
     // A started machine never becomes suspended by itself: /wait answers 408 (not yet).
-    let out = c.wait_machine(app, &m.id, "suspended", None, Duration::from_secs(1)).await.unwrap();
+    let out = c
+        .wait_machine(app, &m.id, &MachineState::Suspended, None, Duration::from_secs(1))
+        .await
+        .unwrap();
     assert_eq!(out, WaitOutcome::TimedOut);
-    let e = c.wait_machine(app, "00000000000000", "started", None, long).await.unwrap_err();
+    let e = c
+        .wait_machine(app, "00000000000000", &MachineState::Started, None, long)
+        .await
+        .unwrap_err();
     assert!(matches!(e, FlyError::NotFound(_)), "{e:?}");
     m.id
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::support::MachineState;
 use crate::support::fly_mock::*;
 use axum::http::Method;
 use fly_preview_controller::fly::FlyError;
@@ -33,7 +34,7 @@ async fn list_machines_with_metadata_filters_and_lenient_decoding() {
     let s = m.last();
     assert_eq!((s.method, s.path.as_str()), (Method::GET, "/v1/apps/app/machines"));
     assert_eq!(s.query, "metadata.managed-by=fly-preview-controller&metadata.preview-id=p+1");
-    assert_eq!(ms[1].state, "hibernating");
+    assert_eq!(ms[1].state, MachineState::from("hibernating"));
     let cfg = ms[1].config.as_ref().unwrap();
     assert_eq!(cfg.services[0].autostop, Some(json!(true)));
     assert_eq!(cfg.services[0].autostop_mode(), Some("stop"));
@@ -48,7 +49,7 @@ async fn create_machine_request_shape() {
     let m = Mock::start([reply(200, machine_json("1857156b526dd8", "created"))]).await;
     let c = client(&m);
     let got = c.create_machine("app", &create_req()).await.unwrap();
-    assert_eq!((got.id.as_str(), got.state.as_str()), ("1857156b526dd8", "created"));
+    assert_eq!((got.id.as_str(), &got.state), ("1857156b526dd8", &MachineState::Created));
     let s = m.last();
     assert_eq!((s.method, s.path.as_str()), (Method::POST, "/v1/apps/app/machines"));
     assert_eq!(s.body["region"], "ams");

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::support::MachineState;
 use crate::support::fly_mock::*;
 use fly_preview_controller::fly::{FlyError, MachineConfig, WaitOutcome};
 use serde_json::json;
@@ -21,10 +22,10 @@ async fn wait_loops_through_408_until_reached() {
     .await;
     let c = client(&m);
     let out = c
-        .wait_machine("app", "m1", "started", Some("01HV"), Duration::from_secs(300))
+        .wait_machine("app", "m1", &MachineState::Started, Some("01HV"), Duration::from_secs(300))
         .await
         .unwrap();
-    assert_eq!(out, WaitOutcome::Reached { state: "started".into() });
+    assert_eq!(out, WaitOutcome::Reached { state: MachineState::Started });
     assert_eq!(m.count(), 3);
     let s = m.last();
     assert_eq!(s.path, "/v1/apps/app/machines/m1/wait");
@@ -39,7 +40,10 @@ async fn wait_total_deadline_stops_looping() {
     let m = Mock::start([]).await;
     m.fallback(err(408, "deadline_exceeded: machine failed to reach desired state"));
     let c = client(&m);
-    let out = c.wait_machine("app", "m1", "started", None, Duration::from_secs(2)).await.unwrap();
+    let out = c
+        .wait_machine("app", "m1", &MachineState::Started, None, Duration::from_secs(2))
+        .await
+        .unwrap();
     assert_eq!(out, WaitOutcome::TimedOut);
     let seen = m.seen();
     assert!((2..=6).contains(&seen.len()), "{}", seen.len());
@@ -54,12 +58,12 @@ async fn wait_total_deadline_stops_looping() {
 async fn wait_timeout_param_is_at_least_one() {
     let m = Mock::start([reply(200, json!({"ok": true}))]).await;
     let out = client(&m)
-        .wait_machine("app", "m", "stopped", None, Duration::from_millis(100))
+        .wait_machine("app", "m", &MachineState::Stopped, None, Duration::from_millis(100))
         .await
         .unwrap();
     assert_eq!(
         out,
-        WaitOutcome::Reached { state: "stopped".into() },
+        WaitOutcome::Reached { state: MachineState::Stopped },
         "falls back to the requested state"
     );
     assert_eq!(q(&m.last(), "timeout"), ["1"]);
@@ -72,12 +76,21 @@ async fn wait_errors() {
         Mock::start([err(400, bad), err(404, "machine not found"), err(404, "machine not found")])
             .await;
     let c = client(&m);
-    let e = c.wait_machine("app", "m", "started", None, Duration::from_secs(5)).await.unwrap_err();
+    let e = c
+        .wait_machine("app", "m", &MachineState::Started, None, Duration::from_secs(5))
+        .await
+        .unwrap_err();
     assert!(matches!(e, FlyError::Permanent(_)) && e.message() == bad, "{e:?}");
-    let e = c.wait_machine("app", "m", "started", None, Duration::from_secs(5)).await.unwrap_err();
+    let e = c
+        .wait_machine("app", "m", &MachineState::Started, None, Duration::from_secs(5))
+        .await
+        .unwrap_err();
     assert!(matches!(e, FlyError::NotFound(_)));
-    let out = c.wait_machine("app", "m", "destroyed", None, Duration::from_secs(5)).await.unwrap();
-    assert_eq!(out, WaitOutcome::Reached { state: "destroyed".into() });
+    let out = c
+        .wait_machine("app", "m", &MachineState::Destroyed, None, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(out, WaitOutcome::Reached { state: MachineState::Destroyed });
     assert_eq!(m.count(), 3);
 }
 

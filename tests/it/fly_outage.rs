@@ -38,7 +38,7 @@ async fn an_outage_parks_rows_probes_once_a_second_and_recovers_fast(pool: PgPoo
     }
     let during = h.sim.stats().requests_total - before;
     let rows = h.store().list_all().await.unwrap();
-    let parked = rows.iter().filter(|r| r.status_reason.as_deref() == Some("FlyUnavailable"));
+    let parked = rows.iter().filter(|r| r.status_reason == Some(Reason::FlyUnavailable));
     let parked = parked.count();
     let max_attempts = rows.iter().map(|r| r.attempts).max().unwrap_or(0);
     let ready = r.health.ready();
@@ -83,7 +83,7 @@ async fn with_fly_hung_invalid_rows_still_get_their_verdict_within_a_second(pool
         let id = insert_row(&pool, USER_A, &format!("bad-{i}"), Some(REPO), "main; rm -rf /").await;
         let row = h.wait_row(id, "verdict", |r| r.status == Status::Error).await;
         worst = worst.max(inserted.elapsed());
-        assert_eq!(row.status_reason.as_deref(), Some("InvalidSpec"));
+        assert_eq!(row.status_reason, Some(Reason::InvalidSpec));
     }
     println!("Fly hung: worst time to an invalid row's verdict {worst:?}");
     assert!(worst < Duration::from_secs(1), "verdicts within 1 s: {worst:?}");

@@ -23,7 +23,7 @@ async fn set_status(pool: &PgPool, id: Uuid, status: &str) {
 }
 
 fn refused(r: &PreviewRow) -> bool {
-    r.status == Status::Error && r.status_reason.as_deref() == Some("QuotaExceeded")
+    r.status == Status::Error && r.status_reason == Some(Reason::QuotaExceeded)
 }
 
 #[sqlx::test]
@@ -70,7 +70,7 @@ async fn rows_beyond_the_quota_wait_without_fly_calls_and_deploy_when_a_slot_fre
 }
 
 fn throttled(r: &PreviewRow) -> bool {
-    r.status_reason.as_deref() == Some("RedeployThrottled") && r.lease_owner.is_none()
+    r.status_reason == Some(Reason::RedeployThrottled) && r.lease_owner.is_none()
 }
 
 #[sqlx::test]

@@ -36,6 +36,7 @@ mod shared_inputs;
 mod store;
 mod store_claim;
 mod store_tombstones;
+mod store_vocabulary;
 mod supabase_contract;
 mod supabase_daemon;
 mod supabase_pooler;

@@ -28,7 +28,7 @@ fn untouched(r: &PreviewRow) -> bool {
     r.status == Status::Pending
         && r.lease_owner.is_none()
         && r.attempts == 0
-        && r.status_reason.as_deref() == Some("DeployRequested")
+        && r.status_reason == Some(Reason::DeployRequested)
 }
 
 #[sqlx::test]

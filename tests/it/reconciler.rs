@@ -19,8 +19,8 @@ async fn pending_row_becomes_running_with_a_preview_url(pool: PgPool) {
     assert_eq!(row.fly_app_name, "roseram-5aacab32");
     assert_eq!(row.preview_url.as_deref(), Some("https://roseram-5aacab32.fly.dev"));
     assert_eq!(
-        (row.status_reason.as_deref(), row.machine_state.as_deref()),
-        (Some("Ready"), Some("started"))
+        (row.status_reason, row.machine_state),
+        (Some(Reason::Ready), Some(MachineState::Started))
     );
     assert_eq!((row.attempts, row.error_message.as_deref()), (0, None));
     let machines = h.sim.machines(&row.fly_app_name);
@@ -157,7 +157,7 @@ async fn a_name_owned_by_another_org_is_a_permanent_error(pool: PgPool) {
     let id = insert_row(&pool, USER_A, "abc-123-def", Some(REPO), "main").await;
     let r = h.start("a");
     let row = h.wait_row(id, "error", |r| r.status == Status::Error).await;
-    assert_eq!(row.status_reason.as_deref(), Some("NameOwnedElsewhere"));
+    assert_eq!(row.status_reason, Some(Reason::NameOwnedElsewhere));
     assert!(row.error_message.unwrap().contains("taken by another Fly organization"));
     assert_eq!(row.next_attempt_at, None, "waits for the row to change");
     assert_eq!(h.sim.stats().machines_created_total, 0);
@@ -172,7 +172,7 @@ async fn invalid_rows_fail_without_any_fly_call(pool: PgPool) {
     let r = h.start("a");
     for (id, field) in [(bad_branch, "github_branch"), (no_repo, "github_repo_url")] {
         let row = h.wait_row(id, "error", |r| r.status == Status::Error).await;
-        assert_eq!(row.status_reason.as_deref(), Some("InvalidSpec"));
+        assert_eq!(row.status_reason, Some(Reason::InvalidSpec));
         assert!(row.error_message.as_deref().unwrap().contains(field), "{row:?}");
         assert_eq!(row.next_attempt_at, None);
         assert!(h.calls_for(&row.fly_app_name).is_empty(), "no Fly call for an invalid row");
@@ -188,7 +188,7 @@ async fn machine_exit_while_initializing_fails_fast(pool: PgPool) {
             .await;
     let r = h.start("a");
     let row = h.wait_row(id, "error", |r| r.status == Status::Error).await;
-    assert_eq!(row.status_reason.as_deref(), Some("MachineExited"));
+    assert_eq!(row.status_reason, Some(Reason::MachineExited));
     assert!(row.error_message.as_deref().unwrap().contains("exited with code 128"), "{row:?}");
     r.stop().await;
 }
@@ -201,7 +201,7 @@ async fn health_deadline_fails_with_the_last_check_output(pool: PgPool) {
     let id = insert_row(&pool, USER_A, "f2", Some(REPO), "sim-never-healthy").await;
     let r = h.start("a");
     let row = h.wait_row(id, "error", |r| r.status == Status::Error).await;
-    assert_eq!(row.status_reason.as_deref(), Some("HealthDeadlineExceeded"));
+    assert_eq!(row.status_reason, Some(Reason::HealthDeadlineExceeded));
     assert!(row.error_message.as_deref().unwrap().contains("connection refused"), "{row:?}");
     r.stop().await;
 }
@@ -256,7 +256,7 @@ async fn transient_failures_back_off_and_recover(pool: PgPool) {
     let id = insert_row(&pool, USER_A, "b1", Some(REPO), "main").await;
     let r = h.start("a");
     let failed = h.wait_row(id, "error", |r| r.status == Status::Error).await;
-    assert_eq!(failed.status_reason.as_deref(), Some("FlyApiError"));
+    assert_eq!(failed.status_reason, Some(Reason::FlyApiError));
     assert!(failed.attempts >= 1 && failed.next_attempt_at.is_some());
     let ok = h.wait_row(id, "running", is_running).await;
     assert_eq!((ok.attempts, ok.error_message), (0, None), "reset on success");

@@ -32,7 +32,7 @@ async fn each_runner_exit_names_its_cause_and_setting(pool: PgPool) {
     let r = h.start("a");
     for ((branch, _, wants), id) in cases.iter().zip(ids) {
         let row = h.wait_row(id, branch, |r| r.status == Status::Error).await;
-        assert_eq!(row.status_reason.as_deref(), Some("MachineExited"), "{branch}: {row:?}");
+        assert_eq!(row.status_reason, Some(Reason::MachineExited), "{branch}: {row:?}");
         let msg = row.error_message.as_deref().unwrap_or_default();
         for want in *wants {
             assert!(msg.contains(want), "{branch}: {want:?} not in {msg}");

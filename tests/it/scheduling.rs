@@ -24,7 +24,7 @@ async fn a_recheck_runs_at_its_due_time_with_a_one_hour_poll(pool: PgPool) {
     let booting = h
         .wait_row(id, "a scheduled re-check", |r| {
             r.status == Status::Initializing
-                && r.status_reason.as_deref() == Some("WaitingForMachine")
+                && r.status_reason == Some(Reason::WaitingForMachine)
                 && r.lease_owner.is_none()
         })
         .await;

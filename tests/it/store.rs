@@ -20,7 +20,7 @@ fn running(generation: i64) -> StatusWrite {
         detail: None,
         preview_url: Some("https://x.fly.dev".into()),
         fly_machine_id: Some("1857156b526dd8".into()),
-        machine_state: Some("started".into()),
+        machine_state: Some(MachineState::Started),
         observed_generation: Some(generation),
         attempts: 0,
         next_attempt_at: None,
@@ -116,7 +116,7 @@ async fn write_for_an_old_generation_is_fenced_out(pool: PgPool) {
     assert!(s.write_status(id, row.generation, &running(1), Lease::Keep).await.unwrap().is_none());
     assert!(s.release(id).await.unwrap());
     let again = s.claim(1, LEASE, NO_CAP).await.unwrap().remove(0);
-    assert_eq!((again.generation, again.status_reason.as_deref()), (2, Some("SpecChanged")));
+    assert_eq!((again.generation, again.status_reason), (2, Some(Reason::SpecChanged)));
 }
 
 #[sqlx::test]
@@ -177,7 +177,7 @@ async fn web_app_stop_becomes_a_teardown_request_with_a_notification(pool: PgPoo
     let row = Store::new(pool.clone(), "a").get(id).await.unwrap().unwrap();
     assert_eq!((row.desired_state.as_str(), row.generation), ("stopped", 2));
     assert_eq!(row.status, Status::Pending, "status stays truthful until the app is gone");
-    assert_eq!(row.status_reason.as_deref(), Some("TeardownRequested"));
+    assert_eq!(row.status_reason, Some(Reason::TeardownRequested));
     let ev = tokio::time::timeout(Duration::from_secs(10), listener.next()).await.unwrap().unwrap();
     match ev {
         ListenEvent::Notified(n) => assert_eq!((n.op, n.id), (Op::Update, id)),
@@ -207,7 +207,7 @@ async fn pending_is_a_redeploy_request_and_other_statuses_are_ignored(pool: PgPo
         (redeploy.desired_state.as_str(), redeploy.generation),
         ("running", stopped.generation + 1)
     );
-    assert_eq!(redeploy.status_reason.as_deref(), Some("RedeployRequested"));
+    assert_eq!(redeploy.status_reason, Some(Reason::RedeployRequested));
 }
 
 #[sqlx::test]

@@ -26,7 +26,7 @@ pub struct SyncCols {
     pub served_revision: Option<String>,
     pub served_revision_at: Option<chrono::DateTime<chrono::Utc>>,
     pub status: Status,
-    pub status_reason: Option<String>,
+    pub status_reason: Option<Reason>,
     pub error_message: Option<String>,
     pub generation: i64,
 }
@@ -171,7 +171,7 @@ async fn suspended_machine_is_not_woken(pool: PgPool) {
     assert_eq!(h.sim.machines(&app)[0]["state"], "suspended", "exec never wakes a machine");
     let c = cols(&pool, id).await;
     assert_eq!((c.served_revision, c.status), (None, Status::Running));
-    assert_eq!(c.status_reason.as_deref(), Some("Ready"), "not a sync failure");
+    assert_eq!(c.status_reason, Some(Reason::Ready), "not a sync failure");
     // A request through the proxy wakes it; the next try confirms the revision.
     let client = h.fly(&r.metrics);
     client.start_machine(&app, &machine).await.unwrap();
@@ -188,15 +188,14 @@ async fn sync_failure_keeps_the_preview_running_with_a_reason(pool: PgPool) {
     h.sim.push_revision(&app, SHA1);
     save(&pool, id, SHA1).await;
     let c =
-        wait_cols(&pool, id, "SyncFailed", |c| c.status_reason.as_deref() == Some("SyncFailed"))
-            .await;
+        wait_cols(&pool, id, "SyncFailed", |c| c.status_reason == Some(Reason::SyncFailed)).await;
     assert_eq!((c.status, c.served_revision.as_deref()), (Status::Running, None));
     assert!(c.error_message.as_deref().unwrap().contains("fetch_failed"), "{c:?}");
     assert!(r.metrics.sync_failures.with_label_values(&["sync_failed"]).get() >= 1);
     // Recovery: the retry confirms it and the reason goes back to Ready.
     h.sim.set_sync_fault(&app, None);
     let c = wait_cols(&pool, id, "served", |c| c.served_revision.as_deref() == Some(SHA1)).await;
-    assert_eq!((c.status_reason.as_deref(), c.error_message), (Some("Ready"), None));
+    assert_eq!((c.status_reason, c.error_message), (Some(Reason::Ready), None));
     r.stop().await;
 }
 
@@ -211,26 +210,23 @@ async fn timeouts_and_missing_commits_have_their_own_reasons(pool: PgPool) {
     let (h, r, id, app, _) = running(&pool, s).await;
     h.sim.set_sync_fault(&app, Some(SyncFault::Hang));
     save(&pool, id, SHA1).await;
-    let c = wait_cols(&pool, id, "timeout", |c| c.status_reason.as_deref() == Some("SyncTimedOut"))
-        .await;
+    let c =
+        wait_cols(&pool, id, "timeout", |c| c.status_reason == Some(Reason::SyncTimedOut)).await;
     assert_eq!(c.status, Status::Running);
     // The commit never reaches the branch: the runner keeps answering the old one.
     h.sim.set_sync_fault(&app, Some(SyncFault::Stale));
     save(&pool, id, SHA2).await;
-    let c = wait_cols(&pool, id, "not found", |c| {
-        c.status_reason.as_deref() == Some("SyncCommitNotFound")
-    })
-    .await;
+    let c =
+        wait_cols(&pool, id, "not found", |c| c.status_reason == Some(Reason::SyncCommitNotFound))
+            .await;
     assert_eq!((c.status, c.served_revision), (Status::Running, None));
     assert!(c.error_message.unwrap().contains(SHA2));
     // A dependency change: the runner installs it beside the running server first.
     h.sim.set_sync_fault(&app, Some(SyncFault::Installing));
     h.sim.push_revision(&app, SHA1);
     save(&pool, id, SHA1).await;
-    let c = wait_cols(&pool, id, "installing", |c| {
-        c.status_reason.as_deref() == Some("SyncInstalling")
-    })
-    .await;
+    let c = wait_cols(&pool, id, "installing", |c| c.status_reason == Some(Reason::SyncInstalling))
+        .await;
     assert_eq!((c.status, c.served_revision.as_deref()), (Status::Running, None));
     r.stop().await;
 }

@@ -18,6 +18,7 @@ use super::fleet::{pct, sorted};
 use fly_preview_controller::fly::{
     CreateMachineRequest, FlyClient, FlyClientConfig, IpType, Secret,
 };
+use fly_preview_controller::model::MachineState;
 use fly_preview_controller::preview::machine_config::{self, PreviewSpec, RunnerSettings};
 use fly_sim::{SimConfig, Simulator};
 
@@ -102,8 +103,14 @@ async fn deploy(fly: &FlyClient, row: &PendingRow) -> anyhow::Result<()> {
     fly.assign_ip(app, IpType::V6).await?;
     fly.assign_ip(app, IpType::SharedV4).await?;
     let m = fly.create_machine(app, &request(row)).await?;
-    fly.wait_machine(app, &m.id, "started", m.instance_id.as_deref(), Duration::from_secs(60))
-        .await?;
+    fly.wait_machine(
+        app,
+        &m.id,
+        &MachineState::Started,
+        m.instance_id.as_deref(),
+        Duration::from_secs(60),
+    )
+    .await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while !fly.get_machine(app, &m.id).await?.checks_passing() {
         anyhow::ensure!(Instant::now() < deadline, "machine never became healthy");

@@ -18,6 +18,7 @@ use super::child::SIM_TOKEN;
 use super::db::{BenchDb, PendingRow, RowTimings};
 use super::fleet;
 use fly_preview_controller::fly::{FlyClient, FlyClientConfig, IpType, Secret};
+use fly_preview_controller::model::MachineState;
 use fly_preview_controller::model::state::Status;
 use fly_sim::{SimConfig, Simulator};
 
@@ -95,8 +96,14 @@ async fn deploy(
     fly.assign_ip(app, IpType::V6).await?;
     fly.assign_ip(app, IpType::SharedV4).await?;
     let m = fly.create_machine(app, &request(row)).await?;
-    fly.wait_machine(app, &m.id, "started", m.instance_id.as_deref(), Duration::from_secs(60))
-        .await?;
+    fly.wait_machine(
+        app,
+        &m.id,
+        &MachineState::Started,
+        m.instance_id.as_deref(),
+        Duration::from_secs(60),
+    )
+    .await?;
     tokio::time::sleep(check_delay).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     while !fly.get_machine(app, &m.id).await?.checks_passing() {

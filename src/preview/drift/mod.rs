@@ -4,6 +4,7 @@
 //! `ORPHAN_GRACE`, a backstop for apps no tombstone covers (deleted rows' apps are torn down
 //! by `preview::teardown`).
 
+use crate::model::MachineState;
 use crate::model::state::{DesiredState, Status};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -20,7 +21,12 @@ use crate::preview::machine_config::{MANAGED_BY, MANAGED_BY_KEY};
 use crate::store::StoreError;
 
 /// Machine states that mean a running preview needs attention.
-const BAD: &[&str] = &["stopped", "failed", "destroyed", "destroying"];
+const BAD: &[MachineState] = &[
+    MachineState::Stopped,
+    MachineState::Failed,
+    MachineState::Destroyed,
+    MachineState::Destroying,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriftError {
@@ -141,9 +147,7 @@ impl Drift {
         let prefix = self.prefix();
         let names: HashSet<String> = changed
             .iter()
-            .filter(|m| {
-                m.app_name.starts_with(&prefix) && ours(m) && BAD.contains(&m.state.as_str())
-            })
+            .filter(|m| m.app_name.starts_with(&prefix) && ours(m) && BAD.contains(&m.state))
             .map(|m| m.app_name.clone())
             .collect();
         self.requeue(names.into_iter().collect()).await
@@ -178,9 +182,8 @@ impl Drift {
             .filter(|r| r.desired_state == DesiredState::Running && r.status == Status::Running)
             .filter(|r| {
                 let ms = by_app.get(r.fly_app_name.as_str());
-                let healthy = ms.is_some_and(|ms| {
-                    ms.iter().any(|m| ours(m) && !BAD.contains(&m.state.as_str()))
-                });
+                let healthy =
+                    ms.is_some_and(|ms| ms.iter().any(|m| ours(m) && !BAD.contains(&m.state)));
                 !apps.contains(&r.fly_app_name) || !healthy
             })
             .map(|r| r.fly_app_name.clone())

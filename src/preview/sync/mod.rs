@@ -15,10 +15,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::model::SyncFailureKind;
+
 mod once;
 mod settings;
 
-pub use self::once::{Answer, Done, FAILURE_KINDS, parse_answer, sync_once};
+pub use self::once::{Answer, Done, parse_answer, sync_once};
 pub use self::settings::{RUNNER_ENTRYPOINT, SyncCtx, SyncSettings};
 
 /// A row waiting for its next try after a failure.
@@ -100,7 +102,7 @@ impl SyncLane {
             self.tasks.spawn(async move {
                 let done = sync_once(&ctx, id).await.unwrap_or_else(|e| {
                     tracing::warn!(%id, error = %e, kind = e.kind(), "sync on save: database error");
-                    Done::Failed("db")
+                    Done::Failed(SyncFailureKind::Db)
                 });
                 (id, done)
             });
@@ -122,6 +124,7 @@ impl SyncLane {
             Done::Failed(kind) => {
                 let attempts = self.retries.get(&id).map_or(0, |r| r.attempts + 1);
                 let delay = self.ctx.settings.retry_after(kind, attempts);
+                let kind = kind.as_str();
                 tracing::info!(%id, kind, ?delay, "sync on save did not confirm the revision");
                 self.retries.insert(id, Retry { at: Instant::now() + delay, attempts });
             }

@@ -7,12 +7,9 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::fly::{ExecResponse, FlyError};
-use crate::model::state::Reason;
+use crate::model::SyncFailureKind as Kind;
 use crate::preview::sync::settings::SyncCtx;
 use crate::store::{StoreError, SyncTarget};
-
-/// Every `kind` label of `fly_preview_sync_failures_total`.
-pub use crate::ops::metrics::SYNC_FAILURE_KINDS as FAILURE_KINDS;
 
 /// What the runner's `sync` answered, as the controller reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +18,8 @@ pub enum Answer {
     Serves(String),
     /// `{"ok":true,"revision":<old>,"installing":<new>}`: a dependency change is installing.
     Installing { serves: String, installing: String },
-    /// Not confirmed: a fixed kind and a short message for `error_message`.
-    Failed { kind: &'static str, message: String },
+    /// Not confirmed: the kind and a short message for `error_message`.
+    Failed { kind: Kind, message: String },
 }
 
 #[derive(Deserialize)]
@@ -38,7 +35,7 @@ struct Line {
     message: Option<String>,
 }
 
-fn failed(kind: &'static str, message: impl Into<String>) -> Answer {
+fn failed(kind: Kind, message: impl Into<String>) -> Answer {
     let mut message: String = message.into();
     if message.len() > 300 {
         let cut = (0..=300).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
@@ -53,32 +50,22 @@ pub fn parse_answer(r: &ExecResponse) -> Answer {
     let Ok(line) = serde_json::from_str::<Line>(last.trim()) else {
         let why = r.stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("no output");
         let code = r.exit_code.map_or_else(|| "?".to_owned(), |c| c.to_string());
-        return failed("bad_answer", format!("runner sync exited {code}: {why}"));
+        return failed(Kind::BadAnswer, format!("runner sync exited {code}: {why}"));
     };
     match (line.ok, line.revision, line.installing) {
         (true, Some(serves), Some(installing)) => Answer::Installing { serves, installing },
         (true, Some(serves), None) => Answer::Serves(serves),
-        (true, None, _) => failed("bad_answer", "runner sync answered ok without a revision"),
+        (true, None, _) => failed(Kind::BadAnswer, "runner sync answered ok without a revision"),
         (false, ..) => {
             let tag = line.error.unwrap_or_default();
             let kind = match tag.as_str() {
-                "timeout" => "timeout",
-                "not_running" => "runner_not_running",
-                _ => "sync_failed",
+                "timeout" => Kind::Timeout,
+                "not_running" => Kind::RunnerNotRunning,
+                _ => Kind::SyncFailed,
             };
             let message = line.message.unwrap_or_default();
             failed(kind, format!("runner sync failed ({tag}): {message}"))
         }
-    }
-}
-
-/// The reason written for a failure kind.
-pub fn reason_for(kind: &str) -> Reason {
-    match kind {
-        "timeout" => Reason::SyncTimedOut,
-        "commit_not_found" => Reason::SyncCommitNotFound,
-        "installing" => Reason::SyncInstalling,
-        _ => Reason::SyncFailed,
     }
 }
 
@@ -92,7 +79,7 @@ pub enum Done {
     /// The row asks for a newer commit than the one tried: sync again now.
     MovedOn,
     /// Not confirmed: try again after a backoff (the kind decides how long).
-    Failed(&'static str),
+    Failed(Kind),
 }
 
 /// One attempt for row `id`.
@@ -105,10 +92,10 @@ pub async fn sync_once(ctx: &SyncCtx, id: Uuid) -> Result<Done, StoreError> {
     let done = record(ctx, &t, answer).await;
     ctx.metrics.sync_duration.observe(started.elapsed().as_secs_f64());
     if let Ok(Done::Failed(kind)) = &done {
-        ctx.metrics.sync_failures.with_label_values(&[kind]).inc();
+        ctx.metrics.sync_failures.with_label_values(&[kind.as_str()]).inc();
     }
     if done.is_err() {
-        ctx.metrics.sync_failures.with_label_values(&["db"]).inc();
+        ctx.metrics.sync_failures.with_label_values(&[Kind::Db.as_str()]).inc();
     }
     done
 }
@@ -119,9 +106,9 @@ async fn ask(ctx: &SyncCtx, t: &SyncTarget) -> Answer {
     let argv: Vec<&str> = cmd.iter().map(String::as_str).collect();
     match ctx.fly.exec_machine(&t.app, &t.machine_id, &argv, ctx.settings.exec_timeout).await {
         Ok(r) => parse_answer(&r),
-        Err(FlyError::Timeout(i)) => failed("timeout", format!("exec of runner sync: {i}")),
-        Err(e @ FlyError::LeaseConflict(_)) => failed("machine_not_started", e.to_string()),
-        Err(e) => failed("fly_api", e.to_string()),
+        Err(FlyError::Timeout(i)) => failed(Kind::Timeout, format!("exec of runner sync: {i}")),
+        Err(e @ FlyError::LeaseConflict(_)) => failed(Kind::MachineNotStarted, e.to_string()),
+        Err(e) => failed(Kind::FlyApi, e.to_string()),
     }
 }
 
@@ -138,19 +125,19 @@ async fn record(ctx: &SyncCtx, t: &SyncTarget, answer: Answer) -> Result<Done, S
             Some((false, _)) => {
                 let why =
                     format!("runner serves {sha}, not {} (not on the branch yet?)", t.revision);
-                ("commit_not_found", why)
+                (Kind::CommitNotFound, why)
             }
         },
         Answer::Installing { serves, installing } => (
-            "installing",
+            Kind::Installing,
             format!("installing dependencies of {installing}; still serving {serves}"),
         ),
         Answer::Failed { kind, message } => (kind, message),
     };
-    if kind == "machine_not_started" {
+    if kind == Kind::MachineNotStarted {
         store.release(t.id).await?;
     } else {
-        store.sync_failed(t.id, &t.revision, reason_for(kind), &message).await?;
+        store.sync_failed(t.id, &t.revision, kind.reason(), &message).await?;
     }
     Ok(Done::Failed(kind))
 }
@@ -171,17 +158,17 @@ mod tests {
         let want = Answer::Installing { serves: "a".into(), installing: "b".into() };
         assert_eq!(parse_answer(&inst), want);
         let kinds = [
-            (r#"{"ok":false,"error":"timeout","message":"no answer within 10s"}"#, "timeout"),
-            (r#"{"ok":false,"error":"not_running","message":"ENOENT"}"#, "runner_not_running"),
-            (r#"{"ok":false,"error":"fetch_failed","message":"fatal"}"#, "sync_failed"),
-            (r#"{"ok":true}"#, "bad_answer"),
-            ("", "bad_answer"),
+            (r#"{"ok":false,"error":"timeout","message":"no answer within 10s"}"#, Kind::Timeout),
+            (r#"{"ok":false,"error":"not_running","message":"ENOENT"}"#, Kind::RunnerNotRunning),
+            (r#"{"ok":false,"error":"fetch_failed","message":"fatal"}"#, Kind::SyncFailed),
+            (r#"{"ok":true}"#, Kind::BadAnswer),
+            ("", Kind::BadAnswer),
         ];
         for (line, kind) in kinds {
             match parse_answer(&resp(1, line)) {
                 Answer::Failed { kind: k, message } => {
                     assert_eq!(k, kind, "{line}");
-                    assert!(FAILURE_KINDS.contains(&k) && !message.is_empty());
+                    assert!(!message.is_empty());
                 }
                 other => panic!("{line}: {other:?}"),
             }
@@ -190,11 +177,14 @@ mod tests {
 
     #[test]
     fn reasons_and_long_messages() {
-        assert_eq!(reason_for("timeout"), Reason::SyncTimedOut);
-        assert_eq!(reason_for("commit_not_found"), Reason::SyncCommitNotFound);
-        assert_eq!(reason_for("installing"), Reason::SyncInstalling);
-        assert_eq!(reason_for("bad_answer"), Reason::SyncFailed);
-        let Answer::Failed { message, .. } = failed("x", "é".repeat(400)) else { panic!() };
+        use crate::model::state::Reason;
+        assert_eq!(Kind::Timeout.reason(), Reason::SyncTimedOut);
+        assert_eq!(Kind::CommitNotFound.reason(), Reason::SyncCommitNotFound);
+        assert_eq!(Kind::Installing.reason(), Reason::SyncInstalling);
+        assert_eq!(Kind::BadAnswer.reason(), Reason::SyncFailed);
+        let Answer::Failed { message, .. } = failed(Kind::SyncFailed, "é".repeat(400)) else {
+            panic!()
+        };
         assert!(message.len() <= 300);
     }
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::fly::FlyClient;
+use crate::model::SyncFailureKind;
 use crate::ops::metrics::Metrics;
 use crate::runtime::backoff::Backoff;
 use crate::store::Store;
@@ -67,8 +68,8 @@ impl SyncSettings {
         self.exec_timeout + crate::fly::exec::EXEC_SLACK + Duration::from_secs(10)
     }
 
-    pub(crate) fn retry_after(&self, kind: &str, attempts: u32) -> Duration {
-        if kind == "machine_not_started" {
+    pub(crate) fn retry_after(&self, kind: SyncFailureKind, attempts: u32) -> Duration {
+        if kind == SyncFailureKind::MachineNotStarted {
             return self.idle_retry;
         }
         Backoff { base: self.retry_base, cap: self.retry_cap }.ceiling(attempts)

@@ -10,6 +10,7 @@ pub mod prom_server;
 pub mod runner_fixture;
 pub mod supabase;
 
+pub use fly_preview_controller::model::MachineState;
 use fly_preview_controller::model::naming;
 pub use fly_preview_controller::model::state::{DesiredState, Reason, Status};
 pub use fly_preview_controller::store::Lease;
