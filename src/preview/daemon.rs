@@ -91,7 +91,8 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
     };
     bg.spawn(SyncLane::new(sync, rev_rx).run());
     bg.spawn(Drift::new(ctx.clone(), p.metrics.clone(), resync).run());
-    bg.spawn(watch::watch(ctx.clone(), p.health.clone(), p.metrics.clone(), wake.clone()));
+    let wakes = vec![wake.clone(), teardowns.clone()];
+    bg.spawn(watch::watch(ctx.clone(), p.health.clone(), p.metrics.clone(), wakes));
     bg.spawn(local_lane::run(LocalLane::of(&runtime)));
     // Both drain on the same shutdown phase and release their own leases.
     tokio::join!(

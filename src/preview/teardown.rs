@@ -31,8 +31,9 @@
 //! (deleting an app twice finds a 404).
 //!
 //! # Caveats
-//! Deletions wait while no replica runs, while the gate is shut by a global condition (up to
-//! `POLL_INTERVAL` after it clears: the gate wakes the preview loop, not this one), and for the
+//! Deletions wait while no replica runs, while the gate is shut by a global condition (the
+//! gate's watcher wakes this loop when it clears), up to 30 s after a Fly outage heals (a
+//! parked tombstone is not made due by the heal), and for the
 //! client's global app-delete rate limit (100 a minute: 50 deleted rows take ~27 s). A row
 //! re-created under the same name between the checks and the delete call loses its app (the
 //! window is one Fly call); its own pass then re-creates it. `TRUNCATE` fires no row trigger:

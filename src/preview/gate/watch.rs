@@ -32,16 +32,23 @@ pub const FIRST_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEGRADED: &str = "degraded: the Fly API is failing platform-wide (5xx/timeouts); \
      calls are down to one probe a second and previews keep their status (reason FlyUnavailable)";
 
+/// The loops it wakes when work may run again (the preview runtime, the teardown runtime).
+pub type Wakes = Vec<Arc<Notify>>;
+
+fn notify(wakes: &[Arc<Notify>]) {
+    wakes.iter().for_each(|w| w.notify_one());
+}
+
 /// Probes Fly at startup, then once a second while Fly is down or the configuration is
 /// refused; reacts to the breaker opening and closing.
-pub async fn watch(ctx: Arc<Ctx>, health: Arc<Health>, metrics: Metrics, wake: Arc<Notify>) {
+pub async fn watch(ctx: Arc<Ctx>, health: Arc<Health>, metrics: Metrics, wake: Wakes) {
     let mut rx = ctx.fly.breaker().subscribe();
     let first = tokio::time::timeout(FIRST_PROBE_TIMEOUT, ctx.fly.probe(&ctx.settings.org)).await;
     if let Ok(result) = first {
         apply(&ctx, result);
     }
     ctx.gate.checked();
-    wake.notify_one();
+    notify(&wake);
     let mut was_open = false;
     loop {
         tokio::select! {
@@ -59,7 +66,7 @@ pub async fn watch(ctx: Arc<Ctx>, health: Arc<Health>, metrics: Metrics, wake: A
             let blocked = ctx.gate.condition().is_some();
             apply(&ctx, ctx.fly.probe(&ctx.settings.org).await);
             if blocked && ctx.gate.open() {
-                wake.notify_one();
+                notify(&wake);
             }
         }
     }
@@ -83,7 +90,7 @@ fn apply(ctx: &Ctx, result: Result<(), FlyError>) {
     }
 }
 
-async fn transition(ctx: &Ctx, health: &Health, metrics: &Metrics, wake: &Notify, open: bool) {
+async fn transition(ctx: &Ctx, health: &Health, metrics: &Metrics, wake: &Wakes, open: bool) {
     metrics.fly_down.set(i64::from(open));
     if open {
         tracing::warn!("the Fly API is failing platform-wide; down to one probe a second");
@@ -101,7 +108,7 @@ async fn transition(ctx: &Ctx, health: &Health, metrics: &Metrics, wake: &Notify
                 tracing::warn!(error = %e, "waking parked rows failed; they retry on their own")
             }
         }
-        wake.notify_one();
+        notify(wake);
     }
 }
 
