@@ -27,6 +27,7 @@ mod observability;
 mod observability_promql;
 mod outcome;
 mod plan;
+mod quiet;
 mod reconciler;
 mod resilience;
 mod runner;
