@@ -5,8 +5,8 @@
 //! only) notices changes behind our back and sweeps orphans; [`sync`] pushes saves to running
 //! previews; [`gate`] decides what may run while Fly is down or our own Fly settings are
 //! refused; [`local_lane`] gives verdicts that need no Fly call; [`limits`] holds the per-user
-//! quota and redeploy budget; [`machine_config`] is what a row asks Fly to run; [`daemon`]
-//! wires one replica together.
+//! quota and redeploy budget; [`machine_config`] is what a row asks Fly to run; [`quiet`]
+//! counts passes that changed nothing; [`daemon`] wires one replica together.
 
 pub mod background;
 pub mod daemon;
@@ -19,6 +19,7 @@ pub mod machine_config;
 pub mod observe;
 pub mod outcome;
 pub mod plan;
+pub mod quiet;
 pub mod reconcile;
 pub mod scheduler;
 pub mod settings;

@@ -20,6 +20,7 @@ use crate::ops::shutdown::{self, Phase};
 use crate::preview::gate::watch as fly_health;
 use crate::preview::limits;
 use crate::preview::outcome::{self, Decision};
+use crate::preview::quiet;
 use crate::preview::reconcile::{self, Ctx};
 use crate::store::PreviewRow;
 use crate::store::{Lease, StatusWrite};
@@ -188,6 +189,7 @@ async fn write_back(ctx: &Ctx, metrics: &Metrics, row: &PreviewRow, write: &Stat
     match ctx.store.write_status(row.id, row.generation, write, Lease::Release).await {
         Ok(Some(w)) => {
             tracing::info!(status = %write.status, reason = %write.reason, "reconciled");
+            quiet::count(metrics, row, write);
             if write.status == Status::Running && w.previous_status != Status::Running {
                 let secs =
                     (chrono::Utc::now() - w.requested_at).num_milliseconds().max(0) as f64 / 1000.0;

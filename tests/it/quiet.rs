@@ -293,3 +293,32 @@ async fn drift_requeues_a_row_only_for_news_that_matters_to_it(pool: PgPool) {
         }
     }
 }
+
+#[sqlx::test]
+async fn a_pass_that_changed_nothing_is_counted(pool: PgPool) {
+    let h = Harness::new(pool.clone(), SimConfig::default()).await;
+    let run = insert_row(&pool, USER_A, "c-run", Some(REPO), "main").await;
+    let missing = insert_row(&pool, USER_A, "c-missing", Some(MISSING_REPO), "main").await;
+    let r = h.start("a");
+    h.wait_row(run, "running", |r| rests(r, Status::Running, "Ready")).await;
+    let before = h.wait_row(missing, "exited", |r| rests(r, Status::Error, "MachineExited")).await;
+    assert_eq!(r.metrics.reconciles_unchanged.get(), 0, "every pass so far changed the row");
+
+    // Due again with no news (what a drift loop does): each pass repeats what the row says.
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('fly_preview.controller', 'on', true)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE public.fly_preview_apps SET next_attempt_at = now()")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    h.eventually("both passes counted", || r.metrics.reconciles_unchanged.get() == 2).await;
+    let after = h.wait_row(missing, "parked", |r| r.lease_owner.is_none()).await;
+    assert_eq!(after.attempts, before.attempts + 1, "a loop shows as climbing attempts");
+    assert_eq!((after.status, after.error_message), (before.status, before.error_message));
+    assert!(r.metrics.encode().contains("fly_preview_reconciles_unchanged_total 2"));
+    r.stop().await;
+}
