@@ -185,13 +185,17 @@ impl Drift {
             .iter()
             .filter(|m| m.app_name.starts_with(&prefix))
             .for_each(|m| by_app.entry(m.app_name.as_str()).or_default().push(m));
-        // Running rows whose app or every machine of ours is gone, then every machine of ours.
+        // Running rows whose app, or the machine they recorded, is gone; then every machine
+        // of ours.
         let mut drifted: Vec<Seen> = rows
             .iter()
             .filter(|r| r.desired_state == DesiredState::Running && r.status == Status::Running)
             .filter(|r| {
+                let recorded = |m: &&OrgMachine| {
+                    ours(m) && r.fly_machine_id.as_ref().is_none_or(|id| *id == m.id)
+                };
                 let ms = by_app.get(r.fly_app_name.as_str());
-                !apps.contains(&r.fly_app_name) || !ms.is_some_and(|ms| ms.iter().any(|m| ours(m)))
+                !apps.contains(&r.fly_app_name) || !ms.is_some_and(|ms| ms.iter().any(recorded))
             })
             .map(|r| Seen { app: r.fly_app_name.clone(), machine: None })
             .collect();
