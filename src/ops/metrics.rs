@@ -40,6 +40,9 @@ pub const TEARDOWN_RESULTS: &[&str] = &["destroyed", "absent", "kept"];
 pub struct Metrics {
     registry: Registry,
     pub reconciles: IntCounterVec,
+    /// Passes whose final write changed nothing the row already said and left it waiting
+    /// for a change (`preview::quiet`): above zero at rest means a loop.
+    pub reconciles_unchanged: IntCounter,
     pub reconcile_duration: HistogramVec,
     pub previews: IntGaugeVec,
     pub due_rows: IntGauge,
@@ -139,6 +142,11 @@ impl Metrics {
                 "fly_preview_reconciles_total",
                 "Reconcile passes by result.",
                 &["result"],
+            ),
+            reconciles_unchanged: counter(
+                &r,
+                "fly_preview_reconciles_unchanged_total",
+                "Reconcile passes whose final write changed nothing the row already said (a loop if it keeps rising at rest).",
             ),
             reconcile_duration: histogram_vec(
                 &r,

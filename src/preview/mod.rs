@@ -6,8 +6,8 @@
 //! only) notices changes behind our back and sweeps orphans; [`sync`] pushes saves to running
 //! previews; [`gate`] decides what may run while Fly is down or our own Fly settings are
 //! refused; [`local_lane`] gives verdicts that need no Fly call; [`limits`] holds the per-user
-//! quota and redeploy budget; [`machine_config`] is what a row asks Fly to run; [`daemon`]
-//! wires one replica together.
+//! quota and redeploy budget; [`machine_config`] is what a row asks Fly to run; [`quiet`]
+//! counts passes that changed nothing; [`daemon`] wires one replica together.
 
 pub(crate) mod background;
 pub(crate) mod ctx;
@@ -22,6 +22,7 @@ pub mod machine_config;
 pub(crate) mod observe;
 pub(crate) mod outcome;
 pub(crate) mod plan;
+pub(crate) mod quiet;
 pub(crate) mod reconcile;
 pub mod settings;
 pub mod sync;

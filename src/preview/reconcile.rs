@@ -17,6 +17,7 @@ use crate::preview::deploy::{Deploy, validate_row};
 use crate::preview::error::{self, GlobalCondition, Policy, ReconcileError, Rejection};
 use crate::preview::limits;
 use crate::preview::outcome::{self, Outcome, PreviewAction};
+use crate::preview::quiet;
 use crate::runtime::{Claimed, Queue, QueueError, Reconciler};
 use crate::store::{Lease, PreviewRow, StatusWrite, Store};
 
@@ -91,6 +92,7 @@ impl Previews {
             return Err(ReconcileError::Fenced);
         };
         tracing::info!(status = %w.status, reason = %w.reason, "reconciled");
+        quiet::count(&self.metrics, row, w);
         if w.status == Status::Running && landed.previous_status != Status::Running {
             let secs = (Utc::now() - landed.requested_at).num_milliseconds().max(0) as f64 / 1e3;
             self.metrics.time_to_running.observe(secs);

@@ -23,7 +23,7 @@ use uuid::Uuid;
 pub use limits::Admission;
 pub use listen::{ListenEvent, Listener, Notification, Op};
 pub use preflight::{check_row_access, detect_transaction_pooler};
-pub use queue::{Lease, QueueStats, StatusWrite, Written};
+pub use queue::{BAD, Lease, MACHINE_ERRORS, QueueStats, Seen, StatusWrite, Written};
 pub use sync::SyncTarget;
 pub use tombstones::{Tombstone, Tombstones};
 

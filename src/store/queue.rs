@@ -29,6 +29,27 @@ pub struct StatusWrite {
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
+/// One machine of an app as drift saw it on Fly, for [`Store::mark_due`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub app: String,
+    /// `(machine id, state)`; `None`: the app, or every machine of ours in it, is gone.
+    pub machine: Option<(String, MachineState)>,
+}
+
+/// Errors about the machine itself: a row waiting in one of them is worth another look only
+/// once its machine started again.
+/// Machine states that mean a running preview needs attention (its row is requeued when its
+/// machine enters one of them; a row in error waits for its machine to start again instead).
+pub const BAD: &[MachineState] = &[
+    MachineState::Stopped,
+    MachineState::Failed,
+    MachineState::Destroyed,
+    MachineState::Destroying,
+];
+
+pub const MACHINE_ERRORS: &[Reason] = &[Reason::MachineExited, Reason::HealthDeadlineExceeded];
+
 /// What happens to the row's lease with a status write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lease {
@@ -144,12 +165,30 @@ impl Store {
         Ok(row.map(|(previous_status, requested_at)| Written { previous_status, requested_at }))
     }
 
-    /// Makes rows with these app names due now (drift found on Fly). Returns how many.
-    pub async fn mark_due(&self, app_names: &[String]) -> Result<u64, StoreError> {
+    /// Makes due now the rows for which what drift saw on Fly is news that matters (the rule
+    /// is in `sql/mark_due.sql`; `repair_from` are the machine states a running preview is
+    /// repaired from). Returns how many.
+    pub async fn mark_due(
+        &self,
+        seen: &[Seen],
+        repair_from: &[MachineState],
+    ) -> Result<u64, StoreError> {
         let sql = named_query!("mark_due");
+        let apps: Vec<&str> = seen.iter().map(|s| s.app.as_str()).collect();
+        let ids: Vec<Option<&str>> =
+            seen.iter().map(|s| s.machine.as_ref().map(|m| m.0.as_str())).collect();
+        let states: Vec<Option<&str>> =
+            seen.iter().map(|s| s.machine.as_ref().map(|m| m.1.as_str())).collect();
         Ok(sqlx::query(sql)
-            .bind(app_names)
+            .bind(apps)
+            .bind(ids)
+            .bind(states)
             .bind(DesiredState::Running)
+            .bind(Status::Stopped)
+            .bind(Status::Error)
+            .bind(repair_from.iter().map(MachineState::as_str).collect::<Vec<_>>())
+            .bind(MachineState::Started.as_str())
+            .bind(MACHINE_ERRORS)
             .execute(&self.pool)
             .await?
             .rows_affected())

@@ -25,6 +25,7 @@ mod messages;
 mod misconfig;
 mod observability;
 mod observability_promql;
+mod quiet;
 mod reconciler;
 mod resilience;
 mod runner;

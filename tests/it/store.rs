@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::support::*;
-use fly_preview_controller::store::{self, ListenEvent, Listener, Op, StatusWrite, Store};
+use fly_preview_controller::store::{self, ListenEvent, Listener, Op, Seen, StatusWrite, Store};
 use sqlx::PgPool;
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -152,15 +152,18 @@ async fn release_all_mark_due_and_stats(pool: PgPool) {
     assert_eq!(names.len(), 4);
     assert!(s.app_name_exists(&names[0]).await.unwrap());
     assert!(!s.app_name_exists("roseram-00000000").await.unwrap());
-    let running_names: Vec<String> = s
+    let stopped_machines: Vec<Seen> = s
         .list_all()
         .await
         .unwrap()
         .into_iter()
         .filter(|r| r.status == Status::Running)
-        .map(|r| r.fly_app_name)
+        .map(|r| Seen {
+            app: r.fly_app_name,
+            machine: Some(("1857156b526dd8".into(), "stopped".into())),
+        })
         .collect();
-    assert_eq!(s.mark_due(&running_names).await.unwrap(), 2);
+    assert_eq!(s.mark_due(&stopped_machines, &["stopped".into()]).await.unwrap(), 2);
     assert_eq!(s.stats().await.unwrap().due, 3);
     assert!(ids.iter().all(|id| !id.is_nil()));
 }

@@ -3,8 +3,16 @@
 //! the database and Fly, and the orphan sweep: our apps that no row names, after
 //! `ORPHAN_GRACE`, a backstop for apps no tombstone covers (deleted rows' apps are torn down
 //! by `preview::teardown`).
+//!
+//! # Guarantees
+//! Quiet at rest: a converged fleet costs org-wide listings only, no per-app call and no row
+//! write. A row is requeued only when a machine seen on Fly differs from what the row last
+//! recorded and the difference matters to it (`Store::mark_due` holds the rule): a running
+//! preview whose machine went bad or vanished; a row in error about its machine (it exited,
+//! it never became healthy) whose machine started again; never a stopped or invalid row.
+//! # Assumptions
+//! A pass records the machine state it saw, so one sighting costs at most one pass.
 
-use crate::model::MachineState;
 use crate::model::state::{DesiredState, Status};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,15 +26,7 @@ use crate::ops::metrics::Metrics;
 use crate::preview::ctx::Ctx;
 use crate::preview::error::{self, Policy};
 use crate::preview::machine_config::{MANAGED_BY, MANAGED_BY_KEY};
-use crate::store::StoreError;
-
-/// Machine states that mean a running preview needs attention.
-const BAD: &[MachineState] = &[
-    MachineState::Stopped,
-    MachineState::Failed,
-    MachineState::Destroyed,
-    MachineState::Destroying,
-];
+use crate::store::{BAD, Seen, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriftError {
@@ -42,6 +42,11 @@ pub struct Drift {
     pub resync: Arc<Notify>,
     cursor: Option<DateTime<Utc>>,
     orphans_first_seen: HashMap<String, Instant>,
+}
+
+/// What the store compares with the row (see [`crate::store::Store::mark_due`]).
+fn seen(m: &OrgMachine) -> Seen {
+    Seen { app: m.app_name.clone(), machine: Some((m.id.clone(), m.state.clone())) }
 }
 
 fn ours(m: &OrgMachine) -> bool {
@@ -139,25 +144,26 @@ impl Drift {
         }
     }
 
-    /// Cheap: machines of our apps that changed into a bad state since the last look.
+    /// Cheap: machines of our apps that changed since the last look. The store compares each
+    /// with what its row last recorded, so a converged fleet is left alone.
     async fn tick(&mut self) -> Result<(), DriftError> {
         let since = self.cursor.map(|c| c - chrono::Duration::seconds(1));
         let changed = self.machines(since).await?;
         self.advance(&changed);
         let prefix = self.prefix();
-        let names: HashSet<String> = changed
+        let seen: Vec<Seen> = changed
             .iter()
-            .filter(|m| m.app_name.starts_with(&prefix) && ours(m) && BAD.contains(&m.state))
-            .map(|m| m.app_name.clone())
+            .filter(|m| m.app_name.starts_with(&prefix) && ours(m))
+            .map(seen)
             .collect();
-        self.requeue(names.into_iter().collect()).await
+        self.requeue(&seen).await
     }
 
-    async fn requeue(&self, names: Vec<String>) -> Result<(), DriftError> {
-        if names.is_empty() {
+    async fn requeue(&self, seen: &[Seen]) -> Result<(), DriftError> {
+        if seen.is_empty() {
             return Ok(());
         }
-        let n = self.ctx.store.mark_due(&names).await?;
+        let n = self.ctx.store.mark_due(seen, BAD).await?;
         if n > 0 {
             tracing::info!(rows = n, "drift found; rows requeued");
             self.metrics.drift_repairs.inc_by(n);
@@ -177,18 +183,22 @@ impl Drift {
             .iter()
             .filter(|m| m.app_name.starts_with(&prefix))
             .for_each(|m| by_app.entry(m.app_name.as_str()).or_default().push(m));
-        let drifted: Vec<String> = rows
+        // Running rows whose app, or the machine they recorded, is gone; then every machine
+        // of ours.
+        let mut drifted: Vec<Seen> = rows
             .iter()
             .filter(|r| r.desired_state == DesiredState::Running && r.status == Status::Running)
             .filter(|r| {
+                let recorded = |m: &&OrgMachine| {
+                    ours(m) && r.fly_machine_id.as_ref().is_none_or(|id| *id == m.id)
+                };
                 let ms = by_app.get(r.fly_app_name.as_str());
-                let healthy =
-                    ms.is_some_and(|ms| ms.iter().any(|m| ours(m) && !BAD.contains(&m.state)));
-                !apps.contains(&r.fly_app_name) || !healthy
+                !apps.contains(&r.fly_app_name) || !ms.is_some_and(|ms| ms.iter().any(recorded))
             })
-            .map(|r| r.fly_app_name.clone())
+            .map(|r| Seen { app: r.fly_app_name.clone(), machine: None })
             .collect();
-        self.requeue(drifted).await?;
+        drifted.extend(by_app.values().flatten().filter(|m| ours(m)).map(|m| seen(m)));
+        self.requeue(&drifted).await?;
         let known: HashSet<&str> = rows.iter().map(|r| r.fly_app_name.as_str()).collect();
         let orphans: Vec<String> = apps
             .iter()
