@@ -4,7 +4,7 @@
 #   charts/fly-preview-controller (lint, render, schema-validate, policy, negative cases),
 #   deploy/Dockerfile and deploy/fly.toml (static checks).
 # Needs the tools from .ci/install-tools.sh. Exit status: 0 all passed, 1 a check failed,
-# 3 a tool is missing (tests/deploy_artifacts.rs turns 3 into SKIP locally, a failure in CI).
+# 3 a tool is missing (tests/it/deploy_artifacts.rs turns 3 into SKIP locally, a failure in CI).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

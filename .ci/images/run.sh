@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds both images with podman and runs them (issue 14.6). Self-contained; exits non-zero on the
+# Builds both images with podman and runs them. Self-contained; exits non-zero on the
 # first failure; every line it prints starts with `images:`. See .ci/images/README.md.
 #
 #   bash .ci/images/run.sh            (as root; CONTROLLER_BIN=path/to/fly-preview-controller)

@@ -91,7 +91,7 @@ pub struct UnknownValue {
 }
 
 text_enum! {
-    /// `status`: what the web app shows (see DESIGN.md, "status meanings").
+    /// `status`: what the web app shows (README.md, "Status semantics").
     Status {
         /// Waiting for the controller's first pass (or a redeploy request).
         Pending = "pending",
