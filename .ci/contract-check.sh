@@ -3,7 +3,7 @@
 #
 # Starts the project's simulator, puts Prism (a validating proxy for the official OpenAPI
 # spec) in front of it, drives every FlyClient call through Prism with the ignored test
-# `contract_through_prism` (tests/fly_client.rs), then fails if Prism reported any
+# `contract_through_prism` (tests/it/fly_client.rs), then fails if Prism reported any
 # request/response violation that is not allow-listed in docs/contract-deviations.md.
 #
 # Environment (all optional):

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs the tools that .ci/check-deploy.sh (and the end-to-end tests) need:
+# Installs the tools that .ci/check-deploy.sh, .ci/deny.sh (and the end-to-end tests) need:
 #   - promtool + prometheus (Debian package `prometheus`), yamllint, jq   -> system (apt)
 #   - helm-python-sdk, kubernetes-validate                              -> project venv .venv
+#   - cargo-deny (crates.io, `cargo install --locked`)                  -> $CARGO_HOME/bin
 # Idempotent and fast when everything is already there. Safe for CI (root, CI=true, no stdin).
 set -euo pipefail
 
@@ -9,6 +10,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
 HELM_PYTHON_SDK_VERSION="0.2.2"
 KUBERNETES_VALIDATE_VERSION="1.37.0"
+CARGO_DENY_VERSION="0.20.2"
 
 export DEBIAN_FRONTEND=noninteractive
 installed=()
@@ -87,6 +89,14 @@ if ! venv_ok; then
     installed+=("helm-python-sdk==$HELM_PYTHON_SDK_VERSION" "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION")
 fi
 
+# --- cargo-deny ---------------------------------------------------------------------------------
+# Compiled from crates.io (several minutes on 2 cores), so only when this version is missing.
+if [ "$(cargo deny --version 2>/dev/null)" != "cargo-deny $CARGO_DENY_VERSION" ]; then
+    log "cargo: installing cargo-deny $CARGO_DENY_VERSION (cargo install --locked)"
+    cargo install --locked --quiet "cargo-deny@$CARGO_DENY_VERSION" </dev/null
+    installed+=("cargo-deny@$CARGO_DENY_VERSION")
+fi
+
 # --- summary ------------------------------------------------------------------------------------
 if [ "${#installed[@]}" -gt 0 ]; then log "installed: ${installed[*]}"; else log "everything already installed"; fi
 log "promtool:   $(command -v promtool) ($(promtool --version 2>&1 | head -n1))"
@@ -94,3 +104,4 @@ log "prometheus: $(command -v prometheus)"
 log "yamllint:   $(command -v yamllint) ($(yamllint --version 2>&1))"
 log "jq:         $(command -v jq) ($(jq --version 2>&1))"
 log "venv:       $VENV (helm-python-sdk $HELM_PYTHON_SDK_VERSION, kubernetes-validate $KUBERNETES_VALIDATE_VERSION)"
+log "cargo-deny: $(command -v cargo-deny) ($(cargo deny --version 2>&1))"

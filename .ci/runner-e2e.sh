@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The preview runner end to end on a real Vite react-ts project (issue 14.5), in CI:
+# The preview runner end to end on a real Vite react-ts project, in CI:
 # scaffolded with create-vite, served over a local HTTPS git server, run with Node 22. Checks the
 # first 200 (Host: localhost), source pushes without a dev-server restart (`sync` and the
 # fallback), a dependency change with its downtime measured, a hung install (exit 6) and a

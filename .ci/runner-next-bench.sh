@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The preview runner on a real Next.js app (issue 14.5), for BENCHMARKS.md ("Runner on real
+# The preview runner on a real Next.js app, for BENCHMARKS.md ("Runner on real
 # projects"); not in CI (a cold run downloads Next and takes minutes). Same checks as
 # .ci/runner-e2e.sh on an app scaffolded with create-next-app (App Router, TypeScript, npm),
 # plus install time and the peak memory (PSS / RSS) of the runner's process tree from /proc.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The preview runner end to end on a real project (issue 14.5); driven by .ci/runner-e2e.sh
+"""The preview runner end to end on a real project; driven by .ci/runner-e2e.sh
 (Vite, in CI) and .ci/runner-next-bench.sh (Next.js, for BENCHMARKS.md).
 
 The project is scaffolded by the ecosystem's generator (cached as a tarball under --cache, npm's

@@ -1,4 +1,4 @@
-//! Thin entry point: parse the command line, hand over to `cli::run`.
+//! Thin entry point: parse the command line, hand over to `cli::main`.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;

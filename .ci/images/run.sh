@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds both images with podman and runs them (issue 14.6). Self-contained; exits non-zero on the
+# Builds both images with podman and runs them. Self-contained; exits non-zero on the
 # first failure; every line it prints starts with `images:`. See .ci/images/README.md.
 #
 #   bash .ci/images/run.sh            (as root; CONTROLLER_BIN=path/to/fly-preview-controller)
@@ -7,11 +7,14 @@
 # 1. Stand-in base images (bases.sh; cached).
 # 2. The runner image from deploy/runner/Dockerfile, and the daemon image from deploy/Dockerfile
 #    with CONTROLLER_BINARY=prebuilt: the runtime stage around the binary at $CONTROLLER_BIN
-#    (default target/release/fly-preview-controller), as no Rust builder image can be pulled.
-# 3. Daemon image: --version; `migrate` and `run` against a scratch database on the local Postgres
-#    (127.0.0.1:5432, user postgres) and the Fly API simulator (fly-sim next to the binary, else
-#    the binary's `simulate` command) on the host; /readyz must answer 200; one preview row must
-#    reach status `running`; SIGTERM must stop it with exit code 0.
+#    (default target/release/fly-preview-controller), as no Rust builder image can be pulled. The
+#    binary must be a production build, without the simulator:
+#      cargo build --release --no-default-features -p fly-preview-controller -p fly-sim
+# 3. Daemon image: --version; uid; no simulator in the binary (`demo` refused as an unknown
+#    command, no `fly_sim` symbol); `migrate` and `run` against a scratch database on the local
+#    Postgres (127.0.0.1:5432, user postgres) and the Fly API simulator on the host ($FLY_SIM_BIN,
+#    default fly-sim next to the binary); /readyz must answer 200; one preview row must reach
+#    status `running`; SIGTERM must stop it with exit code 0.
 # 4. Runner image: a Vite react-ts app scaffolded with create-vite (in the node base image),
 #    committed to a bare repo served over HTTPS with a token (git_https.py, a CA made here, the
 #    runner told to trust it through GIT_SSL_CAINFO); the container, as uid 10001 under tini, must
@@ -65,19 +68,17 @@ trap 'exit 130' INT TERM
 
 # ---- 0. inputs ---------------------------------------------------------------------------------
 [ "$(id -u)" -eq 0 ] || die "run as root (podman builds with --isolation=chroot and runs rootful)"
-[ -x "$CONTROLLER_BIN" ] || die "no controller binary at $CONTROLLER_BIN (cargo build --release, or set CONTROLLER_BIN)"
-# A private copy, so a concurrent `cargo build` cannot swap the binary under the run.
+BUILD_HINT="cargo build --release --no-default-features -p fly-preview-controller -p fly-sim"
+[ -x "$CONTROLLER_BIN" ] || die "no controller binary at $CONTROLLER_BIN ($BUILD_HINT, or set CONTROLLER_BIN)"
+# Private copies, so a concurrent `cargo build` cannot swap a binary under the run.
 mkdir -p "$WORK/prebuilt" "$WORK/empty"
 cp "$CONTROLLER_BIN" "$WORK/prebuilt/fly-preview-controller"
 SIM_BIN="${FLY_SIM_BIN:-$(dirname "$CONTROLLER_BIN")/fly-sim}"
-if [ -x "$SIM_BIN" ]; then
-    cp "$SIM_BIN" "$WORK/fly-sim"
-    SIM_CMD=("$WORK/fly-sim")
-else
-    SIM_CMD=("$WORK/prebuilt/fly-preview-controller" simulate)
-fi
+[ -x "$SIM_BIN" ] || die "no simulator at $SIM_BIN ($BUILD_HINT, or set FLY_SIM_BIN)"
+cp "$SIM_BIN" "$WORK/fly-sim"
+SIM_CMD=("$WORK/fly-sim")
 log "controller binary: $CONTROLLER_BIN ($("$WORK/prebuilt/fly-preview-controller" --version))"
-log "simulator: ${SIM_CMD[*]##*/}"
+log "simulator: $SIM_BIN"
 
 # ---- 1. bases ----------------------------------------------------------------------------------
 t=$(date +%s)
@@ -118,6 +119,21 @@ log "daemon image: --version: $version"
 uid="$("${PODMAN_RUN[@]}" --rm --entrypoint id "$DAEMON_TAG" -u)"
 [ "$uid" = 65532 ] || die "daemon image: runs as uid $uid, want 65532"
 log "daemon image: uid $uid"
+
+# The production binary carries no simulator: `demo` (the default cargo feature that embeds
+# crates/fly-sim) is not a command, and no fly_sim code is linked.
+demo_rc=0
+demo_out="$("${PODMAN_RUN[@]}" --rm "$DAEMON_TAG" demo --help 2>&1)" || demo_rc=$?
+case "$demo_rc:$demo_out" in
+    "2:"*"unrecognized subcommand 'demo'"*) ;;
+    *) die "daemon image: \`demo --help\` exited $demo_rc, want 2 and \"unrecognized subcommand 'demo'\" from a production build ($BUILD_HINT): $(printf '%s' "$demo_out" | head -n 3)" ;;
+esac
+"${PODMAN_RUN[@]}" --rm --entrypoint cat "$DAEMON_TAG" /usr/local/bin/fly-preview-controller >"$WORK/image-binary" \
+    || die "daemon image: cannot read /usr/local/bin/fly-preview-controller"
+cmp -s "$WORK/image-binary" "$WORK/prebuilt/fly-preview-controller" || die "daemon image: its binary is not \$CONTROLLER_BIN"
+sim_symbols="$(grep -ac fly_sim "$WORK/image-binary" || true)"
+[ "$sim_symbols" = 0 ] || die "daemon image: the binary contains fly_sim ($sim_symbols matches): built with the simulator ($BUILD_HINT)"
+log "daemon image: no simulator: \`demo\` refused ($(printf '%s' "$demo_out" | head -n 1)), 0 fly_sim symbols in $(numfmt --to=si "$(stat -c %s "$WORK/image-binary")")B"
 
 if ! pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then
     log "starting PostgreSQL"

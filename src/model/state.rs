@@ -104,7 +104,7 @@ impl UnknownValue {
 }
 
 text_enum! {
-    /// `status`: what the web app shows (the README's status table).
+    /// `status`: what the web app shows (README.md, "Status semantics").
     Status {
         /// Waiting for the controller's first pass (or a redeploy request).
         Pending = "pending",

@@ -2,10 +2,7 @@
 //! - `/readyz` is 503 until the first sync with the database, 200 after; 503 while the
 //!   database is unreachable (and back to 200 when it returns) and while draining;
 //! - `/healthz` stays 200 through a database outage and a drain (liveness must not turn an
-//!   outage into a restart storm);
-//! - the Fly token and the database password never appear in logs (`RUST_LOG=debug`, text
-//!   and JSON), error lines, `/metrics` or the other endpoints, whether everything works,
-//!   Fly is unreachable, or the database is.
+//!   outage into a restart storm).
 //!
 //! A database outage is made for one replica only: the replica gets its own pool (with its
 //! own `application_name`) on the test database; the outage forbids new connections to that
@@ -13,7 +10,7 @@
 //! database) and terminates the replica's backends. The shared cluster keeps running.
 //!
 //! The secrets checks (a `fly-preview-controller run` child process) are in
-//! `tests/admin_secrets.rs`.
+//! `tests/it/admin_secrets.rs`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
-//! The admin server under hostile clients (issue 16, item 4): 1,100 slow connections (half a
+//! The admin server under hostile clients: 1,100 slow connections (half a
 //! request head, never finished) do not keep `/healthz` from answering within a second, also
 //! for the daemon binary under a 1,024 open-file limit; oversized requests are refused. The
-//! daemon's text logs to a pipe carry no ANSI escapes (issue 16, item 5).
+//! daemon's text logs to a pipe carry no ANSI escapes.
 
 use std::net::SocketAddr;
 use std::process::Stdio;

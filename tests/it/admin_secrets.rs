@@ -1,7 +1,7 @@
 //! Secrets never leak from a `fly-preview-controller run` child process: the Fly token and the
 //! database password never appear in logs (`RUST_LOG=debug`, text and JSON), error lines,
 //! `/metrics` or the other admin endpoints, whether everything works, Fly is unreachable, or
-//! the database is. (Readiness and liveness are in `tests/admin.rs`.)
+//! the database is. (Readiness and liveness are in `tests/it/admin.rs`.)
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpListener};

@@ -1,9 +1,9 @@
 //! The command line as users and operators meet it (the real binary, a clean environment):
 //! - `app-name` prints the derived Fly app name;
 //! - bad configuration exits with status 2 and exactly one line on stderr naming the
-//!   setting, nothing on stdout, no panic, no backtrace (even with `RUST_BACKTRACE=1`);
-//! - `simulate` serves the Fly Machines API simulator: authenticated create → 201, missing
-//!   token → 401 with a JSON error; SIGTERM stops it cleanly.
+//!   setting, nothing on stdout, no panic, no backtrace (even with `RUST_BACKTRACE=1`).
+//!
+//! The simulator's own binary (`fly-sim`) is tested in `crates/fly-sim/tests/cli.rs`.
 
 use std::process::{Command, Output, Stdio};
 
@@ -116,16 +116,15 @@ fn usage_errors_are_one_line() {
     assert_config_error(&["run", "--no-such-flag"], &[], "--no-such-flag");
 }
 
-/// Known bug (see the issue 5 report): `cli::clap_error` keeps only the first line of clap's
-/// message, which for a missing argument is "the following required arguments were not
-/// provided:" — the argument itself is on the next line and is dropped.
+/// Clap puts a missing argument on the line after "the following required arguments were not
+/// provided:"; `cli::clap_error` joins those lines, so the one line still names it.
 #[test]
 fn missing_required_argument_is_named() {
     assert_config_error(&["app-name", "--user-id", USER_A], &[], "--project-id");
 }
 
-/// Known bug (see the issue 5 report): a DATABASE_URL that does not parse is reported by
-/// `store::connect` as a runtime failure (exit 1) instead of a configuration error (exit 2).
+/// A DATABASE_URL that does not parse is a configuration error (exit 2), not a failure to
+/// connect (exit 1).
 #[test]
 fn unparsable_database_url_is_a_configuration_error() {
     assert_config_error(
@@ -135,8 +134,8 @@ fn unparsable_database_url_is_a_configuration_error() {
     );
 }
 
-/// Known bug (see the issue 5 report): the prefix errors already start with "APP_PREFIX",
-/// and `ConfigError` prepends the setting again ("APP_PREFIX APP_PREFIX must …").
+/// `ConfigError` names the setting, so the prefix rule's own message must not name it again
+/// ("APP_PREFIX APP_PREFIX must …").
 #[test]
 fn app_prefix_error_names_the_setting_once() {
     let out =
@@ -144,5 +143,3 @@ fn app_prefix_error_names_the_setting_once() {
     let stderr = text(&out.stderr);
     assert_eq!(stderr.matches("APP_PREFIX").count(), 1, "{stderr:?}");
 }
-
-// ---- simulate -------------------------------------------------------------------------------

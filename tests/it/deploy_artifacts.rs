@@ -6,7 +6,7 @@
 //! - `.ci/check-deploy.sh` (yamllint, promtool, helm lint/render, kubernetes-validate) passes.
 //!   Without its tools the check is skipped locally, but fails when `CI` is set.
 //!
-//! The PromQL scanner's own checks and the alert rule checks are in `tests/deploy_promql.rs`.
+//! The PromQL scanner's own checks and the alert rule checks are in `tests/it/deploy_promql.rs`.
 
 use std::path::Path;
 use std::process::Command;

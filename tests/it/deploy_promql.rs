@@ -1,6 +1,6 @@
-//! The PromQL scanner of `tests/deploy_support/`, and the Prometheus alert rules (and their
+//! The PromQL scanner of `tests/it/support/deploy_support.rs`, and the Prometheus alert rules (and their
 //! unit-test inputs) only using metrics the daemon exports. The dashboard, chart copies and
-//! tool-based checks are in `tests/deploy_artifacts.rs`.
+//! tool-based checks are in `tests/it/deploy_artifacts.rs`.
 
 use std::collections::BTreeSet;
 

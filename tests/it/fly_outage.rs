@@ -1,7 +1,7 @@
-//! Fly outages (issue 16, item 2): a platform-wide failure is not the rows' fault. Scaled down
-//! from the issue's 120 s × 200 rows to 20 s × 50 rows so it runs in well under a minute; the
-//! request bound scales with it (one probe a second plus 30 for the burst before the breaker
-//! trips: 150 at the issue's 120 s). The issue's own scale:
+//! Fly outages: a platform-wide failure is not the rows' fault. The outage runs 20 s over 50
+//! rows by default so the test takes well under a minute; the request bound scales with its
+//! length (one probe a second plus 30 for the burst before the breaker trips: 150 for 120 s).
+//! A longer one:
 //! `OUTAGE_SECS=120 OUTAGE_ROWS=200 cargo test --test it fly_outage::an_outage -- --nocapture`.
 
 use std::time::{Duration, Instant};

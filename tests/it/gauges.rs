@@ -1,4 +1,4 @@
-//! Status gauges follow the table (issue 16, item 5): after every status change they show
+//! Status gauges follow the table: after every status change they show
 //! the table's counts within one statistics interval.
 
 use std::time::{Duration, Instant};

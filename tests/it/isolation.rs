@@ -1,7 +1,6 @@
-//! Isolation (issue 16, item 1): every preview app is created on its own private network, the
-//! happy path still costs at most 6 Fly calls per app, and an app created before this change
-//! (on the org's shared network, which Fly cannot change) is adopted, reported, and isolated
-//! by a stop + redeploy.
+//! Isolation: every preview app is created on its own private network, the happy path still
+//! costs at most 6 Fly calls per app, and an app that already exists on the org's shared
+//! network (Fly cannot move it) is adopted, reported, and isolated by a stop + redeploy.
 
 use std::collections::HashSet;
 

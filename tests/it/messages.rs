@@ -1,4 +1,4 @@
-//! What the row tells whom (issue 16, item 5): `error_message` says what a user can act on;
+//! What the row tells whom: `error_message` says what a user can act on;
 //! the Fly request id, HTTP status and API message go to the log and to `status_detail`.
 
 use crate::support::harness::Harness;

@@ -1,4 +1,4 @@
-//! Misconfiguration is global, not per row (issue 16, item 3): a replica whose token, org or
+//! Misconfiguration is global, not per row: a replica whose token, org or
 //! runner image Fly refuses takes no work, never leads, writes nothing to rows, says why on
 //! `/readyz`, and resumes on its own when the condition clears.
 

@@ -10,7 +10,8 @@
 //! Requires `node` (>= 20), `npm` and `git` on PATH.
 //!
 //! Hostile inputs, token secrecy and the pure detection/validation rules are in
-//! `tests/runner_inputs.rs`; the fixture and the runner guard in `tests/runner_fixture/`.
+//! `tests/it/runner_inputs.rs`; the fixture and the runner guard in
+//! `tests/it/support/runner_fixture.rs`.
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! Runner input handling and secrecy (`deploy/runner/entrypoint.mjs`): hostile REPO_* values,
 //! GIT_TOKEN never leaking, and the pure detection/validation rules checked through node.
-//! Same setup and requirements as `tests/runner.rs` (`node` >= 20, `npm`, `git` on PATH).
+//! Same setup and requirements as `tests/it/runner.rs` (`node` >= 20, `npm`, `git` on PATH).
 
 use std::path::PathBuf;
 use std::time::Duration;

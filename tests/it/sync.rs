@@ -1,4 +1,4 @@
-//! Sync on save (issue 15): `revision` written by the web app → the running machine is asked
+//! Sync on save: `revision` written by the web app → the running machine is asked
 //! to fetch now (exec of the runner's `sync`) → `served_revision`. Against real Postgres and
 //! the simulator; the Fly client's exec call against the scripted mock; the contract call.
 

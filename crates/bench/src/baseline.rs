@@ -1,6 +1,6 @@
-//! The original design's naive approach, for comparison: a scheduled job that wakes every
-//! 60 s and deploys the pending rows one after another (create app, allocate IPs, create
-//! machine, wait until started and healthy, mark running). It runs against a fresh
+//! The naive approach, for comparison: a scheduled job that wakes every 60 s and deploys the
+//! pending rows one after another (create app, allocate IPs, create machine, wait until
+//! started and healthy, mark running). It runs against a fresh
 //! simulator with the same settings and a fresh copy of the same rows, for at most the
 //! time budget; the rest is extrapolated from the measured time per row (the job is
 //! strictly sequential, so its total is the per-row time times the rows).

@@ -1,5 +1,5 @@
-//! Report sections of the scheduling work (issue 13): the controller against the ideal
-//! driver, the abuse scenario, and the issue's targets.
+//! Report sections of the scheduler: the controller against the ideal driver, the abuse
+//! scenario, and the scheduler's targets.
 
 use std::fmt::Write as _;
 
@@ -108,7 +108,7 @@ fn per_run(o: &mut String, r: &ControllerRun, i: Option<&IdealRun>) {
 
 pub fn targets(all: &Results) -> String {
     let mut o =
-        String::from("### Targets of issue 13\n\n| target | measured | verdict |\n|---|---|---|\n");
+        String::from("### Scheduler targets\n\n| target | measured | verdict |\n|---|---|---|\n");
     for r in &all.runs {
         per_run(&mut o, r, all.ideals.iter().find(|i| i.rows == r.rows));
     }

@@ -1,4 +1,5 @@
-//! The targets of issue 7, checked against one bench run.
+//! The throughput targets (wake latency, convergence, Fly calls per app, 429s, idle load,
+//! memory, speed-up over the baseline), checked against one bench run.
 
 use std::fmt::Write as _;
 

@@ -1,5 +1,6 @@
 //! Over HTTP (paused time): leases, IP assignments, list filters, the org listing, the
-//! behind-the-back controls and shutdown. See `tests/simulator.rs` for why paused time is safe.
+//! behind-the-back controls and shutdown. See `crates/fly-sim/tests/simulator.rs` for why
+//! paused time is safe.
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The `simulate` child; killed on drop if still running.
+/// The `fly-sim` child; killed on drop if still running.
 struct Sim(Child);
 
 impl Drop for Sim {
@@ -21,7 +21,7 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// Starts `simulate` on a free port and waits until it answers; retries if the port was
+/// Starts `fly-sim` on a free port and waits until it answers; retries if the port was
 /// taken in between.
 async fn start_simulator(client: &reqwest::Client) -> (Sim, String) {
     for _attempt in 0..3 {
@@ -44,7 +44,7 @@ async fn start_simulator(client: &reqwest::Client) -> (Sim, String) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    panic!("simulate did not start");
+    panic!("fly-sim did not start");
 }
 
 #[tokio::test]
@@ -79,8 +79,8 @@ async fn simulate_serves_the_machines_api() {
         if let Some(status) = sim.0.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "simulate ignored SIGTERM");
+        assert!(Instant::now() < deadline, "fly-sim ignored SIGTERM");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert!(status.success(), "simulate exits 0 on SIGTERM, got {status}");
+    assert!(status.success(), "fly-sim exits 0 on SIGTERM, got {status}");
 }

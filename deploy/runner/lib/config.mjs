@@ -1,4 +1,4 @@
-// Environment parsing and validation (pure; same rules as the controller's src/validate.rs,
+// Environment parsing and validation (pure; same rules as the controller's src/model/validate.rs,
 // both checked against testdata/repo-input-cases.json).
 
 import path from 'node:path';

@@ -1,4 +1,4 @@
-//! HTTP helpers for the admin endpoint tests (`admin*` test crates).
+//! HTTP helpers for the admin endpoint tests (`admin*` test modules).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

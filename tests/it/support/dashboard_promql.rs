@@ -1,5 +1,5 @@
 //! The Grafana dashboard's targets, Grafana's variable substitution and a small PromQL
-//! scanner for metric names; shared by the `observability*` test crates.
+//! scanner for metric names; shared by the `observability*` test modules.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! Shared by the `deploy_*` test crates: artifact paths, the series the daemon exports, and a
+//! Shared by the `deploy_*` test modules: artifact paths, the series the daemon exports, and a
 //! small PromQL scanner that finds the metric names an expression references.
 
 use std::collections::BTreeSet;

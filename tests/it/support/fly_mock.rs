@@ -1,5 +1,5 @@
 //! A scripted axum mock of the Fly Machines API and `FlyClient` helpers, shared by the
-//! `fly_client*` test crates.
+//! `fly_client*` test modules.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

@@ -5,6 +5,7 @@ pub mod dashboard_promql;
 pub mod deploy_support;
 pub mod fly_mock;
 pub mod harness;
+pub mod history;
 pub mod postgrest;
 pub mod prom_server;
 pub mod runner_fixture;

@@ -1,5 +1,5 @@
 //! A git fixture (bare repo reachable as `https://github.com/o/r`) and a guard around the
-//! runner child process, shared by the `runner*` test crates. See `tests/runner.rs`.
+//! runner child process, shared by the `runner*` test modules. See `tests/it/runner.rs`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
