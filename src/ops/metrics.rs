@@ -59,7 +59,7 @@ pub struct Metrics {
     pub fly_down: IntGauge,
     /// 1 while our own Fly configuration (token, org, runner image) is refused: no work.
     pub blocked: IntGauge,
-    /// Preview apps still on the org's shared private network (created before isolation).
+    /// Preview apps on the org's shared private network (Fly cannot move them to their own).
     pub apps_on_shared_network: IntGauge,
     pub orphans_destroyed: IntCounter,
     /// Deleted rows whose teardown is not finished (tombstones left).

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 pub const DEFAULT_FILTER: &str = "info,sqlx=warn,hyper=warn,reqwest=warn";
-/// Commands whose screen output is the point (demo, bench, status) log warnings only.
+/// Commands whose screen output is the point (demo, status, app-name) log warnings only.
 pub const QUIET_FILTER: &str = "warn,sqlx::postgres::notice=warn";
 
 /// Installs the global subscriber (a second call is a no-op, which keeps tests simple).

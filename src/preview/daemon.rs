@@ -1,6 +1,7 @@
 //! Wiring of one controller replica: the queue runtime over the preview reconciler, the
-//! teardown of deleted rows, listener, lease renewal, statistics, leader loop and admin
-//! server. Everything runs inside one future, so dropping or aborting it (a crash, in tests)
+//! teardown runtime over tombstones, the local lane, lease renewal, statistics, the
+//! notification listener, the sync lane, the drift/leader loop and the Fly-health watcher (the
+//! admin server is the command's). Everything runs inside one future, so dropping or aborting it (a crash, in tests)
 //! stops every part at once.
 
 use std::sync::Arc;

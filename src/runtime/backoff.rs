@@ -24,7 +24,7 @@ impl Backoff {
         self.base.checked_mul(factor).unwrap_or(self.cap).min(self.cap)
     }
 
-    /// A delay drawn uniformly from `[0, ceiling]` (full jitter), never below 10 ms so a
+    /// A delay drawn uniformly from `[10 ms, ceiling]` (full jitter, never below 10 ms) so a
     /// broken dependency is not hammered in a tight loop.
     pub fn delay(&self, attempts: u32, rng: &mut impl Rng) -> Duration {
         let ceiling = self.ceiling(attempts).as_millis().max(10) as u64;

@@ -226,9 +226,9 @@ impl Drift {
         Ok(listed.into_iter().map(|a| a.name).collect())
     }
 
-    /// Apps created before previews got their own private network stay on the org's shared
-    /// one: Fly cannot move an app to another network. They are counted and named; a
-    /// teardown and redeploy (status 'stopped', then 'pending') recreates the app isolated.
+    /// Apps on the org's shared private network (Fly cannot move an app to another network)
+    /// are counted and named; a teardown and redeploy (status 'stopped', then 'pending')
+    /// recreates such an app on its own network.
     fn report_shared_network(&self, apps: &[App]) {
         let shared: Vec<&str> =
             apps.iter().filter(|a| a.on_shared_network()).map(|a| a.name.as_str()).collect();
