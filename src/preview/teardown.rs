@@ -32,8 +32,8 @@
 //!
 //! # Caveats
 //! Deletions wait while no replica runs, while the gate is shut by a global condition (the
-//! gate's watcher wakes this loop when it clears), up to 30 s after a Fly outage heals (a
-//! parked tombstone is not made due by the heal), and for the
+//! gate's watcher wakes this loop when it clears, and makes tombstones parked by a Fly outage
+//! due when Fly heals), and for the
 //! client's global app-delete rate limit (100 a minute: 50 deleted rows take ~27 s). A row
 //! re-created under the same name between the checks and the delete call loses its app (the
 //! window is one Fly call); its own pass then re-creates it. `TRUNCATE` fires no row trigger:

@@ -124,6 +124,12 @@ impl Tombstones {
         Ok(r.rows_affected() == 1)
     }
 
+    /// Fly healed: every waiting, unleased tombstone is due now. Returns how many.
+    pub async fn wake(&self) -> Result<u64, StoreError> {
+        let r = sqlx::query(named_query!("tombstones/wake")).execute(&self.pool).await?;
+        Ok(r.rows_affected())
+    }
+
     /// How many tombstones wait for their teardown (leased or not).
     pub async fn pending(&self) -> Result<i64, StoreError> {
         Ok(sqlx::query_scalar(named_query!("tombstones/pending")).fetch_one(&self.pool).await?)

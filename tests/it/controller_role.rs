@@ -137,7 +137,9 @@ async fn the_documented_role_is_least_privilege_and_can_do_what_run_does(pool: P
     assert_eq!(claimed.iter().map(|t| t.id).collect::<Vec<_>>(), [deleted]);
     assert!(t.next_due().await.unwrap().is_some());
     assert_eq!(t.renew(&[deleted]).await.unwrap(), [deleted]);
-    assert!(t.retry(deleted, chrono::Utc::now(), "503", true).await.unwrap());
+    let later = chrono::Utc::now() + chrono::Duration::seconds(30);
+    assert!(t.retry(deleted, later, "503", true).await.unwrap());
+    assert_eq!(t.wake().await.unwrap(), 1, "the heal makes it due");
     let claimed = t.claim(10).await.unwrap();
     assert!(t.release(deleted).await.unwrap());
     t.claim(10).await.unwrap();

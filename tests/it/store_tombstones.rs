@@ -255,6 +255,23 @@ async fn retry_persists_attempts_due_time_and_error_and_gives_the_lease_back(poo
 }
 
 #[sqlx::test]
+async fn wake_makes_every_waiting_unleased_tombstone_due(pool: PgPool) {
+    let ids = deleted_rows(&pool, 3).await;
+    let (a, b) = (queue(&pool, "a"), queue(&pool, "b"));
+    let later = Utc::now() + chrono::Duration::seconds(30);
+    for _ in 0..2 {
+        let t = a.claim(1).await.unwrap().remove(0);
+        assert!(a.retry(t.id, later, "Fly API unavailable", false).await.unwrap());
+    }
+    let leased = a.claim(1).await.unwrap().remove(0);
+    assert!(b.claim(3).await.unwrap().is_empty(), "nothing due before the wake");
+    assert_eq!(b.wake().await.unwrap(), 2, "the leased one is left alone");
+    let woken: HashSet<Uuid> = b.claim(3).await.unwrap().into_iter().map(|t| t.id).collect();
+    let parked: HashSet<Uuid> = ids.into_iter().filter(|id| *id != leased.id).collect();
+    assert_eq!(woken, parked);
+}
+
+#[sqlx::test]
 async fn pending_counts_every_tombstone(pool: PgPool) {
     let q = queue(&pool, "a");
     assert_eq!(q.pending().await.unwrap(), 0);

@@ -141,6 +141,7 @@ async fn a_fly_outage_parks_the_tombstone_without_counting_and_it_is_retried(poo
     let healed = Instant::now();
     h.eventually("the app destroyed after the outage", || !h.sim.app_names().contains(&app)).await;
     println!("outage: the app was destroyed {:?} after Fly healed", healed.elapsed());
+    assert!(healed.elapsed() < Duration::from_secs(15), "the heal wakes the tombstone");
     h.eventually("the tombstone finished", || teardowns(&r, "destroyed") == 1).await;
     assert!(tombstones(&pool).await.is_empty());
     r.stop().await;

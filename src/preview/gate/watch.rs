@@ -23,6 +23,7 @@ use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::preview::ctx::Ctx;
 use crate::preview::error::{self, GlobalCondition, Policy};
+use crate::store::Tombstones;
 
 /// Probes while Fly is down or the configuration is refused: at most one a second.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
@@ -107,6 +108,11 @@ async fn transition(ctx: &Ctx, health: &Health, metrics: &Metrics, wake: &Wakes,
             Err(e) => {
                 tracing::warn!(error = %e, "waking parked rows failed; they retry on their own")
             }
+        }
+        let tombstones =
+            Tombstones::new(ctx.store.pool().clone(), ctx.store.owner(), ctx.settings.lease);
+        if let Err(e) = tombstones.wake().await {
+            tracing::warn!(error = %e, "waking parked tombstones failed; they retry on their own");
         }
         notify(wake);
     }
