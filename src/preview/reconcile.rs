@@ -172,31 +172,27 @@ pub struct PreviewQueue {
     pub per_user: i64,
 }
 
-fn boxed(e: crate::store::StoreError) -> QueueError {
-    Box::new(e)
-}
-
 impl Queue for PreviewQueue {
     type Row = PreviewRow;
 
     async fn claim(&self, limit: usize) -> Result<Vec<PreviewRow>, QueueError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.store.claim(limit, self.lease, self.per_user).await.map_err(boxed)
+        self.store.claim(limit, self.lease, self.per_user).await.map_err(Into::into)
     }
 
     async fn next_due(&self) -> Result<Option<Duration>, QueueError> {
-        self.store.next_due().await.map_err(boxed)
+        self.store.next_due().await.map_err(Into::into)
     }
 
     async fn renew(&self, ids: &[uuid::Uuid]) -> Result<Vec<uuid::Uuid>, QueueError> {
-        self.store.renew(ids, self.lease).await.map_err(boxed)
+        self.store.renew(ids, self.lease).await.map_err(Into::into)
     }
 
     async fn release(&self, id: uuid::Uuid) -> Result<bool, QueueError> {
-        self.store.release(id).await.map_err(boxed)
+        self.store.release(id).await.map_err(Into::into)
     }
 
     async fn release_all(&self) -> Result<u64, QueueError> {
-        self.store.release_all().await.map_err(boxed)
+        self.store.release_all().await.map_err(Into::into)
     }
 }

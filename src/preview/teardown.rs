@@ -60,7 +60,7 @@ use crate::preview::outcome::OUTAGE_RECHECK;
 use crate::runtime::backoff::Backoff;
 use crate::runtime::driver::renew_leases;
 use crate::runtime::{Action, Claimed, InFlight, Queue, QueueError, Reconciler, Runtime, Timing};
-use crate::store::{StoreError, Tombstone, Tombstones};
+use crate::store::{Tombstone, Tombstones};
 
 /// Teardowns running at once. App deletes share one global rate limit (100 a minute), so
 /// more passes would only wait for it, holding leases.
@@ -301,32 +301,28 @@ impl Claimed for Tombstone {
     }
 }
 
-fn boxed(e: StoreError) -> QueueError {
-    Box::new(e)
-}
-
 /// `fly_preview_controller.tombstones` as the runtime's queue.
 impl Queue for Tombstones {
     type Row = Tombstone;
 
     async fn claim(&self, limit: usize) -> Result<Vec<Tombstone>, QueueError> {
-        Tombstones::claim(self, i64::try_from(limit).unwrap_or(i64::MAX)).await.map_err(boxed)
+        Tombstones::claim(self, i64::try_from(limit).unwrap_or(i64::MAX)).await.map_err(Into::into)
     }
 
     async fn next_due(&self) -> Result<Option<Duration>, QueueError> {
-        Tombstones::next_due(self).await.map_err(boxed)
+        Tombstones::next_due(self).await.map_err(Into::into)
     }
 
     async fn renew(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, QueueError> {
-        Tombstones::renew(self, ids).await.map_err(boxed)
+        Tombstones::renew(self, ids).await.map_err(Into::into)
     }
 
     async fn release(&self, id: Uuid) -> Result<bool, QueueError> {
-        Tombstones::release(self, id).await.map_err(boxed)
+        Tombstones::release(self, id).await.map_err(Into::into)
     }
 
     async fn release_all(&self) -> Result<u64, QueueError> {
-        Tombstones::release_all(self).await.map_err(boxed)
+        Tombstones::release_all(self).await.map_err(Into::into)
     }
 }
 
