@@ -13,6 +13,7 @@ use crate::preview::error::{GlobalCondition, Policy, ReconcileError};
 use crate::preview::plan::MachineRef;
 use crate::preview::settings::Settings;
 use crate::runtime::Action;
+use crate::runtime::backoff::Backoff;
 use crate::store::{PreviewRow, StatusWrite};
 
 /// The runtime's action for a preview row.
@@ -155,12 +156,24 @@ pub fn error_action(
     now: DateTime<Utc>,
     rng: &mut impl Rng,
 ) -> PreviewAction {
+    policy_action(policy, row.attempts, &s.backoff, now, rng)
+}
+
+/// The action a policy calls for, given the persisted attempt count (shared by every
+/// reconciler of the domain: preview rows and tombstones).
+pub fn policy_action(
+    policy: Policy,
+    attempts: i32,
+    backoff: &Backoff,
+    now: DateTime<Utc>,
+    rng: &mut impl Rng,
+) -> PreviewAction {
     match policy {
         Policy::Global(c) => Action::Block(c),
         Policy::FlyDown => Action::requeue(now, OUTAGE_RECHECK),
         Policy::WaitForChange => Action::AwaitChange,
         Policy::Retry => {
-            Action::requeue(now, s.backoff.delay(u32::try_from(row.attempts).unwrap_or(0), rng))
+            Action::requeue(now, backoff.delay(u32::try_from(attempts).unwrap_or(0), rng))
         }
     }
 }

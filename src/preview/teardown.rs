@@ -20,7 +20,7 @@
 //! written with the delete and only removed once Fly confirms the app is gone (or that it is
 //! not ours). A tombstone is worked by one replica at a time (leases, renewed while a pass
 //! runs), and its attempts and backoff survive restarts. A Fly outage (the client's breaker
-//! open) parks it for [`OUTAGE_RECHECK`] without counting an attempt; a rejected token blocks
+//! open) parks it for [`outcome::OUTAGE_RECHECK`] without counting an attempt; a rejected token blocks
 //! the whole controller ([`GlobalCondition`]) and leaves the tombstone untouched.
 //!
 //! # Assumptions
@@ -56,7 +56,7 @@ use crate::ops::shutdown::Phase;
 use crate::preview::ctx::Ctx;
 use crate::preview::error::{self, GlobalCondition, Policy, ReconcileError};
 use crate::preview::machine_config;
-use crate::preview::outcome::OUTAGE_RECHECK;
+use crate::preview::outcome;
 use crate::runtime::backoff::Backoff;
 use crate::runtime::driver::renew_leases;
 use crate::runtime::{Action, Claimed, InFlight, Queue, QueueError, Reconciler, Runtime, Timing};
@@ -157,7 +157,7 @@ fn all_ours(machines: &[Machine], row: Uuid) -> bool {
 
 /// What a failed teardown's policy ([`error::classify`]) means for its tombstone: pure,
 /// table-tested. A global condition blocks everything; a Fly outage looks again after
-/// [`OUTAGE_RECHECK`]; anything else (rate limits, transient and unexpected answers: a
+/// [`outcome::OUTAGE_RECHECK`]; anything else (rate limits, transient and unexpected answers: a
 /// tombstone never changes, so nothing is worth waiting for) backs off by the persisted
 /// attempt count.
 pub fn action(
@@ -167,14 +167,12 @@ pub fn action(
     now: DateTime<Utc>,
     rng: &mut impl Rng,
 ) -> Action<GlobalCondition> {
-    match policy {
-        Policy::Global(c) => Action::Block(c),
-        Policy::FlyDown => Action::requeue(now, OUTAGE_RECHECK),
-        Policy::Retry | Policy::WaitForChange => {
-            let attempts = u32::try_from(attempts).unwrap_or(0);
-            Action::requeue(now, backoff.delay(attempts, rng))
-        }
-    }
+    outcome::policy_action(for_tombstones(policy), attempts, backoff, now, rng)
+}
+
+/// A tombstone never changes: what would wait for a change of a row is retried instead.
+fn for_tombstones(policy: Policy) -> Policy {
+    if policy == Policy::WaitForChange { Policy::Retry } else { policy }
 }
 
 impl Reconciler for Teardown {
@@ -225,11 +223,7 @@ impl Reconciler for Teardown {
     }
 
     fn error_label(&self, e: &ReconcileError) -> &'static str {
-        match (e, self.policy(e)) {
-            (ReconcileError::Fenced, _) => "fenced",
-            (_, Policy::Global(_) | Policy::FlyDown) => "blocked",
-            (_, Policy::Retry | Policy::WaitForChange) => "error",
-        }
+        error::result_label(e, for_tombstones(self.policy(e)))
     }
 
     /// Nothing before the first Fly probe or while a condition a probe can clear (token,

@@ -3,6 +3,7 @@
 use super::*;
 use crate::fly::ErrorInfo;
 use crate::ops::metrics::TEARDOWN_RESULTS;
+use crate::preview::outcome::OUTAGE_RECHECK;
 use crate::store::StoreError;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
