@@ -34,6 +34,7 @@ export {
   readConfig,
   controlSocketPath,
   FORMAT_CHAR_RANGES,
+  INVISIBLE_RANGES,
 } from './lib/config.mjs';
 export {
   DEPENDENCY_FILES,

@@ -7,6 +7,8 @@
 --                                              claims, leases, retries; a finished one is deleted;
 --                                              the delete trigger, not this role, inserts them)
 --   fly_preview_controller._sqlx_migrations    SELECT (`run` refuses an unmigrated schema)
+--   fly_preview_controller.settings            SELECT (the app-name prefix the database derives
+--                                              names with; the per-user row cap)
 --   public.fly_preview_apps_by_controller()    EXECUTE (the table's triggers call it)
 -- It cannot insert or delete previews, change the schema, or read anything else.
 --
@@ -34,6 +36,7 @@ grant select, update on public.fly_preview_apps to fly_preview_reconciler;
 grant select, insert, update, delete on fly_preview_controller.leader to fly_preview_reconciler;
 grant select, update, delete on fly_preview_controller.tombstones to fly_preview_reconciler;
 grant select on fly_preview_controller._sqlx_migrations to fly_preview_reconciler;
+grant select on fly_preview_controller.settings to fly_preview_reconciler;
 grant execute on function public.fly_preview_apps_by_controller() to fly_preview_reconciler;
 
 -- Row-level security: every row, for this role only (the web app's users keep their own
@@ -52,4 +55,7 @@ create policy tombstones_reconciler_all on fly_preview_controller.tombstones
   for all to fly_preview_reconciler using (true) with check (true);
 drop policy if exists sqlx_migrations_reconciler_select on fly_preview_controller._sqlx_migrations;
 create policy sqlx_migrations_reconciler_select on fly_preview_controller._sqlx_migrations
+  for select to fly_preview_reconciler using (true);
+drop policy if exists settings_reconciler_select on fly_preview_controller.settings;
+create policy settings_reconciler_select on fly_preview_controller.settings
   for select to fly_preview_reconciler using (true);

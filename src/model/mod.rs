@@ -1,6 +1,7 @@
 //! The row's vocabulary, free of I/O and of every other module: typed states (the row's
 //! and Fly's machine states), sync failure kinds, app naming and input validation.
 
+pub mod invisible;
 pub mod machine_state;
 pub mod naming;
 pub mod state;

@@ -2,7 +2,7 @@
 //! nothing here (or downstream) ever splices them into shell text, and each failure names
 //! the field and the reason so the web app can show it.
 
-use crate::model::naming;
+use crate::model::{invisible, naming};
 
 /// Longest repo URL we accept; GitHub URLs are far shorter.
 pub const MAX_URL_LEN: usize = 2048;
@@ -167,6 +167,19 @@ pub fn branch(b: &str) -> Result<(), ValidationError> {
         return Err(branch_err(format!(
             "contains the invisible formatting character U+{:04X} (direction overrides, \
              zero-width characters, BOM and tag characters are refused)",
+            u32::from(c)
+        )));
+    }
+    if let Some(c) = b.chars().find(|c| invisible::is_invisible(*c)) {
+        return Err(branch_err(format!(
+            "contains the invisible character U+{:04X} (blank fillers and variation selectors \
+             are refused)",
+            u32::from(c)
+        )));
+    }
+    if let Some(c) = invisible::lone_mark(b) {
+        return Err(branch_err(format!(
+            "contains the combining mark U+{:04X} with no letter before it",
             u32::from(c)
         )));
     }

@@ -39,8 +39,9 @@ pub enum Outcome {
         until: DateTime<Utc>,
         message: String,
     },
-    /// The user has no free preview slot: nothing done; the row deploys when one is freed
-    /// (the quota-wake trigger), or at the safety-net recheck.
+    /// The user has no free preview slot: nothing done; the row is parked (not claimable, no
+    /// database work while it waits) and deploys when a slot is freed (the quota-wake trigger,
+    /// or the re-check after the refusal's write).
     Refused {
         message: String,
     },
@@ -139,7 +140,7 @@ pub fn decide(
             StatusWrite {
                 error_message: Some(message.clone()),
                 attempts,
-                next_attempt_at: Some(at(now, s.quota_recheck(attempts))),
+                next_attempt_at: None,
                 ..base(row, Status::Error, Reason::QuotaExceeded)
             }
         }

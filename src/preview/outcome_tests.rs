@@ -91,12 +91,12 @@ fn a_throttled_change_keeps_the_status_and_waits_for_the_window() {
 }
 
 #[test]
-fn a_quota_refusal_waits_for_a_free_slot_with_a_safety_net() {
+fn a_quota_refusal_is_parked_until_a_slot_frees() {
     let w = ok(&row(Status::Pending, 0), Outcome::Refused { message: "full".into() });
     assert_eq!((w.status, w.reason, w.attempts), (Status::Error, Reason::QuotaExceeded, 1));
-    assert_eq!(w.next_attempt_at, Some(now() + chrono::Duration::minutes(10)));
+    assert_eq!(w.next_attempt_at, None, "parked: only a wake-up brings it back");
     let w = ok(&row(Status::Error, 9), Outcome::Refused { message: "x".into() });
-    assert_eq!(w.next_attempt_at, Some(now() + chrono::Duration::minutes(160)), "capped");
+    assert_eq!((w.next_attempt_at, w.attempts), (None, 10));
 }
 
 #[test]

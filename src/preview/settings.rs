@@ -52,14 +52,6 @@ impl Settings {
         i64::try_from(self.concurrency / 8).unwrap_or(i64::MAX).max(2)
     }
 
-    /// When a quota-refused row is looked at again by itself, should no wake-up reach it
-    /// (a safety net; the quota-wake trigger normally wakes it at once): 10 min, doubling
-    /// with each refusal up to 160 min.
-    pub fn quota_recheck(&self, refusals: i32) -> Duration {
-        let exp = u32::try_from(refusals.clamp(1, 5) - 1).unwrap_or(0);
-        Duration::from_secs(600 * (1u64 << exp))
-    }
-
     /// Defaults suitable for tests and the demo (fast timings).
     pub fn for_tests(org: &str) -> Self {
         Self {

@@ -38,6 +38,7 @@ mod store;
 mod store_claim;
 mod store_tombstones;
 mod store_vocabulary;
+mod supabase_abuse;
 mod supabase_contract;
 mod supabase_daemon;
 mod supabase_pooler;

@@ -320,6 +320,7 @@ async fn supabase_security_lints_find_nothing() {
         [
             "fly_preview_controller._sqlx_migrations",
             "fly_preview_controller.leader",
+            "fly_preview_controller.settings",
             "fly_preview_controller.tombstones"
         ],
         "{found:#?}"

@@ -56,11 +56,32 @@ export const FORMAT_CHAR_RANGES = [
   [0xe0000, 0xe007f],
 ];
 
+/**
+ * Invisible characters that are neither Cf nor White_Space, refused in branch names too: blank
+ * letters and symbols (Hangul fillers, the Braille blank), variation selectors (incl. the emoji
+ * presentation selector U+FE0F), the combining grapheme joiner. The controller keeps the same
+ * table (src/model/invisible.rs).
+ */
+export const INVISIBLE_RANGES = [
+  [0x034f, 0x034f],
+  [0x115f, 0x1160],
+  [0x17b4, 0x17b5],
+  [0x180b, 0x180d],
+  [0x180f, 0x180f],
+  [0x2800, 0x2800],
+  [0x3164, 0x3164],
+  [0xfe00, 0xfe0f],
+  [0xffa0, 0xffa0],
+  [0xe0100, 0xe01ef],
+];
+
 const hex = (n) => `\\u{${n.toString(16)}}`;
-const FORMAT_CHAR = new RegExp(
-  `[${FORMAT_CHAR_RANGES.map(([a, b]) => (a === b ? hex(a) : `${hex(a)}-${hex(b)}`)).join('')}]`,
-  'u',
-);
+const charClass = (ranges) =>
+  new RegExp(`[${ranges.map(([a, b]) => (a === b ? hex(a) : `${hex(a)}-${hex(b)}`)).join('')}]`, 'u');
+const FORMAT_CHAR = charClass(FORMAT_CHAR_RANGES);
+const INVISIBLE = charClass(INVISIBLE_RANGES);
+/** A combining mark after no letter, digit or other mark (as the controller's `lone_mark`). */
+const LONE_MARK = /(?:^|[^\p{Alphabetic}\p{N}\p{M}])\p{M}/u;
 /** Every Unicode control (Cc: C0, DEL, C1) and white space character (as Rust's char::is_control / is_whitespace). */
 const ANY_CONTROL_OR_SPACE = /[\p{Cc}\p{White_Space}]/u;
 /** Characters git forbids in ref names. */
@@ -156,6 +177,8 @@ export function validateBranch(raw) {
   if (FORMAT_CHAR.test(b)) {
     bad('must not contain invisible formatting characters (bidi controls, zero-width, BOM, tags)', 'format_char');
   }
+  if (INVISIBLE.test(b)) bad('must not contain invisible characters (blank fillers, variation selectors)', 'invisible');
+  if (LONE_MARK.test(b)) bad('must not contain a combining mark with no letter before it', 'lone_mark');
   const forbidden = GIT_FORBIDDEN.exec(b);
   if (forbidden) bad(`must not contain ${JSON.stringify(forbidden[0])}`, 'git_forbidden');
   const meta = SHELL_META.exec(b);
