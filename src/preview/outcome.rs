@@ -141,6 +141,8 @@ pub fn decide(
                 error_message: Some(message.clone()),
                 attempts,
                 next_attempt_at: None,
+                fly_machine_id: None,
+                machine_state: None,
                 ..base(row, Status::Error, Reason::QuotaExceeded)
             }
         }

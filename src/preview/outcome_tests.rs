@@ -97,6 +97,7 @@ fn a_quota_refusal_is_parked_until_a_slot_frees() {
     assert_eq!(w.next_attempt_at, None, "parked: only a wake-up brings it back");
     let w = ok(&row(Status::Error, 9), Outcome::Refused { message: "x".into() });
     assert_eq!((w.next_attempt_at, w.attempts), (None, 10));
+    assert_eq!((w.fly_machine_id, w.machine_state), (None, None), "it keeps no machine");
 }
 
 #[test]

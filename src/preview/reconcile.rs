@@ -41,7 +41,7 @@ pub async fn pass(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError
     }
     ctx.fly_up()?;
     let admitted = match limits::admit(&ctx.store, &ctx.settings, row).await? {
-        limits::Admit::Refused(hold) => return Ok(hold.into()),
+        limits::Admit::Refused(hold) => return refuse(&ctx.fly, row, hold).await,
         limits::Admit::Admitted => true,
         limits::Admit::Holds => false,
     };
@@ -55,6 +55,20 @@ impl From<limits::Hold> for Outcome {
             limits::Hold::Refused { message } => Outcome::Refused { message },
         }
     }
+}
+
+/// A row refused for the quota keeps nothing alive on Fly: a machine it still has (a limit
+/// lowered meanwhile, a row refused by an older release) goes with its app before the row is
+/// parked (the refusal's write forgets the machine).
+async fn refuse(
+    fly: &FlyClient,
+    row: &PreviewRow,
+    hold: limits::Hold,
+) -> Result<Outcome, ReconcileError> {
+    if row.fly_machine_id.is_some() {
+        teardown(fly, &row.fly_app_name).await?;
+    }
+    Ok(hold.into())
 }
 
 /// Deletes the app and confirms it is gone.

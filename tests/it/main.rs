@@ -26,6 +26,7 @@ mod misconfig;
 mod observability;
 mod observability_promql;
 mod quiet;
+mod quota_bound;
 mod reconciler;
 mod resilience;
 mod runner;
