@@ -21,6 +21,7 @@ mod fly_outage;
 mod gauges;
 mod isolation;
 mod limits;
+mod measure_db;
 mod messages;
 mod misconfig;
 mod observability;

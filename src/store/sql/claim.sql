@@ -16,7 +16,7 @@
 -- within those windows; rows beyond them are reached as the front is worked off.
 -- $1 owner, $2 limit, $3 lease seconds, $4 the 'initializing' status, $5 per-user cap
 WITH wanted AS (
-    SELECT id
+    SELECT id, user_id, next_attempt_at, attempts, status, generation, observed_generation
     FROM public.fly_preview_apps
     WHERE next_attempt_at <= now()
       AND attempts = 0 AND (observed_generation < generation OR status = 'initializing')
@@ -25,7 +25,7 @@ WITH wanted AS (
     LIMIT 256
 ),
 oldest AS (
-    SELECT id
+    SELECT id, user_id, next_attempt_at, attempts, status, generation, observed_generation
     FROM public.fly_preview_apps
     WHERE next_attempt_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
@@ -40,8 +40,7 @@ due AS (
                 WHEN status = $4 AND observed_generation = generation THEN 0
                 WHEN observed_generation < generation THEN 1
                 ELSE 2 END AS priority
-    FROM public.fly_preview_apps
-    WHERE id IN (SELECT id FROM wanted UNION SELECT id FROM oldest)
+    FROM (SELECT * FROM wanted UNION SELECT * FROM oldest) AS window_rows
 ),
 leased AS (
     SELECT user_id, count(*) AS n
