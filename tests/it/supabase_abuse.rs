@@ -135,11 +135,15 @@ async fn the_row_cap_refuses_a_whole_insert_with_a_clear_error() {
             .await
             .unwrap();
     assert_eq!(cap, 100, "the default");
-    let many: Vec<Value> = (0..101).map(|i| seed(p.a, &format!("p-{i}"))).collect();
-    let err = p.post(p.a, &Value::Array(many)).await.unwrap_err();
-    assert_eq!(sqlstate(&err), "P0001", "{err}");
-    assert!(message(&err).contains("already has 100 previews"), "{err}");
-    assert_eq!(p.rows_of(p.a).await, 0, "nothing partial");
+    for n in [101, 100_000] {
+        let many: Vec<Value> = (0..n).map(|i| seed(p.a, &format!("p-{i}"))).collect();
+        let t = Instant::now();
+        let err = p.post(p.a, &Value::Array(many)).await.unwrap_err();
+        println!("a POST of {n} rows refused by the row cap in {:?}", t.elapsed());
+        assert_eq!(sqlstate(&err), "P0001", "{err}");
+        assert!(message(&err).contains("already has 100 previews"), "{err}");
+        assert_eq!(p.rows_of(p.a).await, 0, "nothing partial");
+    }
     let hundred: Vec<Value> = (0..100).map(|i| seed(p.a, &format!("p-{i}"))).collect();
     assert_eq!(p.post(p.a, &Value::Array(hundred)).await.unwrap().len(), 100);
     assert!(p.post(p.a, &seed(p.a, "one-more")).await.is_err(), "the 101st");
