@@ -52,6 +52,10 @@ pub enum StoreError {
     /// The connected role cannot see or write every row the controller needs (RLS, grants).
     #[error("DATABASE_URL {0}")]
     Access(String),
+    /// A migration never got its table lock within its lock timeout (the web app kept the
+    /// table busy); what it had done was rolled back.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -86,6 +90,7 @@ impl StoreError {
             StoreError::Migrate(_) => "db_migrate",
             StoreError::TransactionPooler => "db_transaction_pooler",
             StoreError::Access(_) => "db_access",
+            StoreError::Busy(_) => "db_busy",
         }
     }
 }

@@ -23,6 +23,7 @@ mod isolation;
 mod limits;
 mod measure_db;
 mod messages;
+mod migrate_locks;
 mod misconfig;
 mod observability;
 mod observability_promql;
