@@ -59,7 +59,12 @@ pub enum StoreError {
 }
 
 impl From<sqlx::Error> for StoreError {
+    /// A prepared statement that collides or vanished is a transaction pooler's doing, whenever
+    /// it shows (the connect-time probes are the first line).
     fn from(e: sqlx::Error) -> Self {
+        if preflight::is_pooler_symptom(&e) {
+            return StoreError::TransactionPooler;
+        }
         StoreError::Query(e)
     }
 }
