@@ -73,8 +73,13 @@ pub async fn run(a: RunArgs) -> Result<(), CliError> {
     // before /readyz exists: a role that cannot see every row never reports ready
     store::check_row_access(&pool).await?;
     check_migrated(&pool).await?;
+    check_prefix(&pool, &settings.rules.prefix).await?;
     let health = Arc::new(Health::default());
     health.beat();
+    if let Some(warning) = store::privileged_role(&pool).await? {
+        tracing::warn!("{warning}");
+        health.set_warning(Some(warning));
+    }
     let (addr, _admin) =
         admin::serve(a.listen_addr, health.clone(), metrics.clone()).await.map_err(|e| {
             ConfigError::new("LISTEN_ADDR", format!("cannot listen on {}: {e}", a.listen_addr))
@@ -90,6 +95,20 @@ pub async fn run(a: RunArgs) -> Result<(), CliError> {
     .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Refuses an `APP_PREFIX` other than the one the database derives names with.
+async fn check_prefix(pool: &PgPool, prefix: &str) -> Result<(), CliError> {
+    match store::database_app_prefix(pool).await? {
+        Some(db) if db != prefix => Err(ConfigError::new(
+            "APP_PREFIX",
+            format!(
+                "is '{prefix}' but the database derives app names with '{db}'; set APP_PREFIX={db}, or change the database's: update fly_preview_controller.settings set app_prefix = '{prefix}';"
+            ),
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses to start on a database that has not been migrated (clear message, no guessing).

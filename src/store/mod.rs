@@ -22,7 +22,9 @@ use uuid::Uuid;
 
 pub use limits::Admission;
 pub use listen::{ListenEvent, Listener, Notification, Op};
-pub use preflight::{check_row_access, detect_transaction_pooler};
+pub use preflight::{
+    check_row_access, database_app_prefix, detect_transaction_pooler, privileged_role,
+};
 pub use queue::{BAD, Lease, MACHINE_ERRORS, QueueStats, Seen, StatusWrite, Written};
 pub use sync::SyncTarget;
 pub use tombstones::{Tombstone, Tombstones};

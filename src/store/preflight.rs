@@ -133,7 +133,17 @@ fn summarize(rows: &[(String, String, String, String)]) -> String {
             rows.iter().filter(|r| r.1 == table && r.2 == kind).map(|r| r.3.as_str()).collect();
         v.join("/")
     };
+    let grant = |table: &str| -> Option<String> {
+        let schema = table.strip_prefix("schema ")?;
+        let role = rows.first().map_or("", |r| r.0.as_str());
+        Some(format!(
+            "{table}: no USAGE privilege (run: grant usage on schema {schema} to \"{role}\";)"
+        ))
+    };
     let describe = |table: &str| -> String {
+        if let Some(line) = grant(table) {
+            return line;
+        }
         let mut parts = Vec::new();
         for (kind, head, tail) in [
             ("schema", "no ", " privilege"),
@@ -149,4 +159,24 @@ fn summarize(rows: &[(String, String, String, String)]) -> String {
         format!("{table}: {}", parts.join(", "))
     };
     tables.iter().map(|t| describe(t)).collect::<Vec<_>>().join("; ")
+}
+
+/// A warning when the connected role holds far more than `run` needs (superuser, or
+/// BYPASSRLS plus ownership of the table): it works, but a bug or a leaked `DATABASE_URL`
+/// could then change every row and the schema. One line naming the fix.
+pub async fn privileged_role(pool: &PgPool) -> Result<Option<String>, StoreError> {
+    let sql = include_str!("sql/privileged_role.sql");
+    let row: Option<(String, String)> = sqlx::query_as(sql).fetch_optional(pool).await?;
+    Ok(row.map(|(role, why)| {
+        format!(
+            "DATABASE_URL connects as role \"{role}\", which {why}: the controller needs far less, and a bug or a leaked DATABASE_URL could change every preview and the schema; create the least-privilege role with deploy/sql/controller-role.sql and connect as fly_preview_reconciler"
+        )
+    }))
+}
+
+/// The prefix the database derives app names with (`fly_preview_controller.settings`), if the
+/// settings exist: `run` refuses an `APP_PREFIX` that differs (every new row would be invalid).
+pub async fn database_app_prefix(pool: &PgPool) -> Result<Option<String>, StoreError> {
+    let sql = "SELECT app_prefix FROM fly_preview_controller.settings WHERE id = 1";
+    Ok(sqlx::query_scalar(sql).fetch_optional(pool).await?)
 }

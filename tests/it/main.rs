@@ -45,6 +45,7 @@ mod supabase_abuse;
 mod supabase_contract;
 mod supabase_daemon;
 mod supabase_pooler;
+mod supabase_roles;
 mod support;
 mod sync;
 mod sync_runner;
