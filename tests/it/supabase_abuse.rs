@@ -5,17 +5,23 @@
 
 use std::time::Instant;
 
+use crate::controller_role::{CONTROLLER_ROLE_SQL, ROLE};
+use crate::support::harness::{Harness, is_running};
 use crate::support::postgrest::{Jwt, PostgRest, delete_sql, eq, insert_sql, update_sql};
 use crate::support::supabase::{PORT, SupaDb, opts};
 use crate::support::*;
+use fly_preview_controller::fly::Secret;
 use fly_preview_controller::model::naming;
+use fly_preview_controller::preview::settings::Settings;
 use fly_preview_controller::store;
+use fly_preview_controller::store::PreviewRow;
+use fly_sim::SimConfig;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 struct Project {
-    _db: SupaDb,
+    db: SupaDb,
     postgres: PgPool,
     api: PostgRest,
     a: Uuid,
@@ -27,7 +33,7 @@ async fn project() -> Project {
     let postgres = db.pool("postgres").await;
     store::migrate::run(&postgres).await.unwrap();
     let api = PostgRest::connect(opts(PORT, "authenticator", &db.name)).await;
-    Project { _db: db, postgres, api, a: USER_A.parse().unwrap(), b: USER_B.parse().unwrap() }
+    Project { db, postgres, api, a: USER_A.parse().unwrap(), b: USER_B.parse().unwrap() }
 }
 
 /// The seed web app's insert body, with `name` as the `fly_app_name` it sends.
@@ -220,4 +226,57 @@ async fn only_a_row_that_held_a_slot_wakes_a_refused_one() {
     let running = "\"public\".\"fly_preview_apps\".\"project_id\" = 'q-0'";
     p.api.request(Jwt::User(p.a), "PATCH", &update_sql(running, &stop), Some(&stop)).await.unwrap();
     assert_eq!(due().await, 1, "the freed slot wakes one refused row");
+}
+
+fn refused(r: &PreviewRow) -> bool {
+    r.status == Status::Error && r.status_reason == Some(Reason::QuotaExceeded)
+}
+
+/// The race of the issue, as the web app makes it: the user, at the quota, redeploys a running
+/// preview and creates a new one in two concurrent requests, in waves; the daemon runs as the
+/// least-privilege role. Live machines end at the quota, the redeployed previews keep their
+/// slots, and the refused rows have no app.
+#[tokio::test]
+#[ignore = "needs the Supabase cluster: bash .ci/supabase/setup.sh"]
+async fn redeploy_and_insert_races_through_postgrest_end_within_the_quota() {
+    const QUOTA: usize = 3;
+    let p = project().await;
+    sqlx::raw_sql(CONTROLLER_ROLE_SQL).execute(&p.postgres).await.unwrap();
+    let pool = store::connect(&Secret::new(p.db.url(PORT, ROLE)), 8).await.unwrap();
+    let mut s = Settings::for_tests("personal");
+    s.max_previews_per_user = QUOTA as u32;
+    let h = Harness::with_settings(pool, SimConfig::default(), s).await;
+    let r = h.start("a");
+    let mut ids = Vec::new();
+    for i in 0..QUOTA {
+        let row = p.post(p.a, &seed(p.a, &format!("full-{i}"))).await.unwrap();
+        ids.push(row[0]["id"].as_str().unwrap().parse::<Uuid>().unwrap());
+    }
+    for id in &ids {
+        h.wait_row(*id, "running", is_running).await;
+    }
+    let redeploy = json!({"status": "pending", "error_message": null});
+    for wave in 0..3 {
+        let by_id = eq("id", ids[wave % QUOTA]);
+        let patch = update_sql(&by_id, &redeploy);
+        let new_row = seed(p.a, &format!("wave-{wave}"));
+        let (patched, created) = tokio::join!(
+            p.api.request(Jwt::User(p.a), "PATCH", &patch, Some(&redeploy)),
+            p.post(p.a, &new_row)
+        );
+        assert_eq!((patched.unwrap().len(), created.unwrap().len()), (1, 1));
+    }
+    let rows = h.wait_all("converged", 60, |r| is_running(r) || refused(r)).await;
+    let (waiting, running): (Vec<_>, Vec<_>) = rows.iter().cloned().partition(refused);
+    assert_eq!((running.len(), waiting.len()), (QUOTA, 3), "{rows:#?}");
+    assert!(ids.iter().all(|id| running.iter().any(|r| r.id == *id)), "redeploys kept slots");
+    let live: usize = rows
+        .iter()
+        .flat_map(|r| h.sim.machines(&r.fly_app_name))
+        .filter(|m| m["state"] != "destroyed")
+        .count();
+    assert_eq!(live, QUOTA, "live machines");
+    assert!(waiting.iter().all(|w| h.sim.machines(&w.fly_app_name).is_empty()));
+    println!("after 3 waves of redeploy + insert at quota {QUOTA}: {live} live machines");
+    r.stop().await;
 }
