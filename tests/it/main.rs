@@ -22,6 +22,7 @@ mod gauges;
 mod isolation;
 mod limits;
 mod measure_db;
+mod measure_supabase;
 mod messages;
 mod migrate_locks;
 mod misconfig;
