@@ -50,7 +50,7 @@ begin
   end if;
   if coalesce(s.max_rows_per_user, 0) > 0 then
     -- one insert of a user at a time decides against the cap (same user: serialised)
-    perform pg_catalog.pg_advisory_xact_lock(1718646127, pg_catalog.hashtext(new.user_id::text));
+    perform pg_catalog.pg_advisory_xact_lock(1718646128, pg_catalog.hashtext(new.user_id::text));
     select count(*) into n
       from (select 1 from public.fly_preview_apps r
              where r.user_id = new.user_id limit s.max_rows_per_user) mine;
