@@ -40,6 +40,7 @@ mod store_tombstones;
 mod store_vocabulary;
 mod supabase_contract;
 mod supabase_daemon;
+mod supabase_env;
 mod supabase_pooler;
 mod support;
 mod sync;
