@@ -37,6 +37,7 @@ mod machines;
 mod query;
 mod revisions;
 mod routes;
+mod secrets;
 mod server;
 mod shared;
 #[cfg(test)]
