@@ -144,8 +144,36 @@ create trigger fly_preview_env_20_limits after insert or update on public.fly_pr
 drop trigger if exists fly_preview_env_30_forget on public.fly_preview_env;
 create trigger fly_preview_env_30_forget after delete on public.fly_preview_env
   for each row execute function public.fly_preview_env_forget();
+-- AFTER each statement: a preview that wants to run and whose variables changed boots again
+-- with them (a new generation, reason EnvChanged; the row's own triggers reset its backoff and
+-- notify the controller). Once per preview per statement, however many variables it wrote.
+create or replace function public.fly_preview_env_changed() returns trigger
+  language plpgsql security definer set search_path = ''
+  as $$
+begin
+  update public.fly_preview_apps a
+     set generation = a.generation + 1, status_reason = 'EnvChanged'
+    from (select distinct c.user_id, c.project_id from changed c) c
+   where a.user_id = c.user_id and a.project_id = c.project_id
+     and a.desired_state = 'running';
+  return null;
+end $$;
+
+drop trigger if exists fly_preview_env_40_changed_insert on public.fly_preview_env;
+create trigger fly_preview_env_40_changed_insert after insert on public.fly_preview_env
+  referencing new table as changed
+  for each statement execute function public.fly_preview_env_changed();
+drop trigger if exists fly_preview_env_40_changed_update on public.fly_preview_env;
+create trigger fly_preview_env_40_changed_update after update on public.fly_preview_env
+  referencing new table as changed
+  for each statement execute function public.fly_preview_env_changed();
+drop trigger if exists fly_preview_env_40_changed_delete on public.fly_preview_env;
+create trigger fly_preview_env_40_changed_delete after delete on public.fly_preview_env
+  referencing old table as changed
+  for each statement execute function public.fly_preview_env_changed();
+
 revoke execute on function public.fly_preview_env_write(), public.fly_preview_env_limits(),
-  public.fly_preview_env_forget() from public, anon, authenticated;
+  public.fly_preview_env_forget(), public.fly_preview_env_changed() from public, anon, authenticated;
 
 -- Row-level security: a signed-in user reaches only their own variables; anon nothing.
 alter table public.fly_preview_env enable row level security;

@@ -29,6 +29,8 @@ pub const FLY_ACTIONS: &[&str] = &[
     "wait_machine",
     "list_org_machines",
     "exec_machine",
+    "list_secrets",
+    "update_secrets",
 ];
 
 /// `result` labels of `fly_preview_teardowns_completed_total` (teardown of deleted rows):

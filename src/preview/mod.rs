@@ -14,6 +14,7 @@ pub(crate) mod ctx;
 pub mod daemon;
 pub(crate) mod deploy;
 pub(crate) mod drift;
+pub(crate) mod env;
 pub(crate) mod error;
 pub(crate) mod gate;
 pub(crate) mod limits;
