@@ -84,6 +84,8 @@ pub struct Metrics {
     /// Sync on save attempts that did not confirm the revision, by a fixed kind.
     pub sync_failures: IntCounterVec,
     pub build_info: IntGaugeVec,
+    /// Machines by state and size, and what they cost.
+    pub fleet: super::fleet_metrics::Fleet,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -120,11 +122,11 @@ fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64
 /// Metric definitions are compile-time constants; a failure here is a programming error
 /// caught by the unit test below, never by user input.
 #[allow(clippy::needless_pass_by_value)]
-fn bug(name: &str, e: prometheus::Error) -> ! {
+pub(crate) fn bug(name: &str, e: prometheus::Error) -> ! {
     panic!("metric {name} is malformed: {e}")
 }
 
-fn reg(r: &Registry, name: &str, c: Box<dyn prometheus::core::Collector>) {
+pub(crate) fn reg(r: &Registry, name: &str, c: Box<dyn prometheus::core::Collector>) {
     if let Err(e) = r.register(c) {
         bug(name, e)
     }
@@ -317,6 +319,7 @@ impl Metrics {
                 reg(&r, "build", Box::new(g.clone()));
                 g
             },
+            fleet: super::fleet_metrics::Fleet::new(&r),
             registry: r,
         };
         m.init_series();

@@ -10,6 +10,7 @@
 //! counts passes that changed nothing; [`daemon`] wires one replica together.
 
 pub(crate) mod background;
+pub mod cost;
 pub(crate) mod ctx;
 pub mod daemon;
 pub(crate) mod deploy;

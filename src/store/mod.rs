@@ -5,6 +5,7 @@
 //! `store_tombstones.rs`, `controller_role.rs`, `supabase_*.rs`).
 
 mod env;
+mod fleet;
 mod lanes;
 mod leader;
 mod limits;

@@ -37,6 +37,7 @@ mod security;
 mod shared_inputs;
 mod store;
 mod store_claim;
+mod store_fleet;
 mod store_tombstones;
 mod store_vocabulary;
 mod supabase_contract;
