@@ -4,7 +4,7 @@
 
 use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
 
-use super::metrics::{bug, reg};
+use super::prom::{bug, reg};
 
 /// Machine states whose cost series exist even when no machine is in them.
 const STATES: [&str; 3] = ["started", "suspended", "stopped"];

@@ -3,75 +3,19 @@
 //! version it booted with (create, update, start or restart), like Fly's machines reading
 //! secrets at boot. Machines may ask for at least a version (`min_secrets_version`).
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::error::{ApiError, ApiResult, Reply};
+use super::secret_store::valid_name;
 use super::world::World;
-
-#[derive(Debug, Clone)]
-pub(crate) struct Secret {
-    value: String,
-    created: Instant,
-    updated: Instant,
-}
-
-/// One app's secrets, their version, and what each machine booted with.
-#[derive(Debug, Default)]
-pub(crate) struct Secrets {
-    values: BTreeMap<String, Secret>,
-    pub version: u64,
-    booted: BTreeMap<String, BTreeMap<String, String>>,
-}
-
-/// A digest that identifies a value without revealing it (FNV-1a, 64 bits, hex).
-fn digest(value: &str) -> String {
-    let h = value.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    format!("{h:016x}")
-}
-
-/// Fly's rule for a secret name: an environment variable name.
-fn valid_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
-impl Secrets {
-    fn json(&self, world: &World, name: &str, s: &Secret) -> Value {
-        let clock = &world.env.clock;
-        json!({"name": name, "digest": digest(&s.value),
-               "created_at": clock.rfc3339(s.created), "updated_at": clock.rfc3339(s.updated)})
-    }
-
-    fn set(&mut self, name: &str, value: &str, now: Instant) {
-        let created = self.values.get(name).map_or(now, |s| s.created);
-        self.values
-            .insert(name.to_owned(), Secret { value: value.to_owned(), created, updated: now });
-    }
-
-    /// The values a machine booting now gets, recorded for it.
-    pub(crate) fn boot(&mut self, machine: &str) {
-        let env = self.values.iter().map(|(k, s)| (k.clone(), s.value.clone())).collect();
-        self.booted.insert(machine.to_owned(), env);
-    }
-
-    /// The secret environment `machine` booted with.
-    pub(crate) fn booted(&self, machine: &str) -> BTreeMap<String, String> {
-        self.booted.get(machine).cloned().unwrap_or_default()
-    }
-}
 
 impl World {
     fn secrets_reply(&mut self, app: &str, now: Instant, status: u16) -> ApiResult {
         self.app(app, now)?;
         let secrets = &self.apps.get(app).ok_or_else(ApiError::app_not_found)?.secrets;
         let items: Vec<Value> =
-            secrets.values.iter().map(|(k, s)| secrets.json(self, k, s)).collect();
+            secrets.values.iter().map(|(k, s)| secrets.json(&self.env.clock, k, s)).collect();
         Ok(Reply::with_status(status, json!({"secrets": items, "version": secrets.version})))
     }
 
@@ -121,7 +65,7 @@ impl World {
         secrets.set(name, value, now);
         secrets.version += 1;
         let (version, s) = (secrets.version, secrets.values[name].clone());
-        let mut reply = self.apps[app].secrets.json(self, name, &s);
+        let mut reply = self.apps[app].secrets.json(&self.env.clock, name, &s);
         reply["version"] = json!(version);
         Ok(Reply::with_status(201, reply))
     }
@@ -131,7 +75,7 @@ impl World {
         let (app, name) = ids;
         let s = self.app(app, now)?.secrets.values.get(name).cloned();
         let s = s.ok_or_else(|| ApiError::new(404, "secret not found"))?;
-        Ok(Reply::with_status(200, self.apps[app].secrets.json(self, name, &s)))
+        Ok(Reply::with_status(200, self.apps[app].secrets.json(&self.env.clock, name, &s)))
     }
 
     /// `DELETE /v1/apps/{app}/secrets/{name}` → the new version.
@@ -163,19 +107,5 @@ impl World {
             return Err(ApiError::invalid(msg));
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_digests() {
-        assert!(valid_name("GIT_TOKEN") && valid_name("_x1"));
-        assert!(!valid_name("1A") && !valid_name("A-B") && !valid_name(""));
-        assert_eq!(digest("a"), digest("a"));
-        assert_ne!(digest("a"), digest("b"));
-        assert!(!digest("hunter2").contains("hunter2"));
     }
 }

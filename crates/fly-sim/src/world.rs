@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use super::error::{ApiError, ApiResult, Reply};
 use super::ids::IdGen;
 use super::machine::{Env, Machine};
-use super::secrets::Secrets;
+use super::secret_store::Secrets;
 
 #[derive(Debug)]
 pub(crate) struct IpAssignment {
