@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::model::MachineState;
 use crate::model::state::{DesiredState, Reason, Status};
+use crate::preview::cost::{PRICES_AS_OF, Size, UserCost};
 use crate::store::PreviewRow;
 
 #[derive(Debug, Serialize)]
@@ -101,6 +102,23 @@ pub fn table(lines: &[StatusLine], now: DateTime<Utc>) -> String {
     if lines.is_empty() {
         out.push_str("(no previews)\n");
     }
+    out
+}
+
+/// Renders `status --by-user`: one line per user, most expensive first.
+pub fn users_table(users: &[UserCost], size: &Size) -> String {
+    let mut out =
+        format!("{:<36} {:>8} {:>8} {:>14}\n", "USER", "PREVIEWS", "STARTED", "$/MONTH (EST.)");
+    for u in users {
+        out.push_str(&format!(
+            "{:<36} {:>8} {:>8} {:>14.2}\n",
+            u.user_id, u.previews, u.started, u.monthly_dollars
+        ));
+    }
+    if users.is_empty() {
+        out.push_str("(no previews)\n");
+    }
+    out.push_str(&format!("machines: {}; prices: {} (PRICE_TABLE)\n", size.label(), PRICES_AS_OF));
     out
 }
 

@@ -10,10 +10,12 @@
 //! counts passes that changed nothing; [`daemon`] wires one replica together.
 
 pub(crate) mod background;
+pub mod cost;
 pub(crate) mod ctx;
 pub mod daemon;
 pub(crate) mod deploy;
 pub(crate) mod drift;
+pub(crate) mod env;
 pub(crate) mod error;
 pub(crate) mod gate;
 pub(crate) mod limits;

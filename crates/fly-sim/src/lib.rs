@@ -37,6 +37,8 @@ mod machines;
 mod query;
 mod revisions;
 mod routes;
+mod secret_store;
+mod secrets;
 mod server;
 mod shared;
 #[cfg(test)]
