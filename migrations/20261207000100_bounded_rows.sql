@@ -10,8 +10,9 @@
 -- 3. CHECK bounds on the text a user writes (generous: the controller's own validation, with
 --    its messages, stays tighter); rows stored before the bounds are kept (NOT VALID, then
 --    validated only if every row fits).
--- 4. The quota wake looks for a refused row through a partial index, and only when the row
---    that changed held a slot (a bulk stop/delete of a user's own rows stays linear).
+-- 4. A slot is held while a machine may be alive (through a redeploy, until a teardown is
+--    done); the quota wake looks for a refused row through a partial index, and only when a
+--    slot was really freed (a bulk stop/delete of a user's own rows stays linear).
 -- 5. The claim reads people's work through a partial index (src/store/sql/claim.sql): its
 --    cost is bounded by its window, not by the number of due rows.
 
@@ -121,20 +122,54 @@ begin
   return null;
 end $$;
 
--- Only a row that held a slot frees one (src/store/sql/active_previews.sql says which do:
--- wanting to run, not refused, and deploying, running, failed, or redeploying a machine).
+-- A slot is held while a machine may be alive for the user (src/store/sql/active_previews.sql):
+-- by a row that wants to run, is not refused, and is deploying, running, failed or redeploying
+-- a machine; by a row being torn down that still has its machine; by the tombstone of a deleted
+-- row that had one, until the teardown is done. A slot is freed, and the user's oldest refused
+-- row woken, only when that ends:
+--  * the controller records a finished teardown (the row wanting to stop loses its machine);
+--  * a row that held a slot but had no machine yet stops wanting to run, or is deleted;
+--  * the tombstone of a row that had a machine is done (the app is gone).
+-- Rows that held no slot wake nothing, so a bulk stop/delete of a user's rows stays linear.
+alter table fly_preview_controller.tombstones
+  add column if not exists held_slot boolean not null default false;
+create index if not exists tombstones_held_slot_idx
+  on fly_preview_controller.tombstones (user_id) where held_slot;
+
+create or replace function public.fly_preview_apps_tombstone() returns trigger
+  language plpgsql security definer set search_path = ''
+  as $$
+begin
+  insert into fly_preview_controller.tombstones as t (id, user_id, fly_app_name, held_slot)
+  values (old.id, old.user_id, old.fly_app_name, old.fly_machine_id is not null)
+  on conflict (id) do update
+    set user_id = excluded.user_id,
+        fly_app_name = excluded.fly_app_name,
+        held_slot = excluded.held_slot,
+        deleted_at = pg_catalog.now(),
+        attempts = 0,
+        next_attempt_at = pg_catalog.now(),
+        last_error = null;
+  return null;
+end $$;
+
 drop trigger if exists fly_preview_apps_30_quota_wake_stop on public.fly_preview_apps;
 create trigger fly_preview_apps_30_quota_wake_stop after update on public.fly_preview_apps
-  for each row when (old.desired_state = 'running' and new.desired_state = 'stopped'
-                     and old.status_reason is distinct from 'QuotaExceeded'
-                     and (old.status in ('initializing', 'running', 'error')
-                          or (old.status = 'pending' and old.fly_machine_id is not null)))
+  for each row when (new.desired_state = 'stopped' and new.fly_machine_id is null
+                     and (old.fly_machine_id is not null
+                          or (old.desired_state = 'running'
+                              and old.status_reason is distinct from 'QuotaExceeded'
+                              and old.status in ('initializing', 'running', 'error'))))
   execute function public.fly_preview_apps_quota_wake();
 drop trigger if exists fly_preview_apps_30_quota_wake_delete on public.fly_preview_apps;
 create trigger fly_preview_apps_30_quota_wake_delete after delete on public.fly_preview_apps
-  for each row when (old.desired_state = 'running'
+  for each row when (old.desired_state = 'running' and old.fly_machine_id is null
                      and old.status_reason is distinct from 'QuotaExceeded'
-                     and (old.status in ('initializing', 'running', 'error')
-                          or (old.status = 'pending' and old.fly_machine_id is not null)))
+                     and old.status in ('initializing', 'running', 'error'))
+  execute function public.fly_preview_apps_quota_wake();
+drop trigger if exists tombstones_30_quota_wake on fly_preview_controller.tombstones;
+create trigger tombstones_30_quota_wake after delete on fly_preview_controller.tombstones
+  for each row when (old.held_slot)
   execute function public.fly_preview_apps_quota_wake();
 revoke execute on function public.fly_preview_apps_quota_wake() from public, anon, authenticated;
+revoke execute on function public.fly_preview_apps_tombstone() from public, anon, authenticated;

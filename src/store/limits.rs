@@ -40,6 +40,7 @@ async fn active(
         .bind(Status::Error)
         .bind(Reason::QuotaExceeded)
         .bind(Status::Pending)
+        .bind(DesiredState::Stopped)
         .fetch_one(&mut **tx)
         .await?;
     Ok(n)

@@ -107,3 +107,49 @@ async fn a_row_refused_while_it_has_a_machine_loses_its_app(pool: PgPool) {
     h.eventually("its app is gone", || !h.sim.app_names().contains(&app)).await;
     r.stop().await;
 }
+
+#[sqlx::test]
+async fn a_stop_frees_its_slot_only_when_the_machine_is_gone(pool: PgPool) {
+    let mut s = Settings::for_tests("personal");
+    s.max_previews_per_user = 2;
+    let h = Harness::with_settings(pool.clone(), SimConfig::default(), s).await;
+    let a = insert_row(&pool, USER_A, "stop-a", Some(REPO), "main").await;
+    let b = insert_row(&pool, USER_A, "stop-b", Some(REPO), "main").await;
+    let r = h.start("a");
+    h.wait_row(a, "running", is_running).await;
+    h.wait_row(b, "running", is_running).await;
+    // Fly takes 2 s to delete an app: the stopped preview's machine lives that long
+    h.sim.add_fault("delete_app:latency=2s:always".parse().unwrap());
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("UPDATE public.fly_preview_apps SET status = 'stopped' WHERE id = $1")
+        .bind(a)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let name = fly_preview_controller::model::naming::app_name("roseram", USER_A, "stop-c");
+    let c: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO public.fly_preview_apps (user_id, project_id, fly_app_name, github_repo_url) \
+         VALUES ($1::uuid, 'stop-c', $2, $3) RETURNING id",
+    )
+    .bind(USER_A)
+    .bind(name)
+    .bind(REPO)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let mut most = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "the new row never ran");
+        let rows = h.store().list_all().await.unwrap();
+        most = most.max(live_machines(&h, &rows));
+        if rows.iter().any(|r| r.id == c && is_running(r)) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(most <= 2, "at most the quota alive at any time, saw {most}");
+    assert_eq!(h.row(a).await.status, Status::Stopped);
+    r.stop().await;
+}

@@ -202,30 +202,44 @@ async fn a_users_bulk_stop_and_delete_of_5000_rows_stays_within_the_statement_ti
     println!("5000 own rows via PostgREST: POST {post:?}, PATCH stop {patch:?}, DELETE {delete:?}");
 }
 
+/// `"public"."fly_preview_apps"."project_id" = '<project>'`, as PostgREST filters.
+fn project_is(project: &str) -> String {
+    format!("\"public\".\"fly_preview_apps\".\"project_id\" = '{project}'")
+}
+
 #[tokio::test]
 #[ignore = "needs the Supabase cluster: bash .ci/supabase/setup.sh"]
-async fn only_a_row_that_held_a_slot_wakes_a_refused_one() {
+async fn a_slot_is_freed_only_when_its_machine_is_gone() {
     let p = project().await;
-    for i in 0..4 {
+    for i in 0..5 {
         p.post(p.a, &seed(p.a, &format!("q-{i}"))).await.unwrap();
     }
-    mark_running(&p.postgres, p.a, 2).await;
+    mark_running(&p.postgres, p.a, 2).await; // q-0, q-1 run; q-2..q-4 refused, parked
     let due = || async {
         let sql = "SELECT count(*) FROM public.fly_preview_apps WHERE user_id = $1 \
                    AND status_reason = 'QuotaExceeded' AND next_attempt_at <= now()";
         sqlx::query_scalar::<_, i64>(sql).bind(p.a).fetch_one(&p.postgres).await.unwrap()
     };
-    assert_eq!(due().await, 0, "refused rows are parked");
-    // stopping a refused row frees nothing
-    let refused = "\"public\".\"fly_preview_apps\".\"status_reason\" = 'QuotaExceeded'";
-    let one = format!("{refused} AND \"public\".\"fly_preview_apps\".\"project_id\" = 'q-3'");
     let stop = json!({"status": "stopped"});
-    p.api.request(Jwt::User(p.a), "PATCH", &update_sql(&one, &stop), Some(&stop)).await.unwrap();
+    let patch = |project: &str| update_sql(&project_is(project), &stop);
+    assert_eq!(due().await, 0, "refused rows are parked");
+    p.api.request(Jwt::User(p.a), "PATCH", &patch("q-4"), Some(&stop)).await.unwrap();
     assert_eq!(due().await, 0, "a refused row held no slot");
-    // stopping a running one wakes the oldest refused row
-    let running = "\"public\".\"fly_preview_apps\".\"project_id\" = 'q-0'";
-    p.api.request(Jwt::User(p.a), "PATCH", &update_sql(running, &stop), Some(&stop)).await.unwrap();
-    assert_eq!(due().await, 1, "the freed slot wakes one refused row");
+    p.api.request(Jwt::User(p.a), "PATCH", &patch("q-0"), Some(&stop)).await.unwrap();
+    assert_eq!(due().await, 0, "stopping: the machine is still alive");
+    let done = "UPDATE public.fly_preview_apps SET status = 'stopped', fly_machine_id = NULL \
+                WHERE project_id = 'q-0' \
+                AND (SELECT set_config('fly_preview.controller', 'on', true)) IS NOT NULL";
+    sqlx::query(done).execute(&p.postgres).await.unwrap();
+    assert_eq!(due().await, 1, "the teardown is done: the oldest refused row is woken");
+    let q1 = p.api.call(Jwt::User(p.a), "DELETE", &delete_sql(&project_is("q-1"))).await.unwrap();
+    assert_eq!(due().await, 1, "deleted: its tombstone holds the slot until the app is gone");
+    sqlx::query("DELETE FROM fly_preview_controller.tombstones WHERE id = $1::uuid")
+        .bind(q1[0]["id"].as_str().unwrap())
+        .execute(&p.postgres)
+        .await
+        .unwrap();
+    assert_eq!(due().await, 2, "the tombstone is done: the next refused row is woken");
 }
 
 fn refused(r: &PreviewRow) -> bool {
