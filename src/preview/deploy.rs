@@ -40,6 +40,7 @@ impl Deploy<'_> {
             was_running: self.row.status == Status::Running
                 && self.row.observed_generation == self.row.generation,
             deadline_passed: since > deadline,
+            restart_on_save: self.row.status_reason == Some(Reason::RestartOnSave),
         }
     }
 
@@ -183,6 +184,7 @@ impl Deploy<'_> {
                 return Err(ReconcileError::Rejected(Rejection {
                     reason: plan::failure_reason(&f),
                     message: plan::failure_message(&f, &app),
+                    detail: plan::failure_detail(&f, &app),
                     machine,
                 }));
             }
@@ -217,6 +219,7 @@ impl Deploy<'_> {
             generation: r.generation,
             repo_url: &url,
             branch: r.github_branch.as_deref().unwrap_or("main"),
+            root_directory: None,
             launch_marker: marker,
         };
         CreateMachineRequest {

@@ -36,6 +36,7 @@ pub async fn pass(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError
         return Err(ReconcileError::Rejected(Rejection {
             reason,
             message: e.to_string(),
+            detail: None,
             machine: None,
         }));
     }

@@ -48,7 +48,16 @@ pub const BAD: &[MachineState] = &[
     MachineState::Destroying,
 ];
 
-pub const MACHINE_ERRORS: &[Reason] = &[Reason::MachineExited, Reason::HealthDeadlineExceeded];
+pub const MACHINE_ERRORS: &[Reason] = &[
+    Reason::MachineExited,
+    Reason::HealthDeadlineExceeded,
+    Reason::CloneFailed,
+    Reason::InstallFailed,
+    Reason::NoDevScript,
+    Reason::DevServerNeverServed,
+    Reason::DevServerCrashed,
+    Reason::OutOfMemory,
+];
 
 /// What happens to the row's lease with a status write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,6 +14,7 @@ mod controller_role;
 mod demo;
 mod deploy_artifacts;
 mod deploy_promql;
+mod dev_server_recovery;
 mod fly_client;
 mod fly_client_machines;
 mod fly_client_wait;

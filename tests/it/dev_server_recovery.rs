@@ -1,0 +1,53 @@
+//! A dev server that crash-loops after it served: the runner exits 7 (after FAILURE_LINGER),
+//! drift sees the stopped machine, and the row leaves `running` for `error`
+//! (`DevServerCrashed`) with one sentence for the user and the runner's report in
+//! `status_detail`; the machine is not restarted blindly. The next save (`revision`) starts it
+//! again and the row returns to `running` when the `dev` check passes, then the save is
+//! confirmed. Timings here: FAILURE_LINGER 1s, DRIFT_INTERVAL 500ms (production defaults:
+//! 20s and 15s, so the row leaves `running` at most linger + one drift interval + one pass
+//! after the runner declares the crash loop).
+
+use crate::support::harness::{Harness, is_running};
+use crate::support::*;
+use crate::sync::{save, wait_cols};
+use fly_preview_controller::preview::settings::Settings;
+use fly_sim::SimConfig;
+use sqlx::PgPool;
+use std::time::Duration;
+
+const REPO: &str = "https://github.com/acme/site";
+const FIX: &str = "fe11fe11fe11fe11fe11fe11fe11fe11fe11fe11";
+
+#[sqlx::test]
+async fn a_crash_loop_leaves_running_and_the_next_save_brings_it_back(pool: PgPool) {
+    let mut s = Settings::for_tests("personal");
+    s.runner.failure_linger = "1s".to_owned();
+    s.drift_interval = Duration::from_millis(500);
+    let h = Harness::with_settings(pool.clone(), SimConfig::default(), s).await;
+    let id = insert_row(&pool, USER_A, "crash", Some(REPO), "main").await;
+    let r = h.start("a");
+    let row = h.wait_row(id, "running", is_running).await;
+    let (app, machine) = (row.fly_app_name.clone(), row.fly_machine_id.clone().unwrap());
+    assert!(h.sim.crash_loop_dev_server(&app, &machine));
+
+    // `wait_row` gives up after 60 s: the row must leave `running` well within that.
+    let row = h.wait_row(id, "error", |r| r.status == Status::Error).await;
+    assert_eq!(row.status_reason, Some(Reason::DevServerCrashed), "{row:?}");
+    let msg = row.error_message.clone().unwrap_or_default();
+    assert!(msg.starts_with("the dev server kept crashing: the dev server crashed"), "{msg}");
+    assert!(msg.contains("save: the preview starts again by itself"), "{msg}");
+    let detail = row.status_detail.clone().unwrap_or_default();
+    assert!(detail.contains("exit code 7") && detail.contains("ERROR: Expected"), "{detail}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still = h.row(id).await;
+    assert_eq!((still.status, still.machine_state), (Status::Error, row.machine_state.clone()));
+    assert_eq!(h.sim.machines(&app)[0]["state"], "stopped", "not restarted without a save");
+
+    h.sim.push_revision(&app, FIX);
+    save(&pool, id, FIX).await;
+    let back = h.wait_row(id, "running again", is_running).await;
+    assert_eq!((back.status_reason, back.error_message), (Some(Reason::Ready), None));
+    assert_eq!(back.fly_machine_id.as_deref(), Some(machine.as_str()), "the same machine");
+    wait_cols(&pool, id, "the save confirmed", |c| c.served_revision.as_deref() == Some(FIX)).await;
+    r.stop().await;
+}
