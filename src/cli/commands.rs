@@ -10,6 +10,7 @@ use crate::cli::error::CliError;
 use crate::cli::status;
 use crate::fly::{FlyClient, FlyClientConfig};
 use crate::model::naming;
+use crate::model::timeline::EVENTS_PER_PREVIEW;
 use crate::ops::admin;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
@@ -41,7 +42,19 @@ pub async fn migrate(a: &MigrateArgs) -> Result<(), CliError> {
 
 pub async fn status(a: &StatusArgs) -> Result<(), CliError> {
     let pool = store::connect(&a.db.require()?, 2).await?;
-    let rows = store::Store::new(pool, "status").list_all().await?;
+    let store = store::Store::new(pool, "status");
+    if let Some(app) = &a.app {
+        let limit = i64::try_from(EVENTS_PER_PREVIEW).unwrap_or(i64::MAX);
+        let events = store.timeline(app, limit).await?;
+        if a.json {
+            let json = serde_json::to_string_pretty(&events).map_err(anyhow::Error::from)?;
+            println!("{json}");
+        } else {
+            print!("{}", status::timeline(app, &events));
+        }
+        return Ok(());
+    }
+    let rows = store.list_all().await?;
     let now = chrono::Utc::now();
     let lines: Vec<status::StatusLine> =
         rows.iter().map(|r| status::StatusLine::from_row(r, now)).collect();

@@ -221,6 +221,9 @@ pub struct StatusArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Print this preview's timeline (its app name) instead of the table of previews.
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -7,6 +7,7 @@ pub mod naming;
 pub mod runner_output;
 pub mod state;
 pub mod sync_failure;
+pub mod timeline;
 pub mod validate;
 
 pub use machine_state::MachineState;

@@ -1,5 +1,5 @@
-//! The database as the work queue: rows, leases, fenced status writes, tombstones of deleted
-//! rows (`tombstones`), notifications, leader election and migrations, and the checks made
+//! The database as the work queue: rows, leases, fenced status writes (with the preview's
+//! timeline events, `timeline`), tombstones of deleted rows (`tombstones`), notifications, leader election and migrations, and the checks made
 //! when connecting (`preflight`: no transaction pooler; the role sees and writes every row).
 //! Every statement is runtime-checked and exercised by a test in `tests/it/` (`store.rs`,
 //! `store_tombstones.rs`, `controller_role.rs`, `supabase_*.rs`).
@@ -12,6 +12,7 @@ pub mod migrate;
 mod preflight;
 mod queue;
 mod sync;
+mod timeline;
 mod tombstones;
 
 use std::time::Duration;
@@ -25,6 +26,7 @@ pub use listen::{ListenEvent, Listener, Notification, Op};
 pub use preflight::{check_row_access, detect_transaction_pooler};
 pub use queue::{BAD, Lease, MACHINE_ERRORS, QueueStats, Seen, StatusWrite, Written};
 pub use sync::SyncTarget;
+pub use timeline::EventRow;
 pub use tombstones::{Tombstone, Tombstones};
 
 use crate::fly::Secret;

@@ -41,6 +41,7 @@ mod lifecycle;
 mod limits;
 mod machine;
 mod machines;
+mod phases;
 mod query;
 mod revisions;
 mod routes;

@@ -6,7 +6,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::ids::{IdGen, SimClock};
-use super::runner::{CRASHLOOP_BRANCH, EXIT_BRANCHES, STARTING_BODY};
+use super::phases::{CRASHLOOP_BRANCH, EXIT_BRANCHES, STARTING_BODY};
 
 /// How long a destroyed machine stays readable (`state: "destroyed"`) before GET answers 404.
 pub(crate) const DESTROYED_VISIBLE_FOR: Duration = Duration::from_secs(2);
