@@ -219,7 +219,7 @@ impl Deploy<'_> {
             generation: r.generation,
             repo_url: &url,
             branch: r.github_branch.as_deref().unwrap_or("main"),
-            root_directory: None,
+            root_directory: r.root_directory.as_deref().filter(|d| !d.is_empty()),
             launch_marker: marker,
         };
         CreateMachineRequest {
@@ -302,6 +302,7 @@ pub fn validate_row(
         fly_app_name: &row.fly_app_name,
         repo_url: row.github_repo_url.as_deref(),
         branch: row.github_branch.as_deref(),
+        root_directory: row.root_directory.as_deref(),
     };
     validate::validate(&spec, rules)
 }

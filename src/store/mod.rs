@@ -126,6 +126,8 @@ pub struct PreviewRow {
     pub redeploy_window_start: Option<DateTime<Utc>>,
     /// The last generation counted against the budget.
     pub redeploy_generation: i64,
+    /// The app's folder inside the repository (`None`: the root); validated before use.
+    pub root_directory: Option<String>,
 }
 
 /// Marks the statement as the controller's own write, so the request-translation trigger

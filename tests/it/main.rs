@@ -29,6 +29,7 @@ mod observability_promql;
 mod quiet;
 mod reconciler;
 mod resilience;
+mod root_directory;
 mod runner;
 mod runner_exits;
 mod runner_inputs;
