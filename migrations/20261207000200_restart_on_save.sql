@@ -1,7 +1,8 @@
 -- A save brings a crash-looped preview back. A row in `error` because its dev server
 -- crash-looped (status_reason 'DevServerCrashed', runner exit 7) is a request to start the
 -- preview again as soon as the web app writes a new `revision` (the user saved a fix): the
--- row becomes due at once with status_reason 'RestartOnSave', and the controller starts its
+-- row becomes due at once with status_reason 'RestartOnSave' (a new request: requested_at is
+-- now, so the deadline to become healthy starts again), and the controller starts its
 -- machine again (the runner clones the branch head, which has the save). `revision` stays a
 -- non-spec column: no generation bump.
 
@@ -19,6 +20,7 @@ begin
   new.status_reason := 'RestartOnSave';
   new.attempts := 0;
   new.next_attempt_at := pg_catalog.now();
+  new.requested_at := pg_catalog.now();
   -- The reconcile loop wakes on 'update' hints (a revision-only change sends 'revision',
   -- which only the sync lane reads).
   perform pg_catalog.pg_notify('fly_preview_apps',

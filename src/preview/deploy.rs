@@ -31,15 +31,15 @@ impl Deploy<'_> {
     }
 
     fn desired(&self) -> Desired {
-        let since = Utc::now() - self.row.requested_at;
-        let deadline = chrono::Duration::from_std(self.ctx.settings.init_deadline)
-            .unwrap_or(chrono::Duration::MAX);
+        let r = self.row;
+        let since = r.requested_at.max(r.last_transition_at);
+        let deadline = self.ctx.settings.init_deadline;
         Desired {
             preview_id: self.row.id,
             generation: self.row.generation,
             was_running: self.row.status == Status::Running
                 && self.row.observed_generation == self.row.generation,
-            deadline_passed: since > deadline,
+            deadline_passed: plan::deadline_passed(since, deadline, Utc::now()),
             restart_on_save: self.row.status_reason == Some(Reason::RestartOnSave),
         }
     }

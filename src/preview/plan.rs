@@ -158,6 +158,17 @@ const STARTING: &[MachineState] = &[
 /// Idle but ready: the proxy wakes it on the next request.
 const IDLE: &[MachineState] = &[MachineState::Suspended, MachineState::Suspending];
 
+/// Whether a machine that is not healthy yet has had its time: `init_deadline` after the
+/// later of the request and the row's last status change (so a machine started again long
+/// after the first deploy, after a crash or a save, gets the whole deadline too).
+pub fn deadline_passed(
+    since: chrono::DateTime<chrono::Utc>,
+    deadline: std::time::Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    chrono::Duration::from_std(deadline).is_ok_and(|d| now - since > d)
+}
+
 /// Picks the machine to keep: newest generation first, then a healthy state.
 fn keeper(ours: &[&MachineSeen]) -> Option<usize> {
     let score = |m: &MachineSeen| {

@@ -188,3 +188,13 @@ fn the_dev_checks_output_is_the_report() {
     assert_eq!(dev.text, "install_failed: needs NPM_TOKEN[0m\nnpm ERR! 404");
     assert_eq!(seen.check_output.as_deref(), Some("connection refused"));
 }
+
+#[test]
+fn the_deadline_runs_from_the_later_of_request_and_last_change() {
+    use chrono::{Duration as D, TimeZone, Utc};
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 7, 0, 0, 0).unwrap();
+    let ten = std::time::Duration::from_secs(600);
+    assert!(!deadline_passed(t0, ten, t0 + D::seconds(600)));
+    assert!(deadline_passed(t0, ten, t0 + D::seconds(601)));
+    assert!(!deadline_passed(t0, std::time::Duration::MAX, t0 + D::days(10_000)));
+}

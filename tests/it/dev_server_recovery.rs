@@ -23,7 +23,12 @@ async fn a_crash_loop_leaves_running_and_the_next_save_brings_it_back(pool: PgPo
     let mut s = Settings::for_tests("personal");
     s.runner.failure_linger = "1s".to_owned();
     s.drift_interval = Duration::from_millis(500);
-    let h = Harness::with_settings(pool.clone(), SimConfig::default(), s).await;
+    // Shorter than the time between the first deploy and the save, longer than a boot: the
+    // restart after the save gets a deadline of its own.
+    s.init_deadline = Duration::from_secs(3);
+    let boot = Duration::from_secs(1);
+    let sim = SimConfig { boot_time: boot, check_delay: boot / 2, ..SimConfig::default() };
+    let h = Harness::with_settings(pool.clone(), sim, s).await;
     let id = insert_row(&pool, USER_A, "crash", Some(REPO), "main").await;
     let r = h.start("a");
     let row = h.wait_row(id, "running", is_running).await;
@@ -49,5 +54,18 @@ async fn a_crash_loop_leaves_running_and_the_next_save_brings_it_back(pool: PgPo
     assert_eq!((back.status_reason, back.error_message), (Some(Reason::Ready), None));
     assert_eq!(back.fly_machine_id.as_deref(), Some(machine.as_str()), "the same machine");
     wait_cols(&pool, id, "the save confirmed", |c| c.served_revision.as_deref() == Some(FIX)).await;
+    let timeline: Vec<String> = sqlx::query_scalar(
+        "SELECT kind FROM public.fly_preview_events WHERE preview_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let after = |k: &str| {
+        let at = timeline.iter().rposition(|t| t == k);
+        at.unwrap_or_else(|| panic!("no {k} in {timeline:?}"))
+    };
+    assert!(after("crash_loop") < after("restarted"), "{timeline:?}");
+    assert!(after("restarted") < after("running"), "{timeline:?}");
     r.stop().await;
 }
