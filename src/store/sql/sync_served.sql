@@ -1,7 +1,8 @@
 -- sync_served: the machine of row $1 (leased by replica $2) answered that it serves commit $3.
 -- Confirms `revision` only when the answer is that commit (equal, or the full form of a short
 -- sha, case-insensitive): served_revision := revision (verbatim, so the web app tests
--- `served_revision = revision`). A sync reason ($4) is replaced by $5 (Ready). The answer is
+-- `served_revision = revision`). A sync reason ($4) is replaced by $5 (Ready), and its message
+-- and detail cleared. The answer is
 -- compared with the row's revision *now*, so a runner that already fetched a newer save
 -- confirms that one. Gives the lease back only on a hit (else sync_failed / release follow).
 -- A hit records the 'sync_confirmed' event (with the revision) on the preview's timeline.
@@ -12,6 +13,7 @@ WITH upd AS (
         served_revision_at = CASE WHEN m.hit THEN now() ELSE served_revision_at END,
         status_reason = CASE WHEN m.hit AND status_reason = ANY($4) THEN $5 ELSE status_reason END,
         error_message = CASE WHEN m.hit AND status_reason = ANY($4) THEN NULL ELSE error_message END,
+        status_detail = CASE WHEN m.hit AND status_reason = ANY($4) THEN NULL ELSE status_detail END,
         lease_owner = CASE WHEN m.hit THEN NULL ELSE lease_owner END,
         lease_expires_at = CASE WHEN m.hit THEN NULL ELSE lease_expires_at END
     FROM (
