@@ -1,6 +1,9 @@
--- A save brings a crash-looped preview back. A row in `error` because its dev server
--- crash-looped (status_reason 'DevServerCrashed', runner exit 7) is a request to start the
--- preview again as soon as the web app writes a new `revision` (the user saved a fix): the
+-- A save brings a preview back that a fix in the project's code repairs. A row in `error`
+-- because its dev server crash-looped ('DevServerCrashed', runner exit 7), never served at
+-- start ('DevServerNeverServed', 5), its dependencies did not install ('InstallFailed', 4 and
+-- 6), it has no dev script ('NoDevScript', 4) or it ran out of memory ('OutOfMemory') is a
+-- request to start the preview again as soon as the web app writes a new `revision` (the
+-- user saved a fix): the
 -- row becomes due at once with status_reason 'RestartOnSave' (a new request: requested_at is
 -- now, so the deadline to become healthy starts again), and the controller starts its
 -- machine again (the runner clones the branch head, which has the save). `revision` stays a
@@ -13,7 +16,9 @@ begin
   if public.fly_preview_apps_by_controller()
      or new.revision is not distinct from old.revision
      or old.status <> 'error'
-     or old.status_reason is distinct from 'DevServerCrashed'
+     or old.status_reason is null
+     or old.status_reason not in ('DevServerCrashed', 'DevServerNeverServed', 'InstallFailed',
+                                  'NoDevScript', 'OutOfMemory')
      or new.desired_state <> 'running' then
     return new;
   end if;

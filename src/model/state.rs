@@ -179,13 +179,13 @@ text_enum! {
         NoDevScript = "NoDevScript",
         /// The dev server never served at start (runner exit 5).
         DevServerNeverServed = "DevServerNeverServed",
-        /// The dev server served, then crashed again and again (runner exit 7); a later save
-        /// starts the preview again.
+        /// The dev server served, then crashed again and again (runner exit 7).
         DevServerCrashed = "DevServerCrashed",
         /// The kernel killed the dev server for memory.
         OutOfMemory = "OutOfMemory",
-        /// Written by the save trigger: a save (`revision`) arrived for a row whose dev server
-        /// crash-looped; the controller starts its machine again.
+        /// Written by the save trigger: a save (`revision`) arrived for a row in error for a
+        /// cause a code fix repairs (crash loop, install, no dev script, never served, out of
+        /// memory); the controller starts its machine again.
         RestartOnSave = "RestartOnSave",
     }
 }

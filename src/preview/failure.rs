@@ -60,41 +60,17 @@ fn phase(report: &Option<RunnerReport>) -> Option<Phase> {
 
 /// What happened, and what the person can do about it, for each reason.
 fn lead_and_advice(f: &Failure, reason: Reason) -> (String, &'static str) {
+    let slow = matches!(f, Failure::MachineExited { code: Some(runner_exit::INSTALL_TIMEOUT), .. });
     let (lead, advice) = match reason {
-        _ if matches!(
-            f,
-            Failure::MachineExited { code: Some(runner_exit::INSTALL_TIMEOUT), .. }
-        ) =>
-        {
-            (
-                "installing the project's dependencies took too long",
-                "make the install smaller or faster (fewer dependencies, a committed lockfile)",
-            )
+        _ if slow => ("installing the project's dependencies took too long", SLOW_INSTALL),
+        Reason::OutOfMemory => ("the dev server ran out of memory", OUT_OF_MEMORY),
+        Reason::CloneFailed => ("the repository could not be cloned", CLONE),
+        Reason::NoDevScript => ("the project has nothing to run", NO_SCRIPT),
+        Reason::InstallFailed => ("installing the project's dependencies failed", FIX_AND_SAVE),
+        Reason::DevServerNeverServed => {
+            ("the dev server exited or never answered at start", FIX_AND_SAVE)
         }
-        Reason::OutOfMemory => (
-            "the dev server ran out of memory",
-            "make it load less at start, or ask the preview service's operators for larger machines",
-        ),
-        Reason::CloneFailed => (
-            "the repository could not be cloned",
-            "check the repository URL and that the branch exists (a private repository needs access granted)",
-        ),
-        Reason::NoDevScript => (
-            "the project has nothing to run",
-            "add a \"dev\" or \"start\" script to its package.json (in the project's root directory)",
-        ),
-        Reason::InstallFailed => (
-            "installing the project's dependencies failed",
-            "fix the install error shown in the details, then save",
-        ),
-        Reason::DevServerNeverServed => (
-            "the dev server exited or never answered at start",
-            "fix the error shown in the details, then save",
-        ),
-        Reason::DevServerCrashed => (
-            "the dev server kept crashing",
-            "fix the error shown in the details and save: the preview starts again by itself",
-        ),
+        Reason::DevServerCrashed => ("the dev server kept crashing", FIX_AND_SAVE),
         Reason::HealthDeadlineExceeded => (
             "the dev server did not start serving in time",
             "fix what its output in the details shows, then restart the preview",
@@ -103,6 +79,15 @@ fn lead_and_advice(f: &Failure, reason: Reason) -> (String, &'static str) {
     };
     (lead.to_owned(), advice)
 }
+
+/// The failures a fix in the project's code repairs: the next save starts the preview again
+/// (trigger `fly_preview_apps_12_restart_on_save`).
+const FIX_AND_SAVE: &str =
+    "fix the error shown in the details and save: the preview starts again by itself";
+const SLOW_INSTALL: &str = "make the install smaller or faster (fewer dependencies, a committed lockfile) and save: the preview starts again by itself";
+const OUT_OF_MEMORY: &str = "make it load less at start and save (the preview starts again by itself), or ask the preview service's operators for larger machines";
+const CLONE: &str = "check the repository URL and that the branch exists (a private repository needs access granted)";
+const NO_SCRIPT: &str = "add a \"dev\" or \"start\" script to package.json (in the project's root directory) and save: the preview starts again by itself";
 
 fn other_exit(f: &Failure) -> (String, &'static str) {
     match f {

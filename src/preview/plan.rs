@@ -21,7 +21,8 @@ pub struct Desired {
     pub was_running: bool,
     /// The initializing deadline has passed.
     pub deadline_passed: bool,
-    /// A save arrived after the dev server crash-looped: start its machine again.
+    /// A save arrived after a failure a fix in the code repairs (crash loop, install, no dev
+    /// script, never served, out of memory): start its machine again.
     pub restart_on_save: bool,
 }
 
@@ -215,9 +216,10 @@ fn machine_step(want: &Desired, m: &MachineSeen) -> Step {
         s if IDLE.contains(s) => Step::Ready { id, state: m.state.clone() },
         s if STARTING.contains(s) && want.deadline_passed => Step::Fail(unhealthy(m)),
         s if STARTING.contains(s) => Step::WaitStarted { id, instance_id: m.instance_id.clone() },
-        _ if stopped && want.restart_on_save && !m.oom_killed => Step::StartMachine { id },
-        // Starting it again would repeat what stopped it: killed for memory, or a dev server
-        // that crash-looped (a later save starts it again), or a first boot that failed.
+        // A save arrived after a failure a code fix repairs: the runner clones it afresh.
+        _ if stopped && want.restart_on_save => Step::StartMachine { id },
+        // Starting it again would repeat what stopped it (a later save starts it again):
+        // killed for memory, a dev server that crash-looped, or a first boot that failed.
         _ if stopped && (!want.was_running || m.oom_killed || crashed(m)) => {
             Step::Fail(Failure::MachineExited {
                 code: m.exit_code,

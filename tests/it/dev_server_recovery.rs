@@ -69,3 +69,36 @@ async fn a_crash_loop_leaves_running_and_the_next_save_brings_it_back(pool: PgPo
     assert!(after("restarted") < after("running"), "{timeline:?}");
     r.stop().await;
 }
+
+/// A save is a restart request only for failures a code fix repairs.
+#[sqlx::test]
+async fn a_save_restarts_only_previews_a_code_fix_repairs(pool: PgPool) {
+    let cases = [
+        (Reason::DevServerCrashed, true),
+        (Reason::DevServerNeverServed, true),
+        (Reason::InstallFailed, true),
+        (Reason::NoDevScript, true),
+        (Reason::OutOfMemory, true),
+        (Reason::CloneFailed, false),
+        (Reason::InvalidSpec, false),
+        (Reason::HealthDeadlineExceeded, false),
+    ];
+    for (i, (reason, restarts)) in cases.into_iter().enumerate() {
+        let id = insert_row(&pool, USER_A, &format!("s{i}"), Some(REPO), "main").await;
+        let verdict = "UPDATE public.fly_preview_apps SET status = 'error', status_reason = $2, \
+                       next_attempt_at = 'infinity', requested_at = now() - interval '1 hour' \
+                       WHERE id = $1 AND (SELECT set_config('fly_preview.controller', 'on', true)) IS NOT NULL";
+        sqlx::query(verdict).bind(id).bind(reason).execute(&pool).await.unwrap();
+        save(&pool, id, FIX).await;
+        let (now_reason, due, fresh): (Reason, bool, bool) = sqlx::query_as(
+            "SELECT status_reason, next_attempt_at <= now(), requested_at > now() - interval '1 minute' \
+             FROM public.fly_preview_apps WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let want = if restarts { Reason::RestartOnSave } else { reason };
+        assert_eq!((now_reason, due, fresh), (want, restarts, restarts), "{reason}");
+    }
+}

@@ -194,26 +194,7 @@ impl Machine {
                 self.set_state(MState::Failed, at);
                 self.event("exit", "failed", "flyd", at, Some(1), env);
             }
-            Step::Boot => {
-                self.set_state(MState::Started, at);
-                self.event("start", "started", "flyd", at, None, env);
-                self.dev_body = Some(STARTING_BODY.to_owned());
-                let later = at + env.check_delay;
-                match self.outcome {
-                    Outcome::Healthy => self.schedule(later, Step::ChecksPass),
-                    Outcome::CrashLoop => {
-                        self.schedule(later, Step::ChecksPass);
-                        self.schedule(later + env.check_delay, Step::CrashLoop);
-                    }
-                    Outcome::Exits { code, oom_killed, body } => {
-                        if !body.is_empty() {
-                            self.dev_body = Some(body.to_owned());
-                        }
-                        self.schedule(later, Step::Exit { code, oom_killed });
-                    }
-                    _ => {}
-                }
-            }
+            Step::Boot => self.booted(at, env),
             Step::ChecksPass if self.state == MState::Started => {
                 self.checks_passing = true;
                 self.checks_updated = at;
@@ -236,6 +217,28 @@ impl Machine {
                     self.lease = None;
                 }
             }
+        }
+    }
+
+    /// Boot finished: `started`, the runner up, and what its outcome does next.
+    fn booted(&mut self, at: Instant, env: &Env) {
+        self.set_state(MState::Started, at);
+        self.event("start", "started", "flyd", at, None, env);
+        self.dev_body = Some(STARTING_BODY.to_owned());
+        let later = at + env.check_delay;
+        match self.outcome {
+            Outcome::Healthy => self.schedule(later, Step::ChecksPass),
+            Outcome::CrashLoop => {
+                self.schedule(later, Step::ChecksPass);
+                self.schedule(later + env.check_delay, Step::CrashLoop);
+            }
+            Outcome::Exits { code, oom_killed, body } => {
+                if !body.is_empty() {
+                    self.dev_body = Some(body.to_owned());
+                }
+                self.schedule(later, Step::Exit { code, oom_killed });
+            }
+            _ => {}
         }
     }
 
