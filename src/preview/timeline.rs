@@ -33,7 +33,7 @@ fn milestones(row: &PreviewRow, w: &StatusWrite, out: &mut Vec<Event>) {
         out.push(Event { reason, detail: machine(w), ..Event::of(EventKind::Restarted) });
     }
     let started = w.machine_state == Some(MachineState::Started);
-    if started && row.machine_state != Some(MachineState::Started) && w.status != Status::Running {
+    if started && row.machine_state != Some(MachineState::Started) {
         out.push(Event { detail: machine(w), ..Event::of(EventKind::MachineStarted) });
     }
 }

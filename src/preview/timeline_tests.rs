@@ -42,7 +42,13 @@ fn a_deploy_records_each_milestone_once() {
     let machine = MachineRef { id: "m-old".into(), state: MachineState::Started };
     let running = write(&healthy, &Outcome::Running { machine: machine.clone() });
     assert_eq!(kinds(&healthy, &running), [DevServerAnswered, Running]);
-    let again = PreviewRow { status_reason: Some(Reason::Ready), ..row(Status::Running, 0) };
+    let fast = write(&booting, &Outcome::Running { machine: machine.clone() });
+    assert_eq!(kinds(&booting, &fast), [MachineStarted, DevServerAnswered, Running]);
+    let again = PreviewRow {
+        status_reason: Some(Reason::Ready),
+        machine_state: Some(MachineState::Started),
+        ..row(Status::Running, 0)
+    };
     let same = write(&again, &Outcome::Running { machine });
     assert_eq!(kinds(&again, &same), [], "a converged row records nothing");
     let waiting = write(&booting, &progressing(Reason::WaitingForMachine, MachineState::Created));

@@ -124,7 +124,14 @@ async fn a_deploy_records_its_milestones_and_then_nothing(pool: PgPool) {
     crate::sync::wait_cols(&pool, id, "confirmed", |c| c.served_revision.as_deref() == Some(sha))
         .await;
     let got = kinds(&pool, id).await;
-    for want in ["queued", "app_created", "machine_created", "dev_server_answered", "running"] {
+    for want in [
+        "queued",
+        "app_created",
+        "machine_created",
+        "machine_started",
+        "dev_server_answered",
+        "running",
+    ] {
         assert!(got.iter().any(|k| k == want), "{want} not in {got:?}");
     }
     assert_eq!(got.last().map(String::as_str), Some("sync_confirmed"), "{got:?}");
