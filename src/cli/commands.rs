@@ -15,6 +15,7 @@ use crate::ops::admin;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::Shutdown;
+use crate::preview::cost;
 use crate::preview::daemon::{self, Parts};
 use crate::store;
 
@@ -43,6 +44,9 @@ pub async fn migrate(a: &MigrateArgs) -> Result<(), CliError> {
 pub async fn status(a: &StatusArgs) -> Result<(), CliError> {
     let pool = store::connect(&a.db.require()?, 2).await?;
     let store = store::Store::new(pool, "status");
+    if a.by_user {
+        return status_by_user(a, &store).await;
+    }
     if let Some(app) = &a.app {
         let limit = i64::try_from(EVENTS_PER_PREVIEW).unwrap_or(i64::MAX);
         let events = store.timeline(app, limit).await?;
@@ -63,6 +67,19 @@ pub async fn status(a: &StatusArgs) -> Result<(), CliError> {
         println!("{json}");
     } else {
         print!("{}", status::table(&lines, now));
+    }
+    Ok(())
+}
+
+/// `status --by-user`: the top users by estimated cost and previews.
+async fn status_by_user(a: &StatusArgs, store: &store::Store) -> Result<(), CliError> {
+    let rows = store.previews_by_user().await?;
+    let users = cost::by_user(&a.size.price_table, &a.size.size(), &rows, a.top);
+    if a.json {
+        let json = serde_json::to_string_pretty(&users).map_err(anyhow::Error::from)?;
+        println!("{json}");
+    } else {
+        print!("{}", status::users_table(&users, &a.size.size()));
     }
     Ok(())
 }

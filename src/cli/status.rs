@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::model::MachineState;
 use crate::model::state::{DesiredState, Reason, Status};
+use crate::preview::cost::{PRICES_AS_OF, Size, UserCost};
 use crate::store::{EventRow, PreviewRow};
 
 #[derive(Debug, Serialize)]
@@ -104,6 +105,23 @@ pub fn table(lines: &[StatusLine], now: DateTime<Utc>) -> String {
     out
 }
 
+/// Renders `status --by-user`: one line per user, most expensive first.
+pub fn users_table(users: &[UserCost], size: &Size) -> String {
+    let mut out =
+        format!("{:<36} {:>8} {:>8} {:>14}\n", "USER", "PREVIEWS", "STARTED", "$/MONTH (EST.)");
+    for u in users {
+        out.push_str(&format!(
+            "{:<36} {:>8} {:>8} {:>14.2}\n",
+            u.user_id, u.previews, u.started, u.monthly_dollars
+        ));
+    }
+    if users.is_empty() {
+        out.push_str("(no previews)\n");
+    }
+    out.push_str(&format!("machines: {}; prices: {} (PRICE_TABLE)\n", size.label(), PRICES_AS_OF));
+    out
+}
+
 /// `+1.2s`: a step's elapsed time.
 fn elapsed(ms: Option<i64>) -> String {
     ms.map_or_else(|| "-".into(), |ms| format!("+{:.1}s", ms as f64 / 1e3))
@@ -111,13 +129,9 @@ fn elapsed(ms: Option<i64>) -> String {
 
 /// Renders a preview's timeline (oldest first), printed by `status --app NAME`.
 pub fn timeline(app: &str, events: &[EventRow]) -> String {
-    let mut out = format!(
-        "timeline of {app}
-"
-    );
+    let mut out = format!("timeline of {app}\n");
     out.push_str(&format!(
-        "{:<24} {:>9} {:<20} {:<22} {}
-",
+        "{:<24} {:>9} {:<20} {:<22} {}\n",
         "AT (UTC)", "STEP", "EVENT", "REASON", "MESSAGE"
     ));
     for e in events {

@@ -44,6 +44,8 @@ pub(crate) enum Action {
     WaitMachine,
     ListOrgMachines,
     ExecMachine,
+    ListSecrets,
+    UpdateSecrets,
 }
 
 impl Action {
@@ -67,6 +69,8 @@ impl Action {
         Action::WaitMachine,
         Action::ListOrgMachines,
         Action::ExecMachine,
+        Action::ListSecrets,
+        Action::UpdateSecrets,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +91,8 @@ impl Action {
             Action::WaitMachine => "wait_machine",
             Action::ListOrgMachines => "list_org_machines",
             Action::ExecMachine => "exec_machine",
+            Action::ListSecrets => "list_secrets",
+            Action::UpdateSecrets => "update_secrets",
         }
     }
 

@@ -167,6 +167,9 @@ text_enum! {
         TeardownRequested = "TeardownRequested",
         /// Written by the update trigger: the repository or branch changed.
         SpecChanged = "SpecChanged",
+        /// Written by the variables' trigger: the preview's `fly_preview_env` changed; the
+        /// machine boots again with the new variables.
+        EnvChanged = "EnvChanged",
         /// The user already has `MAX_PREVIEWS_PER_USER` previews wanting to run.
         QuotaExceeded = "QuotaExceeded",
         /// The row used its redeploy budget; the latest request waits for the window to end.

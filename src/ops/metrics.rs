@@ -2,6 +2,7 @@
 //! create as many as they like. Every name carries the `fly_preview_` prefix, counters end
 //! in `_total`, durations are seconds, and no metric is labelled by app or machine.
 
+use super::prom::{bug, reg};
 use crate::model::SyncFailureKind;
 use crate::model::state::Status;
 use crate::model::timeline::EventKind;
@@ -30,6 +31,8 @@ pub const FLY_ACTIONS: &[&str] = &[
     "wait_machine",
     "list_org_machines",
     "exec_machine",
+    "list_secrets",
+    "update_secrets",
 ];
 
 /// `result` labels of `fly_preview_teardowns_completed_total` (teardown of deleted rows):
@@ -86,6 +89,8 @@ pub struct Metrics {
     /// Sync on save attempts that did not confirm the revision, by a fixed kind.
     pub sync_failures: IntCounterVec,
     pub build_info: IntGaugeVec,
+    /// Machines by state and size, and what they cost.
+    pub fleet: super::fleet_metrics::Fleet,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -117,19 +122,6 @@ fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64
     let h = HistogramVec::new(opts, labels).unwrap_or_else(|e| bug(name, e));
     reg(r, name, Box::new(h.clone()));
     h
-}
-
-/// Metric definitions are compile-time constants; a failure here is a programming error
-/// caught by the unit test below, never by user input.
-#[allow(clippy::needless_pass_by_value)]
-fn bug(name: &str, e: prometheus::Error) -> ! {
-    panic!("metric {name} is malformed: {e}")
-}
-
-fn reg(r: &Registry, name: &str, c: Box<dyn prometheus::core::Collector>) {
-    if let Err(e) = r.register(c) {
-        bug(name, e)
-    }
 }
 
 const FAST: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
@@ -327,6 +319,7 @@ impl Metrics {
                 reg(&r, "build", Box::new(g.clone()));
                 g
             },
+            fleet: super::fleet_metrics::Fleet::new(&r),
             registry: r,
         };
         m.init_series();

@@ -11,10 +11,12 @@
 //! counts passes that changed nothing; [`timeline`] decides the events a write records; [`daemon`] wires one replica together.
 
 pub(crate) mod background;
+pub mod cost;
 pub(crate) mod ctx;
 pub mod daemon;
 pub(crate) mod deploy;
 pub(crate) mod drift;
+pub(crate) mod env;
 pub(crate) mod error;
 pub(crate) mod failure;
 pub(crate) mod gate;

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::model::validate::Rules;
+use crate::preview::cost::PriceTable;
 use crate::preview::machine_config::RunnerSettings;
 use crate::preview::sync::SyncSettings;
 use crate::runtime::backoff::Backoff;
@@ -43,6 +44,8 @@ pub struct Settings {
     pub stats_interval: Duration,
     /// Sync on save (`preview::sync`).
     pub sync: SyncSettings,
+    /// Prices for the fleet's estimated cost (`preview::cost`).
+    pub prices: PriceTable,
 }
 
 impl Settings {
@@ -84,6 +87,7 @@ impl Settings {
             sweep_dry_run: false,
             shutdown_timeout: Duration::from_secs(5),
             stats_interval: Duration::from_millis(500),
+            prices: PriceTable::default(),
             sync: SyncSettings {
                 sweep_interval: Duration::from_millis(200),
                 idle_sweep_interval: Duration::from_millis(200),

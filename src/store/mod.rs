@@ -4,6 +4,8 @@
 //! Every statement is runtime-checked and exercised by a test in `tests/it/` (`store.rs`,
 //! `store_tombstones.rs`, `controller_role.rs`, `supabase_*.rs`).
 
+mod env;
+mod fleet;
 mod lanes;
 mod leader;
 mod limits;
@@ -21,6 +23,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
+pub use env::EnvVar;
 pub use limits::Admission;
 pub use listen::{ListenEvent, Listener, Notification, Op};
 pub use preflight::{check_row_access, detect_transaction_pooler};

@@ -132,7 +132,7 @@ async fn a_project_migrated_by_the_previous_release_is_upgraded_and_closed() {
     let exposed: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = 'public' AND c.relkind = 'r' \
-         AND c.relname NOT IN ('fly_preview_apps', 'fly_preview_events')",
+         AND c.relname NOT IN ('fly_preview_apps', 'fly_preview_events', 'fly_preview_env')",
     )
     .fetch_one(&postgres)
     .await

@@ -136,5 +136,6 @@ pub(crate) fn request(row: &PendingRow) -> CreateMachineRequest {
         config: machine_config::build(&RunnerSettings::default(), &spec),
         skip_launch: None,
         current_version: None,
+        min_secrets_version: None,
     }
 }

@@ -57,6 +57,16 @@ impl SimHandle {
         world.apps.values().map(|a| (a.name.clone(), a.network.clone())).collect()
     }
 
+    /// The secret environment the machine booted with (what its processes see), by name.
+    pub fn machine_secrets(
+        &self,
+        app: &str,
+        id: &str,
+    ) -> std::collections::BTreeMap<String, String> {
+        let world = lock(&self.shared.world);
+        world.apps.get(app).map(|a| a.secrets.booted(id)).unwrap_or_default()
+    }
+
     /// Names of the apps that exist (including ones still inside their visibility window).
     pub fn app_names(&self) -> Vec<String> {
         lock(&self.shared.world).apps.keys().cloned().collect()

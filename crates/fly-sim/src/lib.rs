@@ -46,6 +46,8 @@ mod query;
 mod revisions;
 mod routes;
 mod runner;
+mod secret_store;
+mod secrets;
 mod server;
 mod shared;
 #[cfg(test)]
