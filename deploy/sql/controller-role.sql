@@ -2,6 +2,8 @@
 -- NOSUPERUSER, NOBYPASSRLS: it sees and writes every row only through its own policies, and
 -- holds only the privileges `fly-preview-controller run` needs:
 --   public.fly_preview_apps                    SELECT, UPDATE (claims, leases, status writes)
+--   public.fly_preview_events                  SELECT, INSERT (the timeline, written with the
+--                                              status; pruning is the table's own trigger)
 --   fly_preview_controller.leader              SELECT, INSERT, UPDATE, DELETE (leader election)
 --   fly_preview_controller.tombstones          SELECT, UPDATE, DELETE (teardown of deleted rows:
 --                                              claims, leases, retries; a finished one is deleted;
@@ -36,6 +38,7 @@ end $$;
 
 grant usage on schema public, fly_preview_controller to fly_preview_reconciler;
 grant select, update on public.fly_preview_apps to fly_preview_reconciler;
+grant select, insert on public.fly_preview_events to fly_preview_reconciler;
 grant select, insert, update, delete on fly_preview_controller.leader to fly_preview_reconciler;
 grant select, update, delete on fly_preview_controller.tombstones to fly_preview_reconciler;
 grant select on public.fly_preview_env, fly_preview_controller.env_secrets to fly_preview_reconciler;
@@ -51,6 +54,12 @@ create policy fly_preview_apps_reconciler_select on public.fly_preview_apps
 drop policy if exists fly_preview_apps_reconciler_update on public.fly_preview_apps;
 create policy fly_preview_apps_reconciler_update on public.fly_preview_apps
   for update to fly_preview_reconciler using (true) with check (true);
+drop policy if exists fly_preview_events_reconciler_select on public.fly_preview_events;
+create policy fly_preview_events_reconciler_select on public.fly_preview_events
+  for select to fly_preview_reconciler using (true);
+drop policy if exists fly_preview_events_reconciler_insert on public.fly_preview_events;
+create policy fly_preview_events_reconciler_insert on public.fly_preview_events
+  for insert to fly_preview_reconciler with check (true);
 drop policy if exists leader_reconciler_all on fly_preview_controller.leader;
 create policy leader_reconciler_all on fly_preview_controller.leader
   for all to fly_preview_reconciler using (true) with check (true);

@@ -10,6 +10,7 @@ use crate::cli::error::CliError;
 use crate::cli::status;
 use crate::fly::{FlyClient, FlyClientConfig};
 use crate::model::naming;
+use crate::model::timeline::EVENTS_PER_PREVIEW;
 use crate::ops::admin;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
@@ -45,6 +46,17 @@ pub async fn status(a: &StatusArgs) -> Result<(), CliError> {
     let store = store::Store::new(pool, "status");
     if a.by_user {
         return status_by_user(a, &store).await;
+    }
+    if let Some(app) = &a.app {
+        let limit = i64::try_from(EVENTS_PER_PREVIEW).unwrap_or(i64::MAX);
+        let events = store.timeline(app, limit).await?;
+        if a.json {
+            let json = serde_json::to_string_pretty(&events).map_err(anyhow::Error::from)?;
+            println!("{json}");
+        } else {
+            print!("{}", status::timeline(app, &events));
+        }
+        return Ok(());
     }
     let rows = store.list_all().await?;
     let now = chrono::Utc::now();

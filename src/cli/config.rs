@@ -159,6 +159,10 @@ pub struct ControllerArgs {
     /// row gets an `error` naming this setting.
     #[arg(long, env = "INSTALL_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5m")]
     pub install_timeout: Duration,
+    /// How long a preview whose dev server failed for good keeps showing its status page
+    /// before the runner exits (0s–10m); the row turns `error` after the exit.
+    #[arg(long, env = "FAILURE_LINGER", value_parser = humantime::parse_duration, default_value = "20s")]
+    pub failure_linger: Duration,
     /// Identity of this replica in leases (default: host-pid-random).
     #[arg(long, env = "CONTROLLER_ID")]
     pub controller_id: Option<String>,
@@ -211,6 +215,9 @@ pub struct StatusArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Print this preview's timeline (its app name) instead of the table of previews.
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
     /// The users with the most previews and the highest estimated cost, instead of rows.
     #[arg(long)]
     pub by_user: bool,
@@ -292,6 +299,9 @@ impl ControllerArgs {
         {
             return Err(ConfigError::new("INSTALL_TIMEOUT", "must be between 1s and 1h"));
         }
+        if self.failure_linger > Duration::from_secs(600) {
+            return Err(ConfigError::new("FAILURE_LINGER", "must be at most 10m"));
+        }
         if self.redeploy_window.is_zero() {
             return Err(ConfigError::new("REDEPLOY_WINDOW", "must be > 0"));
         }
@@ -323,6 +333,7 @@ pub fn settings(fly: &FlyArgs, c: &ControllerArgs) -> Result<Settings, ConfigErr
             cpus: c.size.runner_cpus,
             memory_mb: c.size.runner_memory_mb,
             install_timeout: machine_config::runner_duration(c.install_timeout),
+            failure_linger: machine_config::runner_duration(c.failure_linger),
             ..RunnerSettings::default()
         },
         backoff: Backoff { base: c.backoff_base, cap: c.backoff_cap },

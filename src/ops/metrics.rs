@@ -5,6 +5,7 @@
 use super::prom::{bug, reg};
 use crate::model::SyncFailureKind;
 use crate::model::state::Status;
+use crate::model::timeline::EventKind;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -52,6 +53,9 @@ pub struct Metrics {
     pub queue_lag: Gauge,
     pub rows_in_backoff: IntGauge,
     pub time_to_running: Histogram,
+    /// Time-to-running by phase: each timeline milestone's elapsed time since the previous
+    /// one (`phase` = the milestone that ended it, a fixed set).
+    pub phase_seconds: HistogramVec,
     pub inflight: IntGauge,
     pub fly_requests: IntCounterVec,
     pub fly_request_duration: HistogramVec,
@@ -121,6 +125,7 @@ fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64
 }
 
 const FAST: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const PHASE: &[f64] = &[0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 const SLOW: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0];
 
 impl Metrics {
@@ -185,6 +190,13 @@ impl Metrics {
                 "fly_preview_fly_requests_total",
                 "Fly Machines API requests by action and status class.",
                 &["action", "status_class"],
+            ),
+            phase_seconds: histogram_vec(
+                &r,
+                "fly_preview_phase_seconds",
+                "Time from a preview's previous milestone to this one (phase of time-to-running).",
+                &["phase"],
+                PHASE,
             ),
             fly_request_duration: histogram_vec(
                 &r,
@@ -345,6 +357,9 @@ impl Metrics {
         }
         for reason in ["startup", "listener", "periodic"] {
             self.resyncs.with_label_values(&[reason]);
+        }
+        for kind in EventKind::ALL {
+            self.phase_seconds.with_label_values(&[kind.as_str()]);
         }
         self.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     }

@@ -32,15 +32,16 @@ impl Deploy<'_> {
     }
 
     fn desired(&self) -> Desired {
-        let since = Utc::now() - self.row.requested_at;
-        let deadline = chrono::Duration::from_std(self.ctx.settings.init_deadline)
-            .unwrap_or(chrono::Duration::MAX);
+        let r = self.row;
+        let since = r.requested_at.max(r.last_transition_at);
+        let deadline = self.ctx.settings.init_deadline;
         Desired {
             preview_id: self.row.id,
             generation: self.row.generation,
             was_running: self.row.status == Status::Running
                 && self.row.observed_generation == self.row.generation,
-            deadline_passed: since > deadline,
+            deadline_passed: plan::deadline_passed(since, deadline, Utc::now()),
+            restart_on_save: self.row.status_reason == Some(Reason::RestartOnSave),
         }
     }
 
@@ -185,6 +186,7 @@ impl Deploy<'_> {
                 return Err(ReconcileError::Rejected(Rejection {
                     reason: plan::failure_reason(&f),
                     message: plan::failure_message(&f, &app),
+                    detail: plan::failure_detail(&f, &app),
                     machine,
                 }));
             }
@@ -227,6 +229,7 @@ impl Deploy<'_> {
             generation: r.generation,
             repo_url: &url,
             branch: r.github_branch.as_deref().unwrap_or("main"),
+            root_directory: r.root_directory.as_deref().filter(|d| !d.is_empty()),
             launch_marker: marker,
         };
         let mut config = machine_config::build(&self.ctx.settings.runner, &spec);
@@ -312,6 +315,7 @@ pub fn validate_row(
         fly_app_name: &row.fly_app_name,
         repo_url: row.github_repo_url.as_deref(),
         branch: row.github_branch.as_deref(),
+        root_directory: row.root_directory.as_deref(),
     };
     validate::validate(&spec, rules)
 }

@@ -211,14 +211,14 @@ pub fn error_write(
                 fly_machine_id,
                 machine_state,
                 attempts,
-                detail: None,
+                detail: r.detail.clone(),
                 ..write
             }
         }
         (_, Policy::WaitForChange) => StatusWrite {
             error_message: Some(format!(
-                "{summary}; this will not fix itself: change the row (github_repo_url, \
-                 github_branch) or set status to 'pending' to retry"
+                "{summary}; the preview service's operators have the details, and restarting \
+                 the preview helps only once they have fixed the cause"
             )),
             attempts,
             ..write

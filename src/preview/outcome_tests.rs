@@ -103,14 +103,19 @@ fn a_quota_refusal_is_parked_until_a_slot_frees() {
 #[test]
 fn permanent_failures_wait_for_a_change() {
     let r = row(Status::Initializing, 0);
-    let rejected =
-        Rejection { reason: Reason::MachineExited, message: "exited".into(), machine: None };
+    let rejected = Rejection {
+        reason: Reason::MachineExited,
+        message: "exited".into(),
+        detail: Some("exit code 3\nclone_failed: no such branch".into()),
+        machine: None,
+    };
     let w = failed(&r, ReconcileError::Rejected(rejected)).unwrap();
     assert_eq!(
         (w.status, w.reason, w.attempts, w.next_attempt_at),
         (Status::Error, Reason::MachineExited, 1, None)
     );
-    assert_eq!((w.error_message.as_deref(), w.detail), (Some("exited"), None));
+    assert_eq!(w.error_message.as_deref(), Some("exited"));
+    assert_eq!(w.detail.as_deref(), Some("exit code 3\nclone_failed: no such branch"));
 
     let w = failed(&r, FlyError::Permanent(info(422)).into()).unwrap();
     assert_eq!(
@@ -118,7 +123,7 @@ fn permanent_failures_wait_for_a_change() {
         (Status::Error, Reason::ConfigRejected, None)
     );
     let msg = w.error_message.unwrap();
-    assert!(msg.contains("will not fix itself") && msg.contains("'pending'"), "{msg}");
+    assert!(msg.contains("operators have the details") && !msg.contains("'pending'"), "{msg}");
     assert!(!msg.contains("01REQ-ID-SECRET"), "request ids stay in the logs: {msg}");
 }
 

@@ -18,6 +18,7 @@ use crate::preview::error::{self, GlobalCondition, Policy, ReconcileError, Rejec
 use crate::preview::limits;
 use crate::preview::outcome::{self, Outcome, PreviewAction};
 use crate::preview::quiet;
+use crate::preview::timeline;
 use crate::runtime::{Claimed, Queue, QueueError, Reconciler};
 use crate::store::{Lease, PreviewRow, StatusWrite, Store};
 
@@ -36,6 +37,7 @@ pub async fn pass(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError
         return Err(ReconcileError::Rejected(Rejection {
             reason,
             message: e.to_string(),
+            detail: None,
             machine: None,
         }));
     }
@@ -100,8 +102,9 @@ impl Previews {
     /// The fenced write of a pass's result; the lease goes back with it.
     async fn write(&self, row: &PreviewRow, w: &StatusWrite) -> Result<(), ReconcileError> {
         let store = &self.ctx.store;
-        let Some(landed) = store.write_status(row.id, row.generation, w, Lease::Release).await?
-        else {
+        let events = timeline::events(row, w);
+        let written = store.write_status_with(row.id, row.generation, w, Lease::Release, &events);
+        let Some(landed) = written.await? else {
             tracing::info!("row changed meanwhile; result discarded, it will be reconciled again");
             return Err(ReconcileError::Fenced);
         };
@@ -110,6 +113,9 @@ impl Previews {
         if w.status == Status::Running && landed.previous_status != Status::Running {
             let secs = (Utc::now() - landed.requested_at).num_milliseconds().max(0) as f64 / 1e3;
             self.metrics.time_to_running.observe(secs);
+        }
+        for (kind, secs) in &landed.events {
+            self.metrics.phase_seconds.with_label_values(&[kind.as_str()]).observe(*secs);
         }
         limits::after_write(store, &self.ctx.settings, &self.metrics, row, w.reason).await;
         Ok(())

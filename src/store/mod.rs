@@ -1,5 +1,5 @@
-//! The database as the work queue: rows, leases, fenced status writes, tombstones of deleted
-//! rows (`tombstones`), notifications, leader election and migrations, and the checks made
+//! The database as the work queue: rows, leases, fenced status writes (with the preview's
+//! timeline events, `timeline`), tombstones of deleted rows (`tombstones`), notifications, leader election and migrations, and the checks made
 //! when connecting (`preflight`: no transaction pooler; the role sees and writes every row).
 //! Every statement is runtime-checked and exercised by a test in `tests/it/` (`store.rs`,
 //! `store_tombstones.rs`, `controller_role.rs`, `supabase_*.rs`).
@@ -14,6 +14,7 @@ pub mod migrate;
 mod preflight;
 mod queue;
 mod sync;
+mod timeline;
 mod tombstones;
 
 use std::time::Duration;
@@ -30,6 +31,7 @@ pub use preflight::{
 };
 pub use queue::{BAD, Lease, MACHINE_ERRORS, QueueStats, Seen, StatusWrite, Written};
 pub use sync::SyncTarget;
+pub use timeline::EventRow;
 pub use tombstones::{Tombstone, Tombstones};
 
 use crate::fly::Secret;
@@ -139,6 +141,8 @@ pub struct PreviewRow {
     pub redeploy_window_start: Option<DateTime<Utc>>,
     /// The last generation counted against the budget.
     pub redeploy_generation: i64,
+    /// The app's folder inside the repository (`None`: the root); validated before use.
+    pub root_directory: Option<String>,
 }
 
 /// Marks the statement as the controller's own write, so the request-translation trigger

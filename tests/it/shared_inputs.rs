@@ -1,7 +1,8 @@
 //! The shared accept/refuse cases (`testdata/repo-input-cases.json`, also checked by the
-//! runner's own tests): the controller's validation agrees on every `ok`.
+//! runner's own tests; `testdata/root-directory-cases.json`): the controller's validation
+//! agrees on every `ok`.
 
-use fly_preview_controller::model::validate::{branch, repo_url};
+use fly_preview_controller::model::validate::{branch, repo_url, root_directory};
 use serde_json::Value;
 
 fn cases() -> Value {
@@ -51,4 +52,20 @@ fn the_runner_refuses_the_same_invisible_characters() {
         .map(|(a, b)| (hex(a), hex(b)))
         .collect();
     assert_eq!(runner, fly_preview_controller::model::invisible::INVISIBLE_RANGES);
+}
+
+#[test]
+fn root_directory_validation_agrees_with_every_shared_case() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/root-directory-cases.json");
+    let all: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases = all["root_directory"].as_array().unwrap();
+    assert!(cases.len() >= 15);
+    let wrong: Vec<String> = cases
+        .iter()
+        .filter(|c| {
+            root_directory(c["value"].as_str().unwrap()).is_ok() != c["ok"].as_bool().unwrap()
+        })
+        .map(|c| format!("{:?}: expected ok={}", c["value"], c["ok"]))
+        .collect();
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

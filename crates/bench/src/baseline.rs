@@ -127,6 +127,7 @@ pub(crate) fn request(row: &PendingRow) -> CreateMachineRequest {
         generation: row.generation,
         repo_url: "https://github.com/acme/site",
         branch: "main",
+        root_directory: None,
         launch_marker: &marker,
     };
     CreateMachineRequest {

@@ -108,6 +108,13 @@ impl SimHandle {
         self.with_machine(app, id, |m, now, env| m.crash(now, exit_code, env)).unwrap_or(false)
     }
 
+    /// The dev server inside a started machine crash-loops: the `dev` check turns critical with
+    /// the runner's crash-loop output and the runner exits 7 after the machine's
+    /// `FAILURE_LINGER`. False when the machine is not started.
+    pub fn crash_loop_dev_server(&self, app: &str, id: &str) -> bool {
+        self.with_machine(app, id, |m, now, _| m.crash_loop(now)).unwrap_or(false)
+    }
+
     /// Fly Proxy autostop: a started machine goes `suspended` (or `stopped`); not drift.
     pub fn idle_stop(&self, app: &str, id: &str, suspend: bool) -> bool {
         self.with_machine(app, id, |m, now, env| m.idle_stop(now, suspend, env)).unwrap_or(false)

@@ -225,8 +225,21 @@ async fn exec_runs_the_runner_sync_and_answers_like_fly() {
     let (status, body) = api.post(&path, json!({"command": SYNC, "timeout": 10})).await;
     assert_eq!((status, body["exit_code"].as_i64()), (200, Some(0)), "{body}");
     let line: Value = serde_json::from_str(body["stdout"].as_str().unwrap().trim()).unwrap();
-    assert_eq!(line, json!({"ok": true, "revision": "abc1234def"}));
+    assert_eq!((&line["ok"], &line["revision"]), (&json!(true), &json!("abc1234def")));
+    assert_eq!(
+        (&line["dev"]["phase"], &line["dev"]["revision"]),
+        (&json!("serving"), &json!("abc1234def"))
+    );
     assert_eq!(api.sim.served_revision("x", &id), "abc1234def");
+    // The runner's status: exit 0 while serving, 1 once the dev server crash-loops.
+    let status_cmd = json!({"command": ["node", "/r/entrypoint.mjs", "status"]});
+    let (_, body) = api.post(&path, status_cmd.clone()).await;
+    assert_eq!(body["exit_code"].as_i64(), Some(0), "{body}");
+    assert!(api.sim.crash_loop_dev_server("x", &id));
+    let (_, body) = api.post(&path, status_cmd).await;
+    let st: Value = serde_json::from_str(body["stdout"].as_str().unwrap().trim()).unwrap();
+    assert_eq!((body["exit_code"].as_i64(), &st["phase"]), (Some(1), &json!("crashloop")), "{st}");
+    assert!(st["lines"].as_array().is_some_and(|l| !l.is_empty()), "{st}");
     // A failing sync is still HTTP 200, with the runner's exit code and JSON line.
     api.sim.set_sync_fault("x", Some(crate::SyncFault::FetchFailed));
     let (status, body) = api.post(&path, json!({"command": SYNC, "timeout": 10})).await;
