@@ -210,7 +210,7 @@ def hung_install(work, base_env, git_env_unused):
     threading.Thread(target=accept_forever, daemon=True).start()
     empty_cache = os.path.join(work, "empty-npm-cache")
     env = dict(base_env, REPO_URL="https://git.test/ci/app", REPO_BRANCH="main", ALLOWED_HOSTS="git.test",
-               PORT=str(free_port()), INSTALL_TIMEOUT="20s", npm_config_cache=empty_cache,
+               PORT=str(free_port()), INSTALL_TIMEOUT="20s", FAILURE_LINGER="1s", npm_config_cache=empty_cache,
                npm_config_registry=f"http://127.0.0.1:{srv.getsockname()[1]}/")
     r = Runner(work, "hung", env)
     try:
@@ -236,7 +236,7 @@ def missing_script(work, base_env, git_env, clone):
     run(GIT + ["checkout", "-q", "-b", "no-script"], cwd=clone, env=git_env)
     push(clone, git_env, "no dev or start script", branch="no-script")
     env = dict(base_env, REPO_URL="https://git.test/ci/app", REPO_BRANCH="no-script", ALLOWED_HOSTS="git.test",
-               PORT=str(free_port()))
+               PORT=str(free_port()), FAILURE_LINGER="1s")
     r = Runner(work, "noscript", env)
     try:
         r.proc.wait(60)
