@@ -91,6 +91,13 @@ function runArgv(argv) {
 async function main() {
   const cfg = JSON.parse(process.argv[2]);
   const { proc, port } = await launch(cfg);
+  process.on('SIGTERM', () => {
+    try {
+      process.kill(-proc.pid, 'SIGKILL');
+    } finally {
+      process.exit(143);
+    }
+  });
   const out = { ok: false };
   try {
     const pages = await (await fetch(`http://127.0.0.1:${port}/json/list`)).json();
@@ -119,7 +126,7 @@ async function main() {
       syncOut += d;
     });
     const synced = new Promise((r) => sync.on('exit', (code) => r({ code, ms: Date.now() - t1 })));
-    const updated = await until(async () => (await cdp.eval(text)).includes(cfg.expectAfter), cfg.timeoutMs);
+    const updated = await until(async () => (await cdp.eval(text)).includes(cfg.expectAfter), cfg.updateTimeoutMs ?? 60_000);
     out.updateMs = updated ? Date.now() - t1 : null;
     const s = await synced;
     out.syncMs = s.ms;

@@ -123,11 +123,11 @@ def browser_hmr(args, repos, front, name, clone, r, port, addr, edit, expect):
     cfg = {
         "chromium": args.chromium, "url": f"https://{HOST}/", "resolverRules": f"MAP {HOST} {front.listen[0]}",
         "userDataDir": os.path.join(repos.work, f"chromium-{name}"), "expect": expect, "expectAfter": marker,
-        "edit": {"file": os.path.join(clone, file), "from": old, "to": new.format(m=marker)},
+        "edit": {"file": os.path.join(clone, file), "from": old, "to": new.replace("{m}", marker)},
         "push": ["sh", "-c", f"cd {clone} && git add -A && git -c user.name=e2e -c user.email=e2e@example.invalid "
                  f"commit -q -m hmr && git push -q origin HEAD:refs/heads/main"],
         "sync": ["env", f"WORKDIR={r.env['WORKDIR']}", "node", ENTRYPOINT, "sync", "--timeout", "30s"],
-        "timeoutMs": args.start_deadline * 1000,
+        "timeoutMs": args.start_deadline * 1000, "updateTimeoutMs": 60_000,
     }
     env = dict(repos.git_env)
     p = subprocess.run(["node", os.path.join(HERE, "runner_browser.mjs"), json.dumps(cfg)], env=env,
@@ -284,6 +284,8 @@ def main():
     ap.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     args = ap.parse_args()
     PREFIX[0] = args.prefix
+    # SIGTERM (a CI timeout) unwinds through the finally blocks, which stop every runner.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     only = set(args.only.split(","))
     t_all = time.time()
     work = tempfile.mkdtemp(prefix="runner-frameworks.")

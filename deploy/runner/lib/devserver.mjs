@@ -21,7 +21,11 @@ export const MISSES_TO_RESTART = 3;
 /** Readiness at start: a probe every 300 ms, each waiting up to 60 s (a first compile answers late). */
 export const START_PROBE_INTERVAL_MS = 300;
 export const START_PROBE_TIMEOUT_MS = 60_000;
-/** A dev server with no HTTP answer at all this long after its start counts as a failure. */
+/**
+ * A dev server with no HTTP answer at all this long after its start: before the preview ever
+ * served, the runner gives up at once (exit 5; restarting rarely makes it listen on DEV_PORT),
+ * afterwards it counts as a failure.
+ */
 export const START_DEADLINE_MS = 5 * 60_000;
 /** Failures in a row, before the preview ever served, after which the runner gives up (exit 5). */
 export const MAX_START_FAILURES = 5;
@@ -112,7 +116,7 @@ export class DevServer {
           return;
         }
       } else if (!answered && Date.now() - this.startedAt > START_DEADLINE_MS) {
-        this.#hung(child, `did not answer HTTP on port ${port} within ${formatDuration(START_DEADLINE_MS)} of its start`);
+        this.#neverAnswered(child);
         return;
       }
       const interval = this.serving ? PROBE_INTERVAL_MS : START_PROBE_INTERVAL_MS;
@@ -152,6 +156,18 @@ export class DevServer {
     );
   }
 
+  #neverAnswered(child) {
+    const { ctx } = this;
+    const why = `did not answer HTTP on port ${ctx.cfg.devPort} within ${formatDuration(START_DEADLINE_MS)} of its start`;
+    if (ctx.everServed) {
+      this.#hung(child, why);
+      return;
+    }
+    this.wanted = false;
+    ctx.terminal(EXIT_DEV_CRASHLOOP, 'crashloop', `dev server ${why} (it must listen on process.env.PORT); giving up`);
+    if (child.pid !== undefined) ctx.procs.kill(child.pid, 1_000);
+  }
+
   #hung(child, why) {
     this.hungReason = why;
     this.ctx.log.runner(`dev server ${why}; killing it`);
@@ -165,9 +181,16 @@ export class DevServer {
     this.serving = false;
     if (child.pid !== undefined) await ctx.procs.kill(child.pid, 1_000); // take down whatever the script left behind
     if (!this.wanted || ctx.shuttingDown || this.child !== null) return;
-    const why = this.hungReason ?? describeExit(result);
+    const why = this.hungReason ?? describeExit(result) + this.#portHint();
     this.hungReason = null;
     this.#failed(why);
+  }
+
+  /** When the dev server died of EADDRINUSE on the runner's own PORT: what to change. */
+  #portHint() {
+    const { port } = this.ctx.cfg;
+    const clash = this.ctx.state.buffers.dev.some((l) => l.includes('EADDRINUSE') && new RegExp(`:${port}\\b`).test(l));
+    return clash ? ` (port ${port} is the runner's: the app must listen on process.env.PORT, which is ${this.ctx.cfg.devPort})` : '';
   }
 
   /** Count a failure; restart after a backoff, or declare the terminal phase. */

@@ -176,3 +176,14 @@ test('ROOT_DIRECTORY in an npm-workspaces monorepo: installs at the root, runs a
   assert.deepEqual(bad.stderrLines(), ['runner: no folder apps/missing (ROOT_DIRECTORY) in the repository']);
   await sleep(10);
 });
+
+test('an app that listens on the runner\'s own PORT is told to use process.env.PORT (exit 5)', { timeout: 120_000 }, async (t) => {
+  const fx = new Fixture(t, 'portclash');
+  // DEV_PORT is PORT + 1: this app binds PORT, where the runner listens.
+  fx.write('server.js', `require('http').createServer((q, s) => s.end('x')).listen(Number(process.env.PORT) - 1, '0.0.0.0');\n`);
+  fx.commitAndPush('hardcoded port');
+  const r = await fx.runner();
+  assert.deepEqual(await r.waitExit(90_000), { code: 5, signal: null });
+  const last = r.stderrLines().at(-1);
+  assert.match(last, new RegExp(`^runner: dev server keeps exiting at start \\(5 times in a row, last exited with code 1 \\(port ${r.port} is the runner's: the app must listen on process\\.env\\.PORT, which is ${r.port + 1}\\)\\); giving up$`));
+});
