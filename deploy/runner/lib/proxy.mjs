@@ -73,9 +73,25 @@ function reserved(req, res, state) {
   return true;
 }
 
-/** Request headers as the dev server should see them: same-origin on localhost:DEV_PORT. */
-export function presentSameOrigin(headers, devPort) {
+/** Hop-by-hop headers: about one connection, never forwarded (each side frames its own). */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade'];
+
+function withoutHopByHop(headers, keep = []) {
   const h = { ...headers };
+  const named = String(h.connection ?? '')
+    .split(',')
+    .map((x) => x.trim().toLowerCase())
+    .filter(Boolean);
+  for (const k of [...HOP_BY_HOP, ...named]) if (!keep.includes(k)) delete h[k];
+  return h;
+}
+
+/**
+ * Request headers as the dev server should see them: same-origin on localhost:DEV_PORT.
+ * `upgrade` keeps the Connection / Upgrade pair of a WebSocket handshake.
+ */
+export function presentSameOrigin(headers, devPort, upgrade = false) {
+  const h = upgrade ? { ...headers } : withoutHopByHop(headers, ['transfer-encoding']);
   const publicHost = typeof h.host === 'string' ? h.host.toLowerCase() : null;
   const local = `localhost:${devPort}`;
   h.host = local;
@@ -108,7 +124,7 @@ function forward(ctx, req, res) {
     { host: ctx.devHost ?? '127.0.0.1', port: devPort, method: req.method, path: req.url, headers: presentSameOrigin(req.headers, devPort), agent: ctx.devAgent },
     (up) => {
       ctx.lastUpstreamAt = Date.now();
-      const headers = { ...up.headers };
+      const headers = withoutHopByHop(up.headers);
       if (headers.location) headers.location = publicLocation(headers.location, devPort, publicHost, proto);
       res.writeHead(up.statusCode ?? 502, up.statusMessage, headers);
       up.pipe(res);
@@ -140,7 +156,7 @@ function forwardUpgrade(ctx, req, socket, head) {
   socket.on('close', () => up.destroy());
   up.on('close', () => socket.destroy());
   up.on('connect', () => {
-    const headers = presentSameOrigin(req.headers, devPort);
+    const headers = presentSameOrigin(req.headers, devPort, true);
     const lines = [`${req.method} ${req.url} HTTP/1.1`];
     for (const [k, v] of Object.entries(headers)) for (const one of [v].flat()) lines.push(`${k}: ${one}`);
     up.write(`${lines.join('\r\n')}\r\n\r\n`);

@@ -141,6 +141,18 @@ test('front server: reserved paths, status page until serving, then the dev serv
   const moved = await request(port, '/redirect', { host: 'roseram-1.fly.dev', 'x-forwarded-proto': 'https' });
   assert.equal(moved.headers.location, 'https://roseram-1.fly.dev/there');
   assert.equal((await request(port, '/__preview/ready')).body, 'serving: the dev server answers\n', 'reserved paths are never proxied');
+  // An HTTP/1.0 client reading to the end of the connection gets the body and the close.
+  const raw = await new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write('GET /old HTTP/1.0\r\nHost: localhost\r\n\r\n'));
+    let got = '';
+    s.on('data', (d) => {
+      got += d;
+    });
+    s.on('end', () => resolve(got));
+  });
+  assert.match(raw, /^HTTP\/1\.1 200/);
+  assert.ok(raw.endsWith('\r\n\r\ndev:/old'), raw);
+  assert.ok(!/transfer-encoding/i.test(raw), raw);
 });
 
 test('front server: WebSocket upgrades are piped both ways with same-origin headers', async (t) => {
