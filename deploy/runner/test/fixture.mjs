@@ -200,7 +200,7 @@ export class Runner {
     return get(this.port, urlPath, host, address);
   }
 
-  /** The `dev` server's own process ids (children of the runner's dev process group). */
+  /** The preview's state: the JSON of GET /__preview/status (null when nothing answers). */
   async state() {
     return JSON.parse((await this.get('/__preview/status'))?.body ?? 'null');
   }

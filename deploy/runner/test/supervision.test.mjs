@@ -24,7 +24,7 @@ function pidsOf(marker) {
 test('status page while installing, reserved paths, status command, then the app through a non-loopback address', { timeout: 120_000 }, async (t) => {
   const fx = new Fixture(t, 'status');
   fx.write('package.json', pkg({ scripts: { dev: 'node server.js', preinstall: SLOW_PREINSTALL(4000) } }));
-  fx.commitAndPush('slow install');
+  const sha = fx.commitAndPush('slow install');
   const r = await fx.runner();
   const page = await until('status page', async () => {
     const g = await r.get('/', 'roseram-1.fly.dev', OUTSIDE);
@@ -47,7 +47,8 @@ test('status page while installing, reserved paths, status command, then the app
   const json = JSON.parse(st.stdout);
   assert.deepEqual(Object.keys(json).sort(), ['lines', 'message', 'phase', 'restarts', 'revision', 'since']);
   assert.equal(json.phase, 'serving');
-  assert.equal(json.revision, fx.v1 === undefined ? null : json.revision);
+  assert.equal(json.revision, sha.slice(0, 12));
+  assert.equal(json.restarts, 0);
   assert.deepEqual(await r.state(), json);
 });
 
