@@ -10,7 +10,8 @@ function scopedPackage(text) {
 }
 
 function registryRefusal(lines) {
-  const status = /\b(E40[134]|40[134] (?:Not Found|Unauthorized|Forbidden)|ERR_PNPM_FETCH_40[134]|Request failed "40[134]|Not found)\b|is not in this registry/i;
+  const status =
+    /\b(E40[134]|40[134] (?:Not Found|Unauthorized|Forbidden)|ERR_PNPM_FETCH_40[134]|Request failed "40[134]|Not found)\b|is not in this registry|could not be found or you do not have permission/i;
   const hits = lines.filter((l) => status.test(l));
   if (hits.length === 0) return null;
   const code = /40[134]/.exec(hits.join(' '))?.[0] ?? '404';
@@ -24,7 +25,9 @@ function registryRefusal(lines) {
   if (code === '401' || code === '403') {
     return `the registry refused the install (${code}): set NPM_TOKEN to a token that can read the project's packages`;
   }
-  const unscoped = hits.map((l) => /'([^'@\s][^'\s]*?)@[^'\s]*' is not in this registry/.exec(l)?.[1]).find((n) => n);
+  const unscoped = hits
+    .map((l) => /'([^'@\s][^'\s]*?)@[^'\s]*' (?:is not in this registry|could not be found)/.exec(l)?.[1])
+    .find((n) => n);
   return unscoped ? `${unscoped} is not in the registry (404): check its name and version in package.json` : null;
 }
 

@@ -199,6 +199,15 @@ test('install failures name their cause', () => {
   assert.match(installFailureCause(pnpm401, 'pnpm'), /^@acme\/secret could not be downloaded .*\(401\).*NPM_TOKEN/);
   assert.match(installFailureCause(['npm error code E401', 'npm error 401 Unauthorized - GET https://r/x']), /set NPM_TOKEN/);
   assert.match(installFailureCause(["npm error 404  'left-padd@^9' is not in this registry."]), /^left-padd is not in the registry/);
+  // npm 11's wording
+  assert.match(
+    installFailureCause(["npm error 404  The requested resource 'left-padd@^9' could not be found or you do not have permission to access it."]),
+    /^left-padd is not in the registry \(404\)/,
+  );
+  assert.match(
+    installFailureCause(["npm error 404  The requested resource '@acme/ui@^1' could not be found or you do not have permission to access it."]),
+    /^@acme\/ui could not be downloaded .*NPM_TOKEN/,
+  );
   const stale = [
     'npm error code EUSAGE',
     'npm error `npm ci` can only install packages when your package.json and package-lock.json or npm-shrinkwrap.json are in sync. Please update your lock file with `npm install` before continuing.',

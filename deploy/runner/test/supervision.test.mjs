@@ -143,6 +143,18 @@ test('install failures name the cause: a private package, a missing environment 
   assert.ok(!body.includes('s3cr3t-header') && !body.includes(NPM_TOKEN), body);
   assert.deepEqual(await r2.waitExit(30_000), { code: 4, signal: null });
   assert.ok(!r2.out.includes(NPM_TOKEN) && !r2.err.includes(NPM_TOKEN), 'NPM_TOKEN redacted from the log');
+
+  // A lockfile that does not have a dependency package.json names: npm ci refuses before fetching.
+  fx.write('vendor/dep/package.json', JSON.stringify({ name: 'dep', version: '1.0.0' }));
+  fx.write('package.json', pkg({ dependencies: { dep: 'file:./vendor/dep' } }));
+  fx.write('package-lock.json', JSON.stringify({ name: 'app', version: '1.0.0', lockfileVersion: 3, requires: true, packages: { '': { name: 'app', version: '1.0.0' } } }));
+  fx.commitAndPush('stale lockfile');
+  const r3 = await fx.runner({ npm_config_registry: registry });
+  assert.deepEqual(await r3.waitExit(60_000), { code: 4, signal: null });
+  assert.match(
+    r3.stderrLines().at(-1),
+    /^runner: install failed: package-lock\.json is out of date with package\.json: run `npm install` and commit package-lock\.json \(npm ci exited with code 1\)$/,
+  );
 });
 
 test('a plain server bound to localhost only is served, with one line naming the port and the fix', { timeout: 120_000 }, async (t) => {
