@@ -64,10 +64,28 @@ export async function clone(ctx, dir) {
   if (/Remote branch .* not found|Could not find remote branch/i.test(err)) {
     return `clone failed: branch '${cfg.branch}' not found in ${cfg.url}`;
   }
-  if (/Authentication failed|could not read Username|terminal prompts disabled/i.test(err)) {
-    return `clone failed: authentication to ${cfg.url} failed: ${firstErrorLine(err)}`;
+  return cloneFailure(cfg, err);
+}
+
+/**
+ * Why a clone failed, as the person who can fix it needs it: a repository that needs access
+ * (no GIT_TOKEN, or one it refuses) is told apart from one that is not there. GitHub answers a
+ * private repository without a token with "Repository not found", like a missing one.
+ */
+export function cloneFailure(cfg, err) {
+  const first = firstErrorLine(err);
+  const refused = /Authentication failed|could not read Username|terminal prompts disabled|Invalid username or password|The requested URL returned error: 40[13]|HTTP 40[13]/i;
+  if (refused.test(err)) {
+    return cfg.token === null
+      ? `clone failed: the repository needs access: add GIT_TOKEN (a token that can read ${cfg.url}) (${first})`
+      : `clone failed: the repository refused GIT_TOKEN: renew GIT_TOKEN (a token that can read ${cfg.url}) (${first})`;
   }
-  return `clone failed: repository ${cfg.url} not reachable: ${firstErrorLine(err)}`;
+  if (/Repository not found|The requested URL returned error: 404/i.test(err)) {
+    return cfg.token === null
+      ? `clone failed: repository ${cfg.url} not found; if it is private, add GIT_TOKEN (a token that can read it)`
+      : `clone failed: repository ${cfg.url} not found, or GIT_TOKEN cannot read it`;
+  }
+  return `clone failed: repository ${cfg.url} not reachable: ${first}`;
 }
 
 export async function revParse(ctx, dir, rev) {

@@ -199,6 +199,9 @@ test('install failures name their cause', () => {
   assert.match(installFailureCause(pnpm401, 'pnpm'), /^@acme\/secret could not be downloaded .*\(401\).*NPM_TOKEN/);
   assert.match(installFailureCause(['npm error code E401', 'npm error 401 Unauthorized - GET https://r/x']), /set NPM_TOKEN/);
   assert.match(installFailureCause(["npm error 404  'left-padd@^9' is not in this registry."]), /^left-padd is not in the registry/);
+  // with a token the registry refused: renew it
+  assert.match(installFailureCause(npm404, 'npm', { npmToken: true }), /^@acme\/secret-ui could not be downloaded with NPM_TOKEN \(404\): renew NPM_TOKEN/);
+  assert.match(installFailureCause(['npm error code E401', 'npm error 401 Unauthorized - GET https://r/x'], 'npm', { npmToken: true }), /refused NPM_TOKEN \(401\): renew/);
   const stale = [
     'npm error code EUSAGE',
     'npm error `npm ci` can only install packages when your package.json and package-lock.json or npm-shrinkwrap.json are in sync. Please update your lock file with `npm install` before continuing.',
