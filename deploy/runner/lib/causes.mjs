@@ -9,7 +9,13 @@ function scopedPackage(text) {
   return m ? `${m[1]}/${m[2]}` : null;
 }
 
-function registryRefusal(lines, npmToken) {
+/** Scoped packages a project depends on (not @types), the private-package candidates. */
+export function scopedDependencies(pkg) {
+  const names = Object.keys({ ...(pkg?.dependencies ?? {}), ...(pkg?.devDependencies ?? {}) });
+  return names.filter((n) => n.startsWith('@') && !n.startsWith('@types/'));
+}
+
+function registryRefusal(lines, npmToken, scopedDeps = []) {
   const status = /\b(E40[134]|40[134] (?:Not Found|Unauthorized|Forbidden)|ERR_PNPM_FETCH_40[134]|Request failed "40[134]|Not found)\b|is not in this registry/i;
   const hits = lines.filter((l) => status.test(l));
   if (hits.length === 0) return null;
@@ -23,6 +29,10 @@ function registryRefusal(lines, npmToken) {
       `${scoped} could not be downloaded from the registry (${code}): it looks like a private package, ` +
       'so set NPM_TOKEN (a read token for its registry) in the preview\'s variables'
     );
+  }
+  if ((code === '401' || code === '403') && !npmToken && scopedDeps.length > 0) {
+    const shown = scopedDeps.slice(0, 3).join(', ') + (scopedDeps.length > 3 ? ', …' : '');
+    return `the registry refused the install (${code}): a private package (${shown} in package.json) needs NPM_TOKEN (a read token for its registry) in the preview's variables`;
   }
   if (code === '401' || code === '403') {
     return npmToken
@@ -70,6 +80,6 @@ function missingVariable(lines) {
 }
 
 /** One sentence naming the cause of a failed install, or null when the output shows none of the known ones. */
-export function installFailureCause(lines, pm = 'npm', { npmToken = false } = {}) {
-  return registryRefusal(lines, npmToken) ?? lockfileOutOfDate(lines, pm) ?? missingVariable(lines);
+export function installFailureCause(lines, pm = 'npm', { npmToken = false, scopedDeps = [] } = {}) {
+  return registryRefusal(lines, npmToken, scopedDeps) ?? lockfileOutOfDate(lines, pm) ?? missingVariable(lines);
 }

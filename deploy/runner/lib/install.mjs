@@ -1,6 +1,6 @@
 // Dependency install of one tree, bounded by INSTALL_TIMEOUT; a failure names its cause.
 
-import { installFailureCause } from './causes.mjs';
+import { installFailureCause, scopedDependencies } from './causes.mjs';
 import { formatDuration } from './config.mjs';
 import { cleanLine } from './log.mjs';
 import { npmAuth } from './npmauth.mjs';
@@ -51,7 +51,8 @@ export async function install(ctx, plan) {
   }
   if (result.code === 0) return { ok: true };
   const shown = argv.slice(0, argv[0] === 'corepack' ? 3 : 2).join(' ');
-  const cause = installFailureCause(lines.map((l) => ctx.redact(l)), plan.pm, { npmToken: Boolean(ctx.env.NPM_TOKEN) });
+  const hints = { npmToken: Boolean(ctx.env.NPM_TOKEN), scopedDeps: scopedDependencies(plan.pkg) };
+  const cause = installFailureCause(lines.map((l) => ctx.redact(l)), plan.pm, hints);
   return { ok: false, timedOut: false, reason: `${shown} ${describeExit(result)}`, cause };
 }
 

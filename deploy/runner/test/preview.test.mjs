@@ -199,6 +199,9 @@ test('install failures name their cause', () => {
   assert.match(installFailureCause(pnpm401, 'pnpm'), /^@acme\/secret could not be downloaded .*\(401\).*NPM_TOKEN/);
   assert.match(installFailureCause(['npm error code E401', 'npm error 401 Unauthorized - GET https://r/x']), /set NPM_TOKEN/);
   assert.match(installFailureCause(["npm error 404  'left-padd@^9' is not in this registry."]), /^left-padd is not in the registry/);
+  // npm's E401 names no package: the project's scoped dependencies do
+  const e401 = ['npm error code E401', 'npm error Unable to authenticate, your authentication token seems to be invalid.'];
+  assert.match(installFailureCause(e401, 'npm', { scopedDeps: ['@acme/private-lib'] }), /\(@acme\/private-lib in package.json\) needs NPM_TOKEN/);
   // with a token the registry refused: renew it
   assert.match(installFailureCause(npm404, 'npm', { npmToken: true }), /^@acme\/secret-ui could not be downloaded with NPM_TOKEN \(404\): renew NPM_TOKEN/);
   assert.match(installFailureCause(['npm error code E401', 'npm error 401 Unauthorized - GET https://r/x'], 'npm', { npmToken: true }), /refused NPM_TOKEN \(401\): renew/);
