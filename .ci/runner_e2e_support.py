@@ -71,8 +71,9 @@ def get(port, path="/", timeout=2.0):
 
 # ---- git over HTTPS ------------------------------------------------------------------------
 
-def git_server(work, procs):
-    """Bare repo dir, git config file for the runner (insteadOf + CA), and the repo URL."""
+def git_server(work, procs, token_file=None):
+    """Bare repo dir, git config file for the runner (insteadOf + CA), and the repo URL. With
+    `token_file`, every request needs GIT_TOKEN's header for the token in that file."""
     tls = os.path.join(work, "tls")
     os.makedirs(tls)
     cmds = [
@@ -95,7 +96,8 @@ def git_server(work, procs):
     out = open(os.path.join(work, "git-https.out"), "w")
     err = open(os.path.join(work, "git-https.log"), "w")
     p = subprocess.Popen([sys.executable, os.path.join(HERE, "images", "git_https.py"), "--root", root,
-                          "--cert", f"{tls}/server.pem", "--key", f"{tls}/server.key", "--port", str(port)],
+                          "--cert", f"{tls}/server.pem", "--key", f"{tls}/server.key", "--port", str(port)]
+                         + (["--token-file", token_file] if token_file else []),
                          stdout=out, stderr=err)
     procs.append(p)
     for _ in range(100):

@@ -4,7 +4,8 @@ git's smart HTTP protocol (`git http-backend` as CGI), so the runner image clone
 `https://<host>/<owner>/<repo>` exactly as from GitHub (shallow clone and fetch included).
 
 With --token, every request must carry `Authorization: Basic base64(x-access-token:<token>)`
-(what the runner sends for GIT_TOKEN), else 401. Prints `git-https: listening on <port>` when
+(what the runner sends for GIT_TOKEN), else 401; --token-file reads the token from a file at
+every request, so a test can rotate it. Prints `git-https: listening on <port>` when
 ready; one line per request to stderr. Standard library only.
 """
 import argparse
@@ -25,11 +26,18 @@ def main() -> None:
     ap.add_argument("--bind", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--token", default=None)
+    ap.add_argument("--token-file", default=None)
     args = ap.parse_args()
     root = os.path.abspath(args.root)
-    want_auth = None
-    if args.token:
-        want_auth = "Basic " + base64.b64encode(f"x-access-token:{args.token}".encode()).decode()
+
+    def basic(token):
+        return "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+
+    def wanted_auth():
+        if args.token_file:
+            with open(args.token_file) as f:
+                return basic(f.read().strip())
+        return basic(args.token) if args.token else None
     backend = os.path.join(
         subprocess.run(["git", "--exec-path"], check=True, capture_output=True, text=True).stdout.strip(),
         "git-http-backend",
@@ -66,6 +74,7 @@ def main() -> None:
 
         def _serve(self) -> None:
             body = self._body() if self.command == "POST" else b""
+            want_auth = wanted_auth()
             if want_auth is not None and self.headers.get("Authorization") != want_auth:
                 self._reply(401, [("WWW-Authenticate", 'Basic realm="ci"')], b"unauthorized\n")
                 return

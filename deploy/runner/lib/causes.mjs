@@ -9,21 +9,36 @@ function scopedPackage(text) {
   return m ? `${m[1]}/${m[2]}` : null;
 }
 
-function registryRefusal(lines) {
+/** Scoped packages a project depends on (not @types), the private-package candidates. */
+export function scopedDependencies(pkg) {
+  const names = Object.keys({ ...(pkg?.dependencies ?? {}), ...(pkg?.devDependencies ?? {}) });
+  return names.filter((n) => n.startsWith('@') && !n.startsWith('@types/'));
+}
+
+function registryRefusal(lines, npmToken, scopedDeps = []) {
   const status =
     /\b(E40[134]|40[134] (?:Not Found|Unauthorized|Forbidden)|ERR_PNPM_FETCH_40[134]|Request failed "40[134]|Not found)\b|is not in this registry|could not be found or you do not have permission/i;
   const hits = lines.filter((l) => status.test(l));
   if (hits.length === 0) return null;
   const code = /40[134]/.exec(hits.join(' '))?.[0] ?? '404';
   const scoped = hits.map(scopedPackage).find((n) => n !== null);
+  if (scoped && npmToken) {
+    return `${scoped} could not be downloaded with NPM_TOKEN (${code}): renew NPM_TOKEN (a token that can read ${scoped})`;
+  }
   if (scoped) {
     return (
       `${scoped} could not be downloaded from the registry (${code}): it looks like a private package, ` +
-      'so set NPM_TOKEN (a read token for its registry) and commit an .npmrc that uses ${NPM_TOKEN}'
+      'so set NPM_TOKEN (a read token for its registry) in the preview\'s variables'
     );
   }
+  if ((code === '401' || code === '403') && !npmToken && scopedDeps.length > 0) {
+    const shown = scopedDeps.slice(0, 3).join(', ') + (scopedDeps.length > 3 ? ', …' : '');
+    return `the registry refused the install (${code}): a private package (${shown} in package.json) needs NPM_TOKEN (a read token for its registry) in the preview's variables`;
+  }
   if (code === '401' || code === '403') {
-    return `the registry refused the install (${code}): set NPM_TOKEN to a token that can read the project's packages`;
+    return npmToken
+      ? `the registry refused NPM_TOKEN (${code}): renew NPM_TOKEN (a token that can read the project's packages)`
+      : `the registry refused the install (${code}): set NPM_TOKEN to a token that can read the project's packages`;
   }
   const unscoped = hits
     .map((l) => /'([^'@\s][^'\s]*?)@[^'\s]*' (?:is not in this registry|could not be found)/.exec(l)?.[1])
@@ -68,6 +83,6 @@ function missingVariable(lines) {
 }
 
 /** One sentence naming the cause of a failed install, or null when the output shows none of the known ones. */
-export function installFailureCause(lines, pm = 'npm') {
-  return registryRefusal(lines) ?? lockfileOutOfDate(lines, pm) ?? missingVariable(lines);
+export function installFailureCause(lines, pm = 'npm', { npmToken = false, scopedDeps = [] } = {}) {
+  return registryRefusal(lines, npmToken, scopedDeps) ?? lockfileOutOfDate(lines, pm) ?? missingVariable(lines);
 }

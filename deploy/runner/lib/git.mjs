@@ -2,10 +2,28 @@
 // REPO_URL / REPO_BRANCH reach git only as single argv elements (after `--` where git would
 // otherwise parse options); GIT_TOKEN only through GIT_CONFIG_* environment of git children.
 
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-/** GIT_CONFIG_* environment that adds an Authorization header for https://<host>/ only. */
+/**
+ * Where git really sends requests for `url`: `scheme://host[:port]/` after the git config's
+ * `url.<base>.insteadOf` rewrites (an operator's mirror, a test server), else null.
+ */
+export function effectiveBase(env, url) {
+  const r = spawnSync('git', ['ls-remote', '--get-url', '--', url], { env, encoding: 'utf8', timeout: 10_000 });
+  try {
+    const u = new URL((r.stdout ?? '').trim());
+    return u.protocol === 'https:' ? `https://${u.host}/` : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * GIT_CONFIG_* environment that adds an Authorization header for requests to one host only:
+ * `host` (`github.com`, meaning https://github.com/) or a base URL (`https://localhost:8443/`).
+ */
 export function gitAuthEnv(baseEnv, host, token) {
   const env = {};
   if (token === null) return env;
@@ -13,7 +31,8 @@ export function gitAuthEnv(baseEnv, host, token) {
   const i = Number.isFinite(existing) && existing > 0 ? existing : 0;
   const basic = Buffer.from(`x-access-token:${token}`, 'utf8').toString('base64');
   env.GIT_CONFIG_COUNT = String(i + 1);
-  env[`GIT_CONFIG_KEY_${i}`] = `http.https://${host}/.extraheader`;
+  const base = host.includes('://') ? host : `https://${host}/`;
+  env[`GIT_CONFIG_KEY_${i}`] = `http.${base}.extraheader`;
   env[`GIT_CONFIG_VALUE_${i}`] = `Authorization: Basic ${basic}`;
   return env;
 }
@@ -64,10 +83,34 @@ export async function clone(ctx, dir) {
   if (/Remote branch .* not found|Could not find remote branch/i.test(err)) {
     return `clone failed: branch '${cfg.branch}' not found in ${cfg.url}`;
   }
-  if (/Authentication failed|could not read Username|terminal prompts disabled/i.test(err)) {
-    return `clone failed: authentication to ${cfg.url} failed: ${firstErrorLine(err)}`;
+  return cloneFailure(cfg, err);
+}
+
+/** The repository asked for credentials it did not get (no GIT_TOKEN, or one it refuses), or null. */
+function accessFailure(cfg, err) {
+  const refused = /Authentication failed|could not read Username|terminal prompts disabled|Invalid username or password|The requested URL returned error: 40[13]|HTTP 40[13]/i;
+  if (!refused.test(err)) return null;
+  const first = firstErrorLine(err);
+  return cfg.token === null
+    ? `the repository needs access: add GIT_TOKEN (a token that can read ${cfg.url}) (${first})`
+    : `the repository refused GIT_TOKEN: renew GIT_TOKEN (a token that can read ${cfg.url}) (${first})`;
+}
+
+/**
+ * Why a clone failed, as the person who can fix it needs it: a repository that needs access
+ * (no GIT_TOKEN, or one it refuses) is told apart from one that is not there. GitHub answers a
+ * private repository without a token with "Repository not found", like a missing one.
+ */
+export function cloneFailure(cfg, err) {
+  const first = firstErrorLine(err);
+  const access = accessFailure(cfg, err);
+  if (access) return `clone failed: ${access}`;
+  if (/Repository not found|The requested URL returned error: 404/i.test(err)) {
+    return cfg.token === null
+      ? `clone failed: repository ${cfg.url} not found; if it is private, add GIT_TOKEN (a token that can read it)`
+      : `clone failed: repository ${cfg.url} not found, or GIT_TOKEN cannot read it`;
   }
-  return `clone failed: repository ${cfg.url} not reachable: ${firstErrorLine(err)}`;
+  return `clone failed: repository ${cfg.url} not reachable: ${first}`;
 }
 
 export async function revParse(ctx, dir, rev) {
@@ -83,7 +126,9 @@ export async function fetchBranch(ctx, dir) {
     dir,
   );
   if (r.code !== 0) {
-    return { error: r.error ? `could not run git (${r.error.code ?? r.error.message})` : firstErrorLine(r.stderr) };
+    if (r.error) return { error: `could not run git (${r.error.code ?? r.error.message})` };
+    const access = accessFailure(ctx.cfg, r.stderr);
+    return { error: access ?? firstErrorLine(r.stderr) };
   }
   const sha = await revParse(ctx, dir, 'FETCH_HEAD');
   return sha === null ? { error: 'FETCH_HEAD is not a commit' } : { sha };

@@ -1,8 +1,9 @@
 // Dependency install of one tree, bounded by INSTALL_TIMEOUT; a failure names its cause.
 
-import { installFailureCause } from './causes.mjs';
+import { installFailureCause, scopedDependencies } from './causes.mjs';
 import { formatDuration } from './config.mjs';
 import { cleanLine } from './log.mjs';
+import { npmAuth } from './npmauth.mjs';
 import { childEnv } from './pkgmanager.mjs';
 import { describeExit, waitExit } from './procgroup.mjs';
 
@@ -24,7 +25,18 @@ export async function install(ctx, plan) {
     if (lines.length > KEPT_LINES) lines.shift();
   };
   ctx.log.runner(`installing dependencies: ${argv.join(' ')}`);
-  const child = ctx.procs.spawnPrefixed(argv, { cwd: plan.installDir, env: childEnv(ctx.env, cfg.devPort), prefix: '[install]', onLine });
+  const auth = npmAuth(ctx.env, [plan.installDir, plan.dev?.cwd ?? plan.installDir]);
+  // NPM_TOKEN stays in the install's environment (an .npmrc of the project may name ${NPM_TOKEN});
+  // the dev server's never has it.
+  const token = ctx.env.NPM_TOKEN ? { NPM_TOKEN: ctx.env.NPM_TOKEN } : {};
+  const env = { ...childEnv(ctx.env, cfg.devPort), ...token, ...auth.env };
+  let child;
+  try {
+    child = ctx.procs.spawnPrefixed(argv, { cwd: plan.installDir, env, prefix: '[install]', onLine });
+  } catch (e) {
+    auth.cleanup();
+    throw e;
+  }
   let timedOut = false;
   const timer = setTimeout(() => {
     timedOut = true;
@@ -33,12 +45,14 @@ export async function install(ctx, plan) {
   const result = await waitExit(child);
   clearTimeout(timer);
   if (child.pid !== undefined) await ctx.procs.kill(child.pid, 1_000); // reap stragglers of the install tree
+  auth.cleanup();
   if (timedOut) {
     return { ok: false, timedOut: true, reason: `install timed out after ${formatDuration(cfg.installTimeoutMs)} (INSTALL_TIMEOUT)`, cause: null };
   }
   if (result.code === 0) return { ok: true };
   const shown = argv.slice(0, argv[0] === 'corepack' ? 3 : 2).join(' ');
-  const cause = installFailureCause(lines.map((l) => ctx.redact(l)), plan.pm);
+  const hints = { npmToken: Boolean(ctx.env.NPM_TOKEN), scopedDeps: scopedDependencies(plan.pkg) };
+  const cause = installFailureCause(lines.map((l) => ctx.redact(l)), plan.pm, hints);
   return { ok: false, timedOut: false, reason: `${shown} ${describeExit(result)}`, cause };
 }
 

@@ -106,6 +106,7 @@ export function devCommand(pm, scripts, port, spec = null, name = devScriptName(
 export function childEnv(baseEnv, port) {
   const env = { ...baseEnv };
   delete env.GIT_TOKEN;
+  delete env.NPM_TOKEN;
   Object.assign(env, {
     PORT: String(port),
     HOST: '0.0.0.0',

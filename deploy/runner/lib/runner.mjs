@@ -15,7 +15,7 @@ import {
   EXIT_INVALID,
   EXIT_STOPPED,
 } from './exitcodes.mjs';
-import { clone, gitEnvFor, revParse } from './git.mjs';
+import { clone, effectiveBase, gitEnvFor, revParse } from './git.mjs';
 import { install, installFailureMessage } from './install.mjs';
 import { SECRET_ENV, createLogger, makeRedactor } from './log.mjs';
 import { planTree } from './pkgmanager.mjs';
@@ -163,7 +163,9 @@ async function configure(ctx) {
   // The token lives only in cfg and in git children's GIT_CONFIG_* environment.
   delete ctx.env.GIT_TOKEN;
   ctx.redact = makeRedactor(cfg.token, SECRET_ENV.map((k) => ctx.env[k]));
-  ctx.gitEnv = gitEnvFor(ctx.env, cfg.host, cfg.token);
+  // The header goes where git really connects for REPO_URL (after the config's insteadOf).
+  const base = cfg.token === null ? null : effectiveBase(ctx.env, cfg.url);
+  ctx.gitEnv = gitEnvFor(ctx.env, base ?? cfg.host, cfg.token);
   return true;
 }
 

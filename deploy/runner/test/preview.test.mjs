@@ -208,6 +208,12 @@ test('install failures name their cause', () => {
     installFailureCause(["npm error 404  The requested resource '@acme/ui@^1' could not be found or you do not have permission to access it."]),
     /^@acme\/ui could not be downloaded .*NPM_TOKEN/,
   );
+  // npm's E401 names no package: the project's scoped dependencies do
+  const e401 = ['npm error code E401', 'npm error Unable to authenticate, your authentication token seems to be invalid.'];
+  assert.match(installFailureCause(e401, 'npm', { scopedDeps: ['@acme/private-lib'] }), /\(@acme\/private-lib in package.json\) needs NPM_TOKEN/);
+  // with a token the registry refused: renew it
+  assert.match(installFailureCause(npm404, 'npm', { npmToken: true }), /^@acme\/secret-ui could not be downloaded with NPM_TOKEN \(404\): renew NPM_TOKEN/);
+  assert.match(installFailureCause(['npm error code E401', 'npm error 401 Unauthorized - GET https://r/x'], 'npm', { npmToken: true }), /refused NPM_TOKEN \(401\): renew/);
   const stale = [
     'npm error code EUSAGE',
     'npm error `npm ci` can only install packages when your package.json and package-lock.json or npm-shrinkwrap.json are in sync. Please update your lock file with `npm install` before continuing.',
