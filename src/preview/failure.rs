@@ -86,7 +86,7 @@ const FIX_AND_SAVE: &str =
     "fix the error shown in the details and save: the preview starts again by itself";
 const SLOW_INSTALL: &str = "make the install smaller or faster (fewer dependencies, a committed lockfile) and save: the preview starts again by itself";
 const OUT_OF_MEMORY: &str = "make it load less at start and save (the preview starts again by itself), or ask the preview service's operators for larger machines";
-const CLONE: &str = "check the repository URL and that the branch exists (a private repository needs access granted)";
+const CLONE: &str = "check the repository URL and that the branch exists (a private repository needs GIT_TOKEN in the preview's variables)";
 const NO_SCRIPT: &str = "add a \"dev\" or \"start\" script to package.json (in the project's root directory) and save: the preview starts again by itself";
 
 fn other_exit(f: &Failure) -> (String, &'static str) {

@@ -15,7 +15,14 @@ const REPO: &str = "https://github.com/acme/site";
 /// (branch, project, reason, words in `error_message`, words in `status_detail`).
 type Case = (&'static str, &'static str, Reason, &'static [&'static str], &'static [&'static str]);
 
-const CASES: [Case; 6] = [
+const CASES: [Case; 7] = [
+    (
+        "sim-needs-access",
+        "x0",
+        Reason::CloneFailed,
+        &["could not be cloned: clone failed: the repository needs access: add GIT_TOKEN"],
+        &["exit code 3", "terminal prompts disabled"],
+    ),
     (
         "sim-clone-failed",
         "x1",

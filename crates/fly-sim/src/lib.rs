@@ -14,9 +14,9 @@
 //! - `REPO_BRANCH` = `sim-never-healthy`: `started`, but checks stay critical
 //!   (`connection refused`);
 //! - `REPO_BRANCH` = `sim-boot-failed`: boot ends in state `failed` (exit event, code 1);
-//! - `REPO_BRANCH` = `sim-clone-failed` / `sim-no-dev-script` / `sim-install-private` /
+//! - `REPO_BRANCH` = `sim-clone-failed` / `sim-needs-access` / `sim-no-dev-script` / `sim-install-private` /
 //!   `sim-dev-crashloop` / `sim-install-timeout`: `started`, then after `check_delay` the
-//!   runner exits with its code (3 / 4 / 4 / 5 / 6), state `stopped`, leaving its readiness
+//!   runner exits with its code (3 / 3 / 4 / 4 / 5 / 6), state `stopped`, leaving its readiness
 //!   body (`<phase>: <sentence>` and output lines) as the `dev` check's output; `sim-oom`:
 //!   code 137 and `oom_killed: true` on the exit event (Fly's out-of-memory kill);
 //! - `REPO_BRANCH` = `sim-crashloop`: serves, then after another `check_delay` the dev server

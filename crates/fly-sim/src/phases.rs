@@ -11,6 +11,12 @@ pub(crate) const EXIT_BRANCHES: &[(&str, i64, bool, &str)] = &[
         false,
         "clone_failed: git could not clone branch sim-clone-failed\nfatal: Remote branch sim-clone-failed not found in upstream origin",
     ),
+    (
+        "sim-needs-access",
+        3,
+        false,
+        "clone_failed: clone failed: the repository needs access: add GIT_TOKEN (a token that can read the repository)\nfatal: could not read Username for 'https://github.com': terminal prompts disabled",
+    ),
     ("sim-no-dev-script", 4, false, "no_script: package.json has no \"dev\" or \"start\" script"),
     (
         "sim-install-private",
