@@ -233,6 +233,13 @@ async fn secrets_never_leak_from_a_working_daemon(pool: PgPool) {
         .await
         .unwrap();
     assert_no_secret("the row", &row);
+    let events: String =
+        sqlx::query_scalar("SELECT coalesce(json_agg(e)::text, '') FROM fly_preview_events e")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(events.contains("machine_created"), "the timeline was written: {events}");
+    assert_no_secret("the timeline", &events);
     let status = d.terminate().await;
     let out = d.output();
     assert!(status.success(), "graceful exit after SIGTERM, got {status}:\n{out}");
