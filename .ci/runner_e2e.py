@@ -253,7 +253,7 @@ def missing_script(work, base_env, git_env, clone):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--project", choices=sorted(PROJECTS), required=True)
+    ap.add_argument("--project", choices=["vite", "next"], required=True)
     ap.add_argument("--cache", required=True)
     ap.add_argument("--prefix", default="runner-e2e")
     ap.add_argument("--dep", default="ms@2.1.3", help="package added by the dependency change")

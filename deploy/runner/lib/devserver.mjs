@@ -148,7 +148,7 @@ export class DevServer {
     this.saidLoopback = true;
     const outside = nonLoopbackAddress();
     if (outside === null) return;
-    const r = await probe(outside, this.ctx.cfg.devPort, 2_000);
+    const r = await probe(outside, this.ctx.cfg.devPort, 5_000);
     if (r.error !== 'ECONNREFUSED') return;
     this.ctx.log.runner(
       `the dev server listens on ${host}:${this.ctx.cfg.devPort} only (loopback): the runner's proxy reaches it there, ` +

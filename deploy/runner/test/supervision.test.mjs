@@ -64,13 +64,11 @@ test('a dev server killed (SIGKILL) or stopped (SIGSTOP) is restarted; the statu
   assert.ok(first, 'dev server pid');
   let t0 = Date.now();
   process.kill(first, 'SIGKILL');
-  await until('restarting', async () => (await r.state())?.phase === 'restarting', 10_000, r.logs);
-  assert.equal((await r.get('/')).status, 503, 'the status page while it restarts');
-  await r.waitForBody('v1', 30_000);
+  await until('serving again after a restart', async () => {
+    const s = await r.state();
+    return s?.restarts === 1 && s.phase === 'serving' && (await r.get('/'))?.body === 'v1';
+  }, 60_000, r.logs);
   const killed = Date.now() - t0;
-  const s1 = await r.state();
-  assert.equal(s1.restarts, 1);
-  assert.equal(s1.phase, 'serving');
   assert.match(r.out, /dev server exited with code 137; restarting in 1s/);
 
   const [second] = pidsOf(marker);
@@ -92,6 +90,13 @@ setTimeout(() => { console.error('TypeError: boom at app.js:1'); process.exit(1)
   fx.commitAndPush('crashes');
   const r = await fx.runner({ FAILURE_LINGER: '3s' });
   await r.waitForBody('up', START_MS);
+  // Between crashes (backoff 1, 2, 4, 8 s) the status page says it is restarting.
+  const between = await until('restarting', async () => {
+    const s = await r.state();
+    return s?.phase === 'restarting' && s.restarts >= 2 ? await r.get('/') : null;
+  }, 60_000, r.logs);
+  assert.equal(between.status, 503);
+  assert.match(between.body, /Restarting the dev server/);
   await until('crash loop', async () => (await r.state())?.phase === 'crashloop', 120_000, r.logs);
   const t0 = Date.now();
   const ready = await r.get('/__preview/ready');
@@ -164,7 +169,7 @@ test('a plain server bound to localhost only is served, with one line naming the
   const r = await fx.runner();
   await until('served through the non-loopback address', async () => (await r.get('/', 'roseram-1.fly.dev', OUTSIDE))?.body === 'local only', START_MS, r.logs);
   if (OUTSIDE !== '127.0.0.1') {
-    await r.waitForLog(`listens on 127.0.0.1:${r.port + 1} only (loopback)`, 10_000);
+    await r.waitForLog(`:${r.port + 1} only (loopback)`, 30_000);
     assert.match(r.out, /to fix, listen on 0\.0\.0\.0/);
   }
 });
