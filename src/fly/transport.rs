@@ -305,10 +305,16 @@ impl Transport {
             e.info_mut().call = Some(req.action.as_str());
             e
         });
-        self.breaker.record(match &result {
+        let signal = match &result {
             Ok(_) => Signal::Answered,
+            Err(e) if req.action == Action::ExecMachine => Signal::of_exec(e),
             Err(e) => Signal::of(e, req.action == Action::WaitMachine),
-        });
+        };
+        if self.breaker.record(signal)
+            && let Some(m) = &self.metrics
+        {
+            m.fly_breaker_trips.inc();
+        }
         self.record(req.action, &result, started.elapsed());
         result
     }

@@ -43,6 +43,7 @@ mod supabase_daemon;
 mod supabase_pooler;
 mod support;
 mod sync;
+mod sync_isolation;
 mod sync_runner;
 mod teardown;
 mod upgrade;
