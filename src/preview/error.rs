@@ -160,11 +160,6 @@ pub const KINDS: &[&str] = &[
 ];
 
 impl ReconcileError {
-    /// A Fly failure of the platform (5xx, timeout, lost connection, not sent by the breaker).
-    pub fn is_platform_failure(&self) -> bool {
-        matches!(self, ReconcileError::Fly(e) if e.is_platform_failure())
-    }
-
     /// `status_reason` for the row under `policy`.
     pub fn reason(&self, policy: Policy) -> Reason {
         match (self, policy) {

@@ -129,7 +129,7 @@ impl Reconciler for Previews {
             // Someone else's write won: there is nothing of ours to record.
             return Err(ReconcileError::Fenced);
         }
-        let w = outcome::error_write(row, e, self.policy(e), action, Utc::now());
+        let w = outcome::error_write(row, e, self.policy(e), action);
         self.write(row, &w).await
     }
 

@@ -34,6 +34,7 @@ mod runner_inputs;
 mod scheduling;
 mod security;
 mod shared_inputs;
+mod slow_fly;
 mod store;
 mod store_claim;
 mod store_tombstones;
