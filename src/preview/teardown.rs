@@ -256,7 +256,7 @@ pub async fn run(
         reconciler: Arc::new(Teardown { ctx, metrics: metrics.clone(), tombstones }),
         timing: Timing {
             concurrency: PARALLEL,
-            poll_interval: s.poll_interval,
+            poll_interval: s.backstop_poll(),
             shutdown_timeout: s.shutdown_timeout,
         },
         metrics,

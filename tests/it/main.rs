@@ -14,6 +14,7 @@ mod controller_role;
 mod demo;
 mod deploy_artifacts;
 mod deploy_promql;
+mod failover;
 mod fly_client;
 mod fly_client_machines;
 mod fly_client_wait;
