@@ -8,6 +8,8 @@
 //! which no row can fix and which must not churn rows. The gate's probe and drift's org
 //! listings use the same function for their Fly errors.
 
+use std::time::Duration;
+
 use crate::fly::FlyError;
 use crate::model::state::Reason;
 use crate::preview::plan::MachineRef;
@@ -53,6 +55,10 @@ pub enum Policy {
     /// Fly is failing platform-wide: the row keeps its status (reason `FlyUnavailable`),
     /// its attempts do not grow, and it is retried as soon as Fly answers again.
     FlyDown,
+    /// Fly's budget for a call is spent until this much later (its 429 `Retry-After`, or
+    /// our own bucket for Fly's limit, request not sent): the row keeps its status and its
+    /// attempts and comes back then, its worker slot given back meanwhile.
+    Wait(Duration),
 }
 
 /// Conditions that stop the whole controller, not one row.
@@ -118,6 +124,7 @@ pub fn classify_fly(e: &FlyError, fly_down: bool) -> Policy {
         FlyError::Permanent(_) | FlyError::Forbidden(_) | FlyError::Config(_) => {
             Policy::WaitForChange
         }
+        FlyError::RateLimited { retry_after: Some(after), .. } => Policy::Wait(*after),
         _ => Policy::Retry,
     }
 }
@@ -214,6 +221,7 @@ pub fn result_label(e: &ReconcileError, policy: Policy) -> &'static str {
     match (e, policy) {
         (ReconcileError::Fenced, _) => "fenced",
         (_, Policy::Retry) => "error",
+        (_, Policy::Wait(_)) => "requeue",
         (_, Policy::WaitForChange) => "permanent",
         (_, Policy::Global(_) | Policy::FlyDown) => "blocked",
     }

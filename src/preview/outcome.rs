@@ -167,6 +167,10 @@ pub fn policy_action(
     match policy {
         Policy::Global(c) => Action::Block(c),
         Policy::FlyDown => Action::requeue(now, OUTAGE_RECHECK),
+        // Up to a tenth more, so rows refused together do not all come back at one instant.
+        Policy::Wait(after) => {
+            Action::requeue(now, after.mul_f64(1.0 + rng.random::<f64>() / 10.0))
+        }
         Policy::WaitForChange => Action::AwaitChange,
         Policy::Retry => {
             Action::requeue(now, backoff.delay(u32::try_from(attempts).unwrap_or(0), rng))
@@ -189,6 +193,13 @@ pub fn error_write(
         ..base(row, Status::Error, e.reason(policy))
     };
     match (e, policy) {
+        (_, Policy::Wait(_)) => StatusWrite {
+            status: row.status,
+            error_message: Some(retry_message(&summary, action.due_at(), None)),
+            attempts: row.attempts,
+            observed_generation: None,
+            ..write
+        },
         (_, Policy::FlyDown | Policy::Global(_)) => StatusWrite {
             status: row.status,
             error_message: Some(summary),
@@ -216,7 +227,7 @@ pub fn error_write(
             ..write
         },
         (_, Policy::Retry) => StatusWrite {
-            error_message: Some(retry_message(&summary, action.due_at(), attempts)),
+            error_message: Some(retry_message(&summary, action.due_at(), Some(attempts))),
             attempts,
             observed_generation: None,
             status: retry_status(row, e),
@@ -227,9 +238,10 @@ pub fn error_write(
 
 /// The message of a row retried after Fly's (or the controller's own) trouble: it names the
 /// time of the next attempt, the same instant the write stores in `next_attempt_at`.
-fn retry_message(summary: &str, due: Option<DateTime<Utc>>, attempts: i32) -> String {
+fn retry_message(summary: &str, due: Option<DateTime<Utc>>, attempt: Option<i32>) -> String {
     let when = due.map_or_else(String::new, |t| format!(" at {} UTC", t.format("%H:%M:%S")));
-    format!("{summary}; retrying automatically{when} (attempt {attempts})")
+    let attempt = attempt.map_or_else(String::new, |n| format!(" (attempt {n})"));
+    format!("{summary}; retrying automatically{when}{attempt}")
 }
 
 /// The status a retried row shows. A retry is for trouble no user can fix (Fly's errors,

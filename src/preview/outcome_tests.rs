@@ -196,3 +196,25 @@ fn a_rejected_token_is_global_and_writes_nothing() {
     assert_eq!(failed(&r, e), Err(GlobalCondition::FlyTokenRejected));
     assert!(GlobalCondition::FlyTokenRejected.describe().contains("FLY_API_TOKEN"));
 }
+
+#[test]
+fn a_spent_fly_budget_gives_the_slot_back_without_counting() {
+    let r = row(Status::Initializing, 2);
+    let after = Duration::from_secs(5);
+    let e = FlyError::RateLimited { retry_after: Some(after), info: info(429) };
+    let w = failed(&r, e.into()).unwrap();
+    assert_eq!((w.status, w.reason, w.attempts), (Status::Initializing, Reason::FlyApiError, 2));
+    let at = w.next_attempt_at.unwrap();
+    let (lo, hi) =
+        (now() + chrono::Duration::seconds(5), now() + chrono::Duration::milliseconds(5500));
+    assert!(at >= lo && at <= hi, "{at}");
+    let msg = w.error_message.unwrap();
+    assert!(msg.contains(&format!("retrying automatically at {} UTC", at.format("%H:%M:%S"))));
+    assert!(!msg.contains("attempt"), "{msg}");
+    let policy = classify(
+        &FlyError::RateLimited { retry_after: Some(after), info: info(429) }.into(),
+        false,
+    );
+    assert_eq!(policy, Policy::Wait(after));
+    assert_eq!(crate::preview::error::result_label(&ReconcileError::Fenced, policy), "fenced");
+}

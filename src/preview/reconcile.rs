@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::fly::{FlyClient, FlyError};
+use crate::fly::{self, FlyClient, FlyError};
 use crate::model::state::Reason;
 use crate::model::state::{DesiredState, Status};
 use crate::ops::metrics::Metrics;
@@ -20,6 +20,12 @@ use crate::preview::outcome::{self, Outcome, PreviewAction};
 use crate::preview::quiet;
 use crate::runtime::{Claimed, Queue, QueueError, Reconciler};
 use crate::store::{Lease, PreviewRow, StatusWrite, Store};
+
+/// The longest a pass waits in its worker slot for Fly's budget (a client-side bucket, a
+/// 429's `Retry-After`); past it the pass ends and the row comes back when the budget has room
+/// ([`Policy::Wait`]). The happy path never waits at all (at most 2 calls of one action on one
+/// app or machine).
+pub const SLOT_WAIT: Duration = Duration::from_secs(1);
 
 /// One pass for one row: within the row's redeploy budget, desired `stopped` tears down,
 /// otherwise deploys if the user's quota has a slot for it.
@@ -108,7 +114,7 @@ impl Reconciler for Previews {
     type Block = GlobalCondition;
 
     async fn reconcile(&self, row: &PreviewRow) -> Result<PreviewAction, ReconcileError> {
-        let outcome = pass(&self.ctx, row).await?;
+        let outcome = fly::bounded_waits(SLOT_WAIT, pass(&self.ctx, row)).await?;
         let w = outcome::decide(&self.ctx.settings, row, &outcome, Utc::now());
         self.write(row, &w).await?;
         Ok(outcome::action_of(&w))

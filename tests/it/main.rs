@@ -15,6 +15,7 @@ mod demo;
 mod deploy_artifacts;
 mod deploy_promql;
 mod failover;
+mod fly_budget;
 mod fly_client;
 mod fly_client_machines;
 mod fly_client_wait;
