@@ -34,8 +34,12 @@ pub async fn pass(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError
         return Ok(hold.into());
     }
     if row.desired_state == DesiredState::Stopped {
+        if !row.fly_app_created {
+            // It never had an app: nothing runs on Fly, nothing to ask Fly.
+            return Ok(Outcome::Stopped);
+        }
         ctx.fly_up()?;
-        return teardown(&ctx.fly, &row.fly_app_name).await;
+        return stop(&ctx.fly, &row.fly_app_name).await;
     }
     if let Err(e) = validate_row(row, &ctx.settings.rules) {
         let reason = Reason::InvalidSpec;
@@ -63,19 +67,38 @@ impl From<limits::Hold> for Outcome {
     }
 }
 
-/// Deletes the app and confirms it is gone.
-async fn teardown(fly: &FlyClient, app: &str) -> Result<Outcome, ReconcileError> {
-    match fly.delete_app(app).await {
-        Ok(()) => {}
-        // Gone already, or not ours to delete (another org's name): nothing of ours remains.
+/// Stops a preview: destroys every machine of its app and keeps the app (no machine runs,
+/// nothing is billed; an app without machines costs nothing on Fly). A stop so spends no
+/// app-delete budget (Fly's scarcest, 100 a minute org-wide) and a redeploy needs no app
+/// create; the app itself goes with the row (its tombstone) or the orphan sweep.
+async fn stop(fly: &FlyClient, app: &str) -> Result<Outcome, ReconcileError> {
+    let live = match live_machines(fly, app).await {
+        Ok(ids) => ids,
+        // No app (or not ours to touch: another org's name): nothing of ours runs.
         Err(FlyError::NotFound(_) | FlyError::Forbidden(_)) => return Ok(Outcome::Stopped),
         Err(e) => return Err(e.into()),
+    };
+    if live.is_empty() {
+        return Ok(Outcome::Stopped);
     }
-    match fly.get_app(app).await {
-        Err(FlyError::NotFound(_)) => Ok(Outcome::Stopped),
+    for id in &live {
+        match fly.destroy_machine(app, id, true).await {
+            Ok(()) | Err(FlyError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match live_machines(fly, app).await {
+        Ok(ids) if ids.is_empty() => Ok(Outcome::Stopped),
         Ok(_) => Ok(Outcome::TearingDown),
+        Err(FlyError::NotFound(_)) => Ok(Outcome::Stopped),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Ids of the app's machines that are not destroyed (or being destroyed).
+async fn live_machines(fly: &FlyClient, app: &str) -> Result<Vec<String>, FlyError> {
+    let ms = fly.list_machines(app, &[]).await?;
+    Ok(ms.into_iter().filter(|m| m.is_active()).map(|m| m.id).collect())
 }
 
 /// The preview reconciler of one replica.

@@ -120,6 +120,8 @@ impl Teardown {
             return Ok(Verdict::Kept(Keep::NotOurPrefix));
         }
         if ctx.store.app_name_exists(app).await? {
+            // The app (if any) is the new row's now: its own stop or delete must see it.
+            ctx.store.note_app_kept(app).await?;
             return Ok(Verdict::Kept(Keep::NameInUse));
         }
         ctx.fly_up()?;

@@ -25,6 +25,7 @@ mod isolation;
 mod limits;
 mod messages;
 mod misconfig;
+mod no_app;
 mod observability;
 mod observability_promql;
 mod quiet;

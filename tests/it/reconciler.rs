@@ -76,17 +76,22 @@ async fn teardown_by_desired_state_and_by_legacy_status(pool: PgPool) {
         .unwrap();
     for id in [a, b] {
         let row = h.wait_row(id, "stopped", |r| r.status == Status::Stopped).await;
-        assert!(!h.sim.app_names().contains(&row.fly_app_name), "app deleted");
+        assert!(h.sim.machines(&row.fly_app_name).is_empty(), "nothing runs");
+        assert!(h.sim.app_names().contains(&row.fly_app_name), "the empty app is kept");
         assert_eq!(row.fly_machine_id, None);
     }
-    assert_eq!(h.sim.stats().apps_alive, 0);
-    // and back: 'pending' redeploys
+    let stats = h.sim.stats();
+    assert_eq!((stats.machines_alive, stats.apps_alive), (0, 2));
+    let log = h.sim.request_log();
+    assert!(log.iter().all(|c| c.action != "delete_app"), "a stop spends no app-delete budget");
+    // and back: 'pending' redeploys into the kept app (no app create)
     sqlx::query("UPDATE public.fly_preview_apps SET status = 'pending' WHERE id = $1")
         .bind(a)
         .execute(&pool)
         .await
         .unwrap();
     h.wait_row(a, "running again", is_running).await;
+    assert_eq!(h.sim.stats().apps_created_total, 2, "the kept app is reused");
     r.stop().await;
 }
 

@@ -21,6 +21,7 @@ fn queue(pool: &PgPool, owner: &str) -> Tombstones {
 /// Inserts `n` rows and deletes them; returns their ids.
 async fn deleted_rows(pool: &PgPool, n: usize) -> Vec<Uuid> {
     let ids = insert_rows(pool, n).await;
+    had_app(pool, &ids).await;
     sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = ANY($1)")
         .bind(&ids)
         .execute(pool)
@@ -47,6 +48,7 @@ async fn one(pool: &PgPool, id: Uuid) -> Option<Tombstone> {
 #[sqlx::test]
 async fn deleting_a_row_leaves_a_due_tombstone_with_its_app_name(pool: PgPool) {
     let id = insert_rows(&pool, 1).await[0];
+    had_app(&pool, &[id]).await;
     let row = Store::new(pool.clone(), "x").get(id).await.unwrap().unwrap();
     assert!(all(&pool).await.is_empty(), "a live row has no tombstone");
     sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
@@ -63,6 +65,7 @@ async fn deleting_a_row_leaves_a_due_tombstone_with_its_app_name(pool: PgPool) {
 #[sqlx::test]
 async fn a_signed_in_user_deleting_their_row_leaves_a_tombstone_they_cannot_see(pool: PgPool) {
     let id = insert_rows(&pool, 1).await[0];
+    had_app(&pool, &[id]).await;
     let mut tx = pool.begin().await.unwrap();
     become_user(&mut tx, USER_A).await;
     let n = sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
@@ -104,6 +107,7 @@ async fn a_row_deleted_again_under_the_same_id_is_due_from_scratch(pool: PgPool)
     .execute(&pool)
     .await
     .unwrap();
+    had_app(&pool, &[id]).await;
     sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
         .bind(id)
         .execute(&pool)
