@@ -39,6 +39,8 @@ pub struct ChurnRun {
     pub due_at_end: i64,
     /// Churn end → no row due (`None`: not within [`SETTLE_LIMIT`]).
     pub drained_in: Option<Duration>,
+    /// Churn end → nothing due within a minute either (every preview converged).
+    pub settled_in: Option<Duration>,
     pub deleted_apps_left: usize,
     pub rows_in_error_max: i64,
     pub fly_requests: u64,
@@ -76,14 +78,15 @@ async fn scenario(
     for u in &users {
         ids.extend(db.insert_user_ids(*u, "churn", per_user).await?);
     }
-    let settled = wait_drained(db).await?;
+    let settled = wait_drained(db, true).await?;
     eprintln!("bench: churn: {} rows settled in {settled:?}", ids.len());
     let log_from = sim.request_log().len();
     let started = Instant::now();
     let driver = Driver { db, users: &users, ids, deleted: Vec::new(), ops: 0 };
     let (driver, samples) = drive(a, kind, driver).await?;
     let wall = started.elapsed();
-    let drained_in = wait_drained(db).await.ok();
+    let drained_in = wait_drained(db, false).await.ok();
+    let settled_in = wait_drained(db, true).await.ok().map(|s| s + drained_in.unwrap_or_default());
     tokio::time::sleep(Duration::from_secs(5)).await;
     let log = sim.request_log();
     let alive: HashSet<String> = sim.app_names().into_iter().collect();
@@ -101,6 +104,7 @@ async fn scenario(
         max_due: samples.max_due,
         due_at_end: samples.due_at_end,
         drained_in,
+        settled_in,
         deleted_apps_left,
         rows_in_error_max: samples.max_errors,
         fly_requests: new.len() as u64,
@@ -160,7 +164,7 @@ async fn drive<'a>(
             next_probe += PROBE_EVERY;
         }
         if Instant::now() >= next_sample {
-            let (due, errors) = d.db.due_and_errors().await?;
+            let (due, _, errors) = d.db.due_and_errors().await?;
             (s.max_due, s.max_errors, s.due_at_end) =
                 (s.max_due.max(due), s.max_errors.max(errors), due);
             next_sample += Duration::from_secs(1);
@@ -211,15 +215,20 @@ impl Driver<'_> {
     }
 }
 
-/// Waits until no row is due (the backlog is worked off).
-async fn wait_drained(db: &BenchDb) -> anyhow::Result<Duration> {
+/// Waits until no row is due (`settled`: none due within a minute either: every preview
+/// converged, only periodic rechecks left).
+async fn wait_drained(db: &BenchDb, settled: bool) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
     loop {
-        let (due, _) = db.due_and_errors().await?;
-        if due == 0 {
+        let (due, soon, _) = db.due_and_errors().await?;
+        let left = if settled { soon } else { due };
+        if left == 0 {
             return Ok(t0.elapsed());
         }
-        anyhow::ensure!(t0.elapsed() < SETTLE_LIMIT, "{due} rows still due after {SETTLE_LIMIT:?}");
+        anyhow::ensure!(
+            t0.elapsed() < SETTLE_LIMIT,
+            "{left} rows still due after {SETTLE_LIMIT:?}"
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -227,8 +236,10 @@ async fn wait_drained(db: &BenchDb) -> anyhow::Result<Duration> {
 /// The scenario as markdown.
 pub fn render(r: &ChurnRun, a: &BenchArgs) -> String {
     let p = sorted(r.probe_ttrs.clone());
-    let drained =
-        r.drained_in.map_or("not within 300 s".into(), |d| format!("{:.1} s", d.as_secs_f64()));
+    let secs = |d: Option<Duration>| {
+        d.map_or_else(|| "not within 300 s".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()))
+    };
+    let (drained, settled) = (secs(r.drained_in), secs(r.settled_in));
     let what = match r.kind {
         Some(ChurnKind::Toggling) => format!(
             "{} users × {} running previews, each toggled stopped ↔ pending every {:?}",
@@ -246,7 +257,7 @@ pub fn render(r: &ChurnRun, a: &BenchArgs) -> String {
          | a new user's preview, idle system: request → running | {:.2} s |\n\
          | a new user's preview during the churn ({} probes): p50 / p99 / max | {:.2} / {:.2} / {:.2} s |\n\
          | rows due (waiting for work), sampled each second: max / at the end | {} / {} |\n\
-         | churn end → no row due | {drained} |\n\
+         | churn end → no row due / every preview converged | {drained} / {settled} |\n\
          | rows in `error`, max of the samples | {} |\n\
          | apps of deleted rows still alive after that | {} |\n\
          | Fly requests during the churn (per s) | {} ({:.1}) |\n\

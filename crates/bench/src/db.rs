@@ -178,9 +178,11 @@ impl BenchDb {
         Ok(())
     }
 
-    /// (rows due now, rows in `error` for anything but the quota).
-    pub async fn due_and_errors(&self) -> anyhow::Result<(i64, i64)> {
+    /// (rows due now, rows due within a minute (work under way), rows in `error` for
+    /// anything but the quota).
+    pub async fn due_and_errors(&self) -> anyhow::Result<(i64, i64, i64)> {
         let sql = "SELECT count(*) FILTER (WHERE next_attempt_at <= now()), \
+                          count(*) FILTER (WHERE next_attempt_at <= now() + interval '1 minute'), \
                           count(*) FILTER (WHERE status = $1 AND status_reason IS DISTINCT FROM $2) \
                    FROM public.fly_preview_apps";
         self.count(1);
