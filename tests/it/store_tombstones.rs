@@ -138,6 +138,22 @@ async fn claim_leases_due_tombstones_to_one_replica(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn one_users_bulk_delete_does_not_hold_back_another_users(pool: PgPool) {
+    deleted_rows(&pool, 20).await; // USER_A's, all due before USER_B's
+    let theirs =
+        insert_row(&pool, USER_B, "mine", Some("https://github.com/acme/site"), "main").await;
+    had_app(&pool, &[theirs]).await;
+    sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
+        .bind(theirs)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let first = queue(&pool, "a").claim(4).await.unwrap();
+    assert_eq!(first.len(), 4);
+    assert!(first.iter().any(|t| t.id == theirs), "every user's first before anyone's second");
+}
+
+#[sqlx::test]
 async fn concurrent_claims_never_share_a_tombstone(pool: PgPool) {
     deleted_rows(&pool, 40).await;
     let claims = (0..8).map(|i| {
