@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the tools that .ci/check-deploy.sh, .ci/deny.sh (and the end-to-end tests) need:
 #   - promtool + prometheus (Debian package `prometheus`), yamllint, jq   -> system (apt)
+#   - chromium (Debian's package; .ci/runner-frameworks.sh's hot-reload check) -> system (apt)
 #   - helm-python-sdk, kubernetes-validate                              -> project venv .venv
 #   - cargo-deny (crates.io, `cargo install --locked`)                  -> $CARGO_HOME/bin
 # Idempotent and fast when everything is already there. Safe for CI (root, CI=true, no stdin).
@@ -29,6 +30,7 @@ command -v promtool >/dev/null 2>&1 || apt_pkgs+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || { [[ " ${apt_pkgs[*]-} " == *" prometheus "* ]] || apt_pkgs+=(prometheus); }
 command -v yamllint >/dev/null 2>&1 || apt_pkgs+=(yamllint)
 command -v jq >/dev/null 2>&1 || apt_pkgs+=(jq)
+command -v chromium >/dev/null 2>&1 || apt_pkgs+=(chromium)
 
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
     log "apt: installing ${apt_pkgs[*]}"
@@ -103,5 +105,6 @@ log "promtool:   $(command -v promtool) ($(promtool --version 2>&1 | head -n1))"
 log "prometheus: $(command -v prometheus)"
 log "yamllint:   $(command -v yamllint) ($(yamllint --version 2>&1))"
 log "jq:         $(command -v jq) ($(jq --version 2>&1))"
+log "chromium:   $(command -v chromium) ($(chromium --version 2>/dev/null | head -n1))"
 log "venv:       $VENV (helm-python-sdk $HELM_PYTHON_SDK_VERSION, kubernetes-validate $KUBERNETES_VALIDATE_VERSION)"
 log "cargo-deny: $(command -v cargo-deny) ($(cargo deny --version 2>&1))"

@@ -58,6 +58,16 @@ PROJECTS = {
         "marker_path": "/marker",
         "page_probe": "<html",
     },
+    # Used by .ci/runner_frameworks.py (first 200, hot reload in Chromium) only.
+    "angular": {
+        "scaffold": ["npx", "-y", "@angular/cli@latest", "new", "app", "--defaults", "--skip-install", "--skip-git"],
+        "page_probe": "<app-root",
+    },
+    "sveltekit": {
+        "scaffold": ["npx", "-y", "sv@latest", "create", "app", "--template", "minimal", "--types", "ts",
+                     "--no-add-ons", "--no-install"],
+        "page_probe": "Welcome to SvelteKit",
+    },
 }
 
 
@@ -156,9 +166,9 @@ def serve_and_follow(project, args, work, app, base_env, git_env):
         gap, misses = poller.max_gap()
         figure("dependency change: push to switch (install beside the running server)", f"{switched - t:.1f}s")
         t_stop = r.when(r"\[runner\] stopping dev server", after=t)
-        t_listen = r.when(r"\[runner\] dev server is accepting connections", after=switched)
+        t_listen = r.when(r"\[runner\] dev server is serving", after=switched)
         if t_stop and t_listen:
-            figure("dependency change: old dev server stopped in / new one listening after",
+            figure("dependency change: old dev server stopped in / new one serving after",
                    f"{switched - t_stop:.2f}s / {t_listen - switched:.2f}s")
         figure("dependency change: downtime (longest gap without a 200, GET / every 100 ms)",
                f"{gap:.2f}s ({misses} of {len(poller.samples)} polls not 200)")
@@ -200,7 +210,7 @@ def hung_install(work, base_env, git_env_unused):
     threading.Thread(target=accept_forever, daemon=True).start()
     empty_cache = os.path.join(work, "empty-npm-cache")
     env = dict(base_env, REPO_URL="https://git.test/ci/app", REPO_BRANCH="main", ALLOWED_HOSTS="git.test",
-               PORT=str(free_port()), INSTALL_TIMEOUT="20s", npm_config_cache=empty_cache,
+               PORT=str(free_port()), INSTALL_TIMEOUT="20s", FAILURE_LINGER="1s", npm_config_cache=empty_cache,
                npm_config_registry=f"http://127.0.0.1:{srv.getsockname()[1]}/")
     r = Runner(work, "hung", env)
     try:
@@ -226,7 +236,7 @@ def missing_script(work, base_env, git_env, clone):
     run(GIT + ["checkout", "-q", "-b", "no-script"], cwd=clone, env=git_env)
     push(clone, git_env, "no dev or start script", branch="no-script")
     env = dict(base_env, REPO_URL="https://git.test/ci/app", REPO_BRANCH="no-script", ALLOWED_HOSTS="git.test",
-               PORT=str(free_port()))
+               PORT=str(free_port()), FAILURE_LINGER="1s")
     r = Runner(work, "noscript", env)
     try:
         r.proc.wait(60)

@@ -265,3 +265,86 @@ def push(work_clone, env, message, branch="main"):
     run(GIT + ["commit", "-q", "-m", message], cwd=work_clone, env=env)
     run(GIT + ["push", "-q", "origin", f"HEAD:refs/heads/{branch}"], cwd=work_clone, env=env)
     return run(GIT + ["rev-parse", "HEAD"], cwd=work_clone, env=env).stdout.decode().strip()
+
+
+# ---- as Fly's proxy reaches the runner ------------------------------------------------------
+
+def outside_address():
+    """The machine's non-loopback IPv4 address (what Fly's proxy connects to), else 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: picks the outgoing interface
+            addr = s.getsockname()[0]
+        except OSError:
+            addr = "127.0.0.1"
+    return addr
+
+
+def get_via(addr, port, path="/", host="roseram-5aacab32.fly.dev", timeout=5.0):
+    """(status, body) of GET http://addr:port/path with a public Host header; (0, '') on error."""
+    try:
+        c = http.client.HTTPConnection(addr, port, timeout=timeout)
+        c.request("GET", path, headers={"Host": host, "Accept": "text/html,*/*", "X-Forwarded-Proto": "https"})
+        r = c.getresponse()
+        body = r.read().decode("utf-8", errors="replace")
+        c.close()
+        return r.status, body
+    except (OSError, http.client.HTTPException):
+        return 0, ""
+
+
+class TlsFront:
+    """A stand-in for Fly's proxy: TLS on listen_addr:443, every connection piped as bytes to
+    the runner at (target_addr, target_port) (set per run). Runs in a thread (asyncio)."""
+
+    def __init__(self, cert, key, listen_addr="127.0.0.77", port=443):
+        import asyncio
+        import ssl
+        self.target = None
+        self.listen = (listen_addr, port)
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.ctx.set_alpn_protocols(["http/1.1"])
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        ready.wait(10)
+
+    def _run(self, ready):
+        import asyncio
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(
+            asyncio.start_server(self._handle, self.listen[0], self.listen[1], ssl=self.ctx))
+        self.server = server
+        ready.set()
+        self.loop.run_forever()
+
+    async def _handle(self, reader, writer):
+        import asyncio
+        try:
+            up_r, up_w = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+
+        async def pipe(r, w):
+            try:
+                while True:
+                    data = await r.read(65536)
+                    if not data:
+                        break
+                    w.write(data)
+                    await w.drain()
+            except (OSError, ConnectionError):
+                pass
+            finally:
+                try:
+                    w.close()
+                except (OSError, RuntimeError):
+                    pass
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.server.close)
+        self.loop.call_soon_threadsafe(self.loop.stop)

@@ -18,3 +18,11 @@ drop trigger if exists fly_preview_apps_80_tombstone on public.fly_preview_apps;
 create trigger fly_preview_apps_80_tombstone after delete on public.fly_preview_apps
   for each row when (old.fly_app_created)
   execute function public.fly_preview_apps_tombstone();
+
+-- With no teardown, nothing else ends the deleted preview's timeline (20261207000210_timeline.sql
+-- forgets it when the tombstone goes): it goes with the row, after the 'deleted' event
+-- (85_event_delete) was written.
+drop trigger if exists fly_preview_apps_86_no_app_forget_events on public.fly_preview_apps;
+create trigger fly_preview_apps_86_no_app_forget_events after delete on public.fly_preview_apps
+  for each row when (not old.fly_app_created)
+  execute function public.fly_preview_events_forget();

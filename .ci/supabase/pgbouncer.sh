@@ -3,6 +3,8 @@
 # poolers sit in front of a project:
 #   transaction mode on 127.0.0.1:6543 (Supabase's transaction pooler port)
 #   session mode     on 127.0.0.1:6544 (Supabase's session pooler uses 5432; taken here)
+#   the same two with server_round_robin = 1 (servers reused oldest-first instead of
+#   last-in-first-out) on 127.0.0.1:6545 (transaction) and 6546 (session)
 # Two PgBouncer processes, because pool_mode is per process (or per database, not per port).
 # Authentication as Supabase's own PgBouncer did it: auth_user=pgbouncer with
 # auth_query 'SELECT * FROM pgbouncer.get_auth($1)' (init-scripts/00-schema.sql), so any role
@@ -12,6 +14,7 @@
 # Usage: pgbouncer.sh [start|restart|stop|status]   (start keeps healthy running instances,
 #        restart always restarts; both idempotent)
 # Env: SUPA_PORT (54329), PGBOUNCER_TX_PORT (6543), PGBOUNCER_SESSION_PORT (6544),
+#      PGBOUNCER_TX_RR_PORT (6545), PGBOUNCER_SESSION_RR_PORT (6546),
 #      PGBOUNCER_DIR (/tmp/fly-preview-pgbouncer), PGBOUNCER_RUN_AS (postgres),
 #      PGBOUNCER_POOL_SIZE (default_pool_size, 15).
 set -euo pipefail
@@ -19,6 +22,8 @@ set -euo pipefail
 SUPA_PORT=${SUPA_PORT:-54329}
 PGBOUNCER_TX_PORT=${PGBOUNCER_TX_PORT:-6543}
 PGBOUNCER_SESSION_PORT=${PGBOUNCER_SESSION_PORT:-6544}
+PGBOUNCER_TX_RR_PORT=${PGBOUNCER_TX_RR_PORT:-6545}
+PGBOUNCER_SESSION_RR_PORT=${PGBOUNCER_SESSION_RR_PORT:-6546}
 PGBOUNCER_DIR=${PGBOUNCER_DIR:-/tmp/fly-preview-pgbouncer}
 PGBOUNCER_RUN_AS=${PGBOUNCER_RUN_AS:-postgres}
 PGBOUNCER_POOL_SIZE=${PGBOUNCER_POOL_SIZE:-15}
@@ -27,7 +32,7 @@ action=${1:-start}
 log() { echo "pgbouncer-setup: $*"; }
 die() { echo "pgbouncer-setup: ERROR: $*" >&2; exit 1; }
 
-instances="transaction:$PGBOUNCER_TX_PORT session:$PGBOUNCER_SESSION_PORT"
+instances="transaction:$PGBOUNCER_TX_PORT session:$PGBOUNCER_SESSION_PORT transaction-rr:$PGBOUNCER_TX_RR_PORT session-rr:$PGBOUNCER_SESSION_RR_PORT"
 
 pid_of() { # pid_of NAME -> pid of our running instance, or nothing
     local pidfile="$PGBOUNCER_DIR/$1/pgbouncer.pid" pid
@@ -67,8 +72,9 @@ install_pgbouncer() {
     command -v pgbouncer >/dev/null || die "pgbouncer not on PATH after install"
 }
 
-start_instance() { # start_instance NAME PORT
-    local name=$1 port=$2 dir="$PGBOUNCER_DIR/$1"
+start_instance() { # start_instance NAME PORT (NAME: transaction|session, -rr = round robin)
+    local name=$1 port=$2 dir="$PGBOUNCER_DIR/$1" rr=0
+    case "$name" in *-rr) rr=1 ;; esac
     stop_instance "$name"
     rm -f "$dir/pgbouncer.pid" # stale after a crash or kill -9; pgbouncer would refuse to start
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
@@ -88,7 +94,8 @@ start_instance() { # start_instance NAME PORT
 listen_addr = 127.0.0.1
 listen_port = $port
 unix_socket_dir =
-pool_mode = $name
+pool_mode = ${name%-rr}
+server_round_robin = $rr
 auth_type = trust
 auth_file = $dir/userlist.txt
 auth_user = pgbouncer
@@ -125,7 +132,7 @@ verify() {
         got=$(timeout 15 psql -X -At -h 127.0.0.1 -p "$port" -U postgres -d postgres -c 'select 1' 2>&1 || true)
         mode=$(timeout 15 psql -X -At -h 127.0.0.1 -p "$port" -U postgres -d pgbouncer -c 'show config' 2>/dev/null \
                | awk -F'|' '$1=="pool_mode"{print $2}' || true)
-        if [ "$got" = 1 ] && [ "$mode" = "$name" ]; then
+        if [ "$got" = 1 ] && [ "$mode" = "${name%-rr}" ]; then
             log "check: OK   127.0.0.1:$port answers select 1 (admin console: pool_mode=$mode)"
         else
             log "check: FAIL 127.0.0.1:$port: select 1 -> '$got', pool_mode '$mode'"; failed=1
@@ -137,6 +144,7 @@ verify() {
 print_urls() {
     log "url (transaction mode, like Supabase :6543): postgres://postgres@127.0.0.1:$PGBOUNCER_TX_PORT/postgres"
     log "url (session mode, like Supabase's session pooler): postgres://postgres@127.0.0.1:$PGBOUNCER_SESSION_PORT/postgres"
+    log "urls with server_round_robin = 1: transaction :$PGBOUNCER_TX_RR_PORT, session :$PGBOUNCER_SESSION_RR_PORT"
 }
 
 # One run at a time; the daemons must not inherit this lock (fd 9 is closed for them).

@@ -4,6 +4,7 @@
 //
 //   node entrypoint.mjs                     run the preview (inputs from the environment)
 //   node entrypoint.mjs sync [--timeout 10s] ask the running runner to fetch now (one JSON line)
+//   node entrypoint.mjs status               the preview's state (one JSON line; 0 = serving)
 //
 // Inputs come only from the environment (see README.md). Every external program is spawned
 // with an argv array and no shell, so REPO_URL / REPO_BRANCH are never shell text. GIT_TOKEN
@@ -11,8 +12,10 @@
 // is never written to argv, .git/config, logs, or the install / dev server environment.
 //
 // Exit codes: 0 stopped by SIGTERM/SIGINT, 1 unexpected error, 2 invalid input, 3 clone failed,
-// 4 install failed or nothing to run, 5 dev server keeps dying at start, 6 install timed out.
+// 4 install failed or nothing to run, 5 dev server never served at start, 6 install timed out,
+// 7 crash loop (the dev server failed 5 times within 2 minutes after it once served).
 // `sync`: 0 ok, 1 sync failed or timed out, 2 usage, 3 runner not reachable.
+// `status`: 0 serving, 1 any other phase (or no answer), 2 usage, 3 runner not reachable.
 //
 // The code is in lib/ (plain ES modules, no npm dependencies; Node.js 20 or 22). This file only
 // builds the context and dispatches; it re-exports the pure helpers the tests import.
@@ -20,7 +23,7 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-import { syncCommand } from './lib/control.mjs';
+import { statusCommand, syncCommand } from './lib/control.mjs';
 import { createContext, run } from './lib/runner.mjs';
 
 export {
@@ -31,9 +34,12 @@ export {
   parseDuration,
   formatDuration,
   parsePort,
+  parseDevPort,
+  validateRootDirectory,
   readConfig,
   controlSocketPath,
   FORMAT_CHAR_RANGES,
+  INVISIBLE_RANGES,
 } from './lib/config.mjs';
 export {
   DEPENDENCY_FILES,
@@ -52,6 +58,7 @@ export {
   EXIT_INSTALL,
   EXIT_DEV_CRASHLOOP,
   EXIT_INSTALL_TIMEOUT,
+  EXIT_CRASHLOOP,
 } from './lib/exitcodes.mjs';
 export { createContext, main } from './lib/runner.mjs';
 
@@ -60,14 +67,15 @@ const invokedDirectly =
 
 if (invokedDirectly) {
   const [command, ...args] = process.argv.slice(2);
-  if (command === 'sync') {
-    syncCommand({ args, env: process.env, stdout: process.stdout }).then((code) => {
+  if (command === 'sync' || command === 'status') {
+    const fn = command === 'sync' ? syncCommand : statusCommand;
+    fn({ args, env: process.env, stdout: process.stdout }).then((code) => {
       process.exitCode = code;
     });
   } else if (command === undefined) {
     run(createContext());
   } else {
-    process.stderr.write(`runner: unknown command ${JSON.stringify(command.slice(0, 40))} (expected none or "sync")\n`);
+    process.stderr.write(`runner: unknown command ${JSON.stringify(command.slice(0, 40))} (expected none, "sync" or "status")\n`);
     process.exitCode = 2;
   }
 }

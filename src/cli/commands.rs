@@ -10,10 +10,12 @@ use crate::cli::error::CliError;
 use crate::cli::status;
 use crate::fly::{FlyClient, FlyClientConfig};
 use crate::model::naming;
+use crate::model::timeline::EVENTS_PER_PREVIEW;
 use crate::ops::admin;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::ops::shutdown::Shutdown;
+use crate::preview::cost;
 use crate::preview::daemon::{self, Parts};
 use crate::store;
 
@@ -41,7 +43,22 @@ pub async fn migrate(a: &MigrateArgs) -> Result<(), CliError> {
 
 pub async fn status(a: &StatusArgs) -> Result<(), CliError> {
     let pool = store::connect(&a.db.require()?, 2).await?;
-    let rows = store::Store::new(pool, "status").list_all().await?;
+    let store = store::Store::new(pool, "status");
+    if a.by_user {
+        return status_by_user(a, &store).await;
+    }
+    if let Some(app) = &a.app {
+        let limit = i64::try_from(EVENTS_PER_PREVIEW).unwrap_or(i64::MAX);
+        let events = store.timeline(app, limit).await?;
+        if a.json {
+            let json = serde_json::to_string_pretty(&events).map_err(anyhow::Error::from)?;
+            println!("{json}");
+        } else {
+            print!("{}", status::timeline(app, &events));
+        }
+        return Ok(());
+    }
+    let rows = store.list_all().await?;
     let now = chrono::Utc::now();
     let lines: Vec<status::StatusLine> =
         rows.iter().map(|r| status::StatusLine::from_row(r, now)).collect();
@@ -50,6 +67,19 @@ pub async fn status(a: &StatusArgs) -> Result<(), CliError> {
         println!("{json}");
     } else {
         print!("{}", status::table(&lines, now));
+    }
+    Ok(())
+}
+
+/// `status --by-user`: the top users by estimated cost and previews.
+async fn status_by_user(a: &StatusArgs, store: &store::Store) -> Result<(), CliError> {
+    let rows = store.previews_by_user().await?;
+    let users = cost::by_user(&a.size.price_table, &a.size.size(), &rows, a.top);
+    if a.json {
+        let json = serde_json::to_string_pretty(&users).map_err(anyhow::Error::from)?;
+        println!("{json}");
+    } else {
+        print!("{}", status::users_table(&users, &a.size.size()));
     }
     Ok(())
 }
@@ -73,8 +103,13 @@ pub async fn run(a: RunArgs) -> Result<(), CliError> {
     // before /readyz exists: a role that cannot see every row never reports ready
     store::check_row_access(&pool).await?;
     check_migrated(&pool).await?;
+    check_prefix(&pool, &settings.rules.prefix).await?;
     let health = Arc::new(Health::default());
     health.beat();
+    if let Some(warning) = store::privileged_role(&pool).await? {
+        tracing::warn!("{warning}");
+        health.set_warning(Some(warning));
+    }
     let (addr, _admin) =
         admin::serve(a.listen_addr, health.clone(), metrics.clone()).await.map_err(|e| {
             ConfigError::new("LISTEN_ADDR", format!("cannot listen on {}: {e}", a.listen_addr))
@@ -90,6 +125,20 @@ pub async fn run(a: RunArgs) -> Result<(), CliError> {
     .await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Refuses an `APP_PREFIX` other than the one the database derives names with.
+async fn check_prefix(pool: &PgPool, prefix: &str) -> Result<(), CliError> {
+    match store::database_app_prefix(pool).await? {
+        Some(db) if db != prefix => Err(ConfigError::new(
+            "APP_PREFIX",
+            format!(
+                "is '{prefix}' but the database derives app names with '{db}'; set APP_PREFIX={db}, or change the database's: update fly_preview_controller.settings set app_prefix = '{prefix}';"
+            ),
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// Refuses to start on a database that has not been migrated (clear message, no guessing).

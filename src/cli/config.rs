@@ -154,18 +154,16 @@ pub struct ControllerArgs {
     /// Port the dev server listens on inside the machine.
     #[arg(long, env = "RUNNER_PORT", default_value_t = 3000)]
     pub runner_port: u16,
-    /// Machine size: CPU kind, CPUs, memory.
-    #[arg(long, env = "RUNNER_CPU_KIND", default_value = "shared")]
-    pub runner_cpu_kind: String,
-    #[arg(long, env = "RUNNER_CPUS", default_value_t = 1)]
-    pub runner_cpus: u32,
-    /// Memory of a preview machine; a Next.js dev server needs about 1 GB (BENCHMARKS.md).
-    #[arg(long, env = "RUNNER_MEMORY_MB", default_value_t = 2048)]
-    pub runner_memory_mb: u32,
+    #[command(flatten)]
+    pub size: super::size::SizeArgs,
     /// Longest a preview's dependency install may run (1s–1h); the runner then exits and the
     /// row gets an `error` naming this setting.
     #[arg(long, env = "INSTALL_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5m")]
     pub install_timeout: Duration,
+    /// How long a preview whose dev server failed for good keeps showing its status page
+    /// before the runner exits (0s–10m); the row turns `error` after the exit.
+    #[arg(long, env = "FAILURE_LINGER", value_parser = humantime::parse_duration, default_value = "20s")]
+    pub failure_linger: Duration,
     /// Identity of this replica in leases (default: host-pid-random).
     #[arg(long, env = "CONTROLLER_ID")]
     pub controller_id: Option<String>,
@@ -218,6 +216,17 @@ pub struct StatusArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+    /// Print this preview's timeline (its app name) instead of the table of previews.
+    #[arg(long, value_name = "NAME")]
+    pub app: Option<String>,
+    /// The users with the most previews and the highest estimated cost, instead of rows.
+    #[arg(long)]
+    pub by_user: bool,
+    /// How many users `--by-user` lists.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    #[command(flatten)]
+    pub size: super::size::SizeArgs,
 }
 
 #[derive(Debug, Args)]
@@ -291,6 +300,9 @@ impl ControllerArgs {
         {
             return Err(ConfigError::new("INSTALL_TIMEOUT", "must be between 1s and 1h"));
         }
+        if self.failure_linger > Duration::from_secs(600) {
+            return Err(ConfigError::new("FAILURE_LINGER", "must be at most 10m"));
+        }
         if self.redeploy_window.is_zero() {
             return Err(ConfigError::new("REDEPLOY_WINDOW", "must be > 0"));
         }
@@ -318,10 +330,11 @@ pub fn settings(fly: &FlyArgs, c: &ControllerArgs) -> Result<Settings, ConfigErr
         runner: RunnerSettings {
             image: c.runner_image.clone(),
             port: c.runner_port,
-            cpu_kind: c.runner_cpu_kind.clone(),
-            cpus: c.runner_cpus,
-            memory_mb: c.runner_memory_mb,
+            cpu_kind: c.size.runner_cpu_kind.clone(),
+            cpus: c.size.runner_cpus,
+            memory_mb: c.size.runner_memory_mb,
             install_timeout: machine_config::runner_duration(c.install_timeout),
+            failure_linger: machine_config::runner_duration(c.failure_linger),
             ..RunnerSettings::default()
         },
         backoff: Backoff { base: c.backoff_base, cap: c.backoff_cap },
@@ -341,6 +354,7 @@ pub fn settings(fly: &FlyArgs, c: &ControllerArgs) -> Result<Settings, ConfigErr
         sweep_dry_run: c.sweep_dry_run,
         shutdown_timeout: c.shutdown_timeout,
         stats_interval: Duration::from_secs(30),
+        prices: c.size.price_table,
         sync: crate::preview::sync::SyncSettings::default(),
     })
 }

@@ -8,6 +8,7 @@ pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
+pub mod size;
 pub mod status;
 
 use clap::Parser;

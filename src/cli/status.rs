@@ -5,7 +5,8 @@ use serde::Serialize;
 
 use crate::model::MachineState;
 use crate::model::state::{DesiredState, Reason, Status};
-use crate::store::PreviewRow;
+use crate::preview::cost::{PRICES_AS_OF, Size, UserCost};
+use crate::store::{EventRow, PreviewRow};
 
 #[derive(Debug, Serialize)]
 pub struct StatusLine {
@@ -104,9 +105,86 @@ pub fn table(lines: &[StatusLine], now: DateTime<Utc>) -> String {
     out
 }
 
+/// Renders `status --by-user`: one line per user, most expensive first.
+pub fn users_table(users: &[UserCost], size: &Size) -> String {
+    let mut out =
+        format!("{:<36} {:>8} {:>8} {:>14}\n", "USER", "PREVIEWS", "STARTED", "$/MONTH (EST.)");
+    for u in users {
+        out.push_str(&format!(
+            "{:<36} {:>8} {:>8} {:>14.2}\n",
+            u.user_id, u.previews, u.started, u.monthly_dollars
+        ));
+    }
+    if users.is_empty() {
+        out.push_str("(no previews)\n");
+    }
+    out.push_str(&format!("machines: {}; prices: {} (PRICE_TABLE)\n", size.label(), PRICES_AS_OF));
+    out
+}
+
+/// `+1.2s`: a step's elapsed time.
+fn elapsed(ms: Option<i64>) -> String {
+    ms.map_or_else(|| "-".into(), |ms| format!("+{:.1}s", ms as f64 / 1e3))
+}
+
+/// Renders a preview's timeline (oldest first), printed by `status --app NAME`.
+pub fn timeline(app: &str, events: &[EventRow]) -> String {
+    let mut out = format!("timeline of {app}\n");
+    out.push_str(&format!(
+        "{:<24} {:>9} {:<20} {:<22} {}\n",
+        "AT (UTC)", "STEP", "EVENT", "REASON", "MESSAGE"
+    ));
+    for e in events {
+        let revision = e.detail.get("revision").and_then(|r| r.as_str());
+        let message = e.message.as_deref().or(revision).unwrap_or("");
+        out.push_str(&format!(
+            "{:<24} {:>9} {:<20} {:<22} {}\n",
+            e.at.format("%Y-%m-%d %H:%M:%S%.3f"),
+            elapsed(e.elapsed_ms),
+            clip(&e.kind, 20),
+            clip(e.reason.as_deref().unwrap_or("-"), 22),
+            clip(message, 100)
+        ));
+    }
+    if events.is_empty() {
+        out.push_str("(no events: no preview has this app name, or nothing happened yet)\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timeline_prints_one_line_per_event() {
+        let at = chrono::TimeZone::with_ymd_and_hms(&Utc, 2026, 12, 7, 1, 2, 3).unwrap();
+        let e = |kind: &str, reason: Option<&str>, message: Option<&str>, detail| EventRow {
+            at,
+            kind: kind.into(),
+            reason: reason.map(Into::into),
+            message: message.map(Into::into),
+            detail,
+            elapsed_ms: Some(1500),
+        };
+        let events = [
+            e("queued", Some("DeployRequested"), None, serde_json::json!({})),
+            e("sync_confirmed", None, None, serde_json::json!({"revision": "abc1234"})),
+            e(
+                "crash_loop",
+                Some("DevServerCrashed"),
+                Some("kept\ncrashing"),
+                serde_json::json!({}),
+            ),
+        ];
+        let out = timeline("roseram-1", &events);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 5, "{out}");
+        assert!(lines[2].contains("queued") && lines[2].contains("+1.5s"), "{out}");
+        assert!(lines[3].contains("abc1234"), "{out}");
+        assert!(lines[4].contains("DevServerCrashed") && lines[4].contains("kept crashing"));
+        assert!(timeline("x", &[]).contains("no events"));
+    }
 
     #[test]
     fn ages_are_short() {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod exec;
 mod lenient;
 mod ratelimit;
+pub mod secrets;
 mod transport;
 pub mod types;
 

@@ -62,6 +62,8 @@ pub(crate) enum Action {
     WaitMachine,
     ListOrgMachines,
     ExecMachine,
+    ListSecrets,
+    UpdateSecrets,
 }
 
 impl Action {
@@ -85,6 +87,8 @@ impl Action {
         Action::WaitMachine,
         Action::ListOrgMachines,
         Action::ExecMachine,
+        Action::ListSecrets,
+        Action::UpdateSecrets,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -105,6 +109,8 @@ impl Action {
             Action::WaitMachine => "wait_machine",
             Action::ListOrgMachines => "list_org_machines",
             Action::ExecMachine => "exec_machine",
+            Action::ListSecrets => "list_secrets",
+            Action::UpdateSecrets => "update_secrets",
         }
     }
 

@@ -328,6 +328,9 @@ pub struct CreateMachineRequest {
     pub skip_launch: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_version: Option<String>,
+    /// The machine waits for at least this secrets version (the one a secrets update returned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_secrets_version: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

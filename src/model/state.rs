@@ -167,10 +167,29 @@ text_enum! {
         TeardownRequested = "TeardownRequested",
         /// Written by the update trigger: the repository or branch changed.
         SpecChanged = "SpecChanged",
+        /// Written by the variables' trigger: the preview's `fly_preview_env` changed; the
+        /// machine boots again with the new variables.
+        EnvChanged = "EnvChanged",
         /// The user already has `MAX_PREVIEWS_PER_USER` previews wanting to run.
         QuotaExceeded = "QuotaExceeded",
         /// The row used its redeploy budget; the latest request waits for the window to end.
         RedeployThrottled = "RedeployThrottled",
+        /// The runner could not clone the repository at the branch (runner exit 3).
+        CloneFailed = "CloneFailed",
+        /// Installing the project's dependencies failed or took too long (runner exit 4, 6).
+        InstallFailed = "InstallFailed",
+        /// The project has no dev or start script to run (runner exit 4, phase `no_script`).
+        NoDevScript = "NoDevScript",
+        /// The dev server never served at start (runner exit 5).
+        DevServerNeverServed = "DevServerNeverServed",
+        /// The dev server served, then crashed again and again (runner exit 7).
+        DevServerCrashed = "DevServerCrashed",
+        /// The kernel killed the dev server for memory.
+        OutOfMemory = "OutOfMemory",
+        /// Written by the save trigger: a save (`revision`) arrived for a row in error for a
+        /// cause a code fix repairs (crash loop, install, no dev script, never served, out of
+        /// memory); the controller starts its machine again.
+        RestartOnSave = "RestartOnSave",
     }
 }
 

@@ -2,12 +2,14 @@
 //! nothing here (or downstream) ever splices them into shell text, and each failure names
 //! the field and the reason so the web app can show it.
 
-use crate::model::naming;
+use crate::model::{invisible, naming};
 
 /// Longest repo URL we accept; GitHub URLs are far shorter.
 pub const MAX_URL_LEN: usize = 2048;
 /// Git allows long ref names, but Fly env values and UIs do not need more.
 pub const MAX_BRANCH_LEN: usize = 255;
+/// Longest `root_directory` accepted.
+pub const MAX_ROOT_DIRECTORY_LEN: usize = 255;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {field}: {reason}")]
@@ -43,6 +45,8 @@ pub struct Spec<'a> {
     pub fly_app_name: &'a str,
     pub repo_url: Option<&'a str>,
     pub branch: Option<&'a str>,
+    /// The app's folder inside the repository; `None` or empty = the repository root.
+    pub root_directory: Option<&'a str>,
 }
 
 /// Validates a whole spec; the first failure wins.
@@ -64,7 +68,46 @@ pub fn validate(spec: &Spec<'_>, rules: &Rules) -> Result<(), ValidationError> {
         )
     })?;
     repo_url(url, &rules.allowed_hosts)?;
-    branch(spec.branch.unwrap_or("main"))
+    branch(spec.branch.unwrap_or("main"))?;
+    spec.root_directory.filter(|d| !d.is_empty()).map_or(Ok(()), root_directory)
+}
+
+fn root_err(reason: impl Into<String>) -> ValidationError {
+    ValidationError::new("root_directory", reason)
+}
+
+/// The app's folder: a path relative to the repository root that stays inside it.
+pub fn root_directory(d: &str) -> Result<(), ValidationError> {
+    if d.len() > MAX_ROOT_DIRECTORY_LEN {
+        return Err(root_err(format!(
+            "is {} bytes long; the limit is {MAX_ROOT_DIRECTORY_LEN}",
+            d.len()
+        )));
+    }
+    if let Some(c) = d.chars().find(|c| c.is_control()) {
+        return Err(root_err(format!("contains the control character {c:?}")));
+    }
+    if let Some(c) = d.chars().find(|c| is_format_char(*c)) {
+        return Err(root_err(format!(
+            "contains the invisible formatting character U+{:04X}",
+            u32::from(c)
+        )));
+    }
+    if d.starts_with('/') {
+        return Err(root_err(format!(
+            "must be relative to the repository root (found {:?}; write it without the leading '/')",
+            clip(d)
+        )));
+    }
+    if d.contains('\\') {
+        return Err(root_err("must separate folders with '/', not '\\'"));
+    }
+    if d.split('/').any(|seg| seg == "..") {
+        return Err(root_err(
+            "must not contain a '..' folder (it has to stay inside the repository)",
+        ));
+    }
+    Ok(())
 }
 
 /// Shows at most 60 characters of a hostile value in a message.
@@ -170,6 +213,19 @@ pub fn branch(b: &str) -> Result<(), ValidationError> {
             u32::from(c)
         )));
     }
+    if let Some(c) = b.chars().find(|c| invisible::is_invisible(*c)) {
+        return Err(branch_err(format!(
+            "contains the invisible character U+{:04X} (blank fillers and variation selectors \
+             are refused)",
+            u32::from(c)
+        )));
+    }
+    if let Some(c) = invisible::lone_mark(b) {
+        return Err(branch_err(format!(
+            "contains the combining mark U+{:04X} with no letter before it",
+            u32::from(c)
+        )));
+    }
     if let Some(c) = b.chars().find(|c| "~^:?*[\\".contains(*c)) {
         return Err(branch_err(format!("contains {c:?}, which git forbids in ref names")));
     }
@@ -267,6 +323,7 @@ mod tests {
             fly_app_name: &naming::app_name("roseram", user, "p"),
             repo_url: None,
             branch: Some("main"),
+            root_directory: None,
         };
         let err = validate(&spec, &Rules::default()).unwrap_err();
         assert_eq!(err.field, "github_repo_url");

@@ -38,7 +38,10 @@ async fn healthz(State(s): State<AdminState>) -> impl IntoResponse {
 
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     match s.health.ready() {
-        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Ok(()) => match s.health.warning() {
+            Some(w) => (StatusCode::OK, format!("ready\nwarning: {w}\n")),
+            None => (StatusCode::OK, "ready\n".to_string()),
+        },
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
     }
 }

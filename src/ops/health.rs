@@ -19,6 +19,8 @@ pub struct Health {
     blocked: Mutex<Option<(&'static str, i64)>>,
     /// Work continues but a dependency is impaired (Fly failing platform-wide).
     degraded: Mutex<Option<&'static str>>,
+    /// Ready, but configured against advice (e.g. a superuser role); shown on `/readyz`.
+    warning: Mutex<Option<String>>,
 }
 
 fn now_ms() -> i64 {
@@ -72,6 +74,15 @@ impl Health {
     /// Sets or clears a degradation (logged by the caller on change).
     pub fn set_degraded(&self, why: Option<&'static str>) {
         *self.degraded.lock().unwrap_or_else(|p| p.into_inner()) = why;
+    }
+
+    /// A standing configuration warning for `/readyz` (ready, yet worth fixing).
+    pub fn set_warning(&self, warning: Option<String>) {
+        *self.warning.lock().unwrap_or_else(|p| p.into_inner()) = warning;
+    }
+
+    pub fn warning(&self) -> Option<String> {
+        self.warning.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The current degradation, if any.

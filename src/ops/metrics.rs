@@ -2,8 +2,10 @@
 //! create as many as they like. Every name carries the `fly_preview_` prefix, counters end
 //! in `_total`, durations are seconds, and no metric is labelled by app or machine.
 
+use super::prom::{bug, reg};
 use crate::model::SyncFailureKind;
 use crate::model::state::Status;
+use crate::model::timeline::EventKind;
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -29,6 +31,8 @@ pub const FLY_ACTIONS: &[&str] = &[
     "wait_machine",
     "list_org_machines",
     "exec_machine",
+    "list_secrets",
+    "update_secrets",
 ];
 
 /// `result` labels of `fly_preview_teardowns_completed_total` (teardown of deleted rows):
@@ -49,6 +53,9 @@ pub struct Metrics {
     pub queue_lag: Gauge,
     pub rows_in_backoff: IntGauge,
     pub time_to_running: Histogram,
+    /// Time-to-running by phase: each timeline milestone's elapsed time since the previous
+    /// one (`phase` = the milestone that ended it, a fixed set).
+    pub phase_seconds: HistogramVec,
     pub inflight: IntGauge,
     pub fly_requests: IntCounterVec,
     pub fly_request_duration: HistogramVec,
@@ -84,6 +91,8 @@ pub struct Metrics {
     /// Sync on save attempts that did not confirm the revision, by a fixed kind.
     pub sync_failures: IntCounterVec,
     pub build_info: IntGaugeVec,
+    /// Machines by state and size, and what they cost.
+    pub fleet: super::fleet_metrics::Fleet,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -117,20 +126,8 @@ fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64
     h
 }
 
-/// Metric definitions are compile-time constants; a failure here is a programming error
-/// caught by the unit test below, never by user input.
-#[allow(clippy::needless_pass_by_value)]
-fn bug(name: &str, e: prometheus::Error) -> ! {
-    panic!("metric {name} is malformed: {e}")
-}
-
-fn reg(r: &Registry, name: &str, c: Box<dyn prometheus::core::Collector>) {
-    if let Err(e) = r.register(c) {
-        bug(name, e)
-    }
-}
-
 const FAST: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const PHASE: &[f64] = &[0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 const SLOW: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0];
 
 impl Metrics {
@@ -195,6 +192,13 @@ impl Metrics {
                 "fly_preview_fly_requests_total",
                 "Fly Machines API requests by action and status class.",
                 &["action", "status_class"],
+            ),
+            phase_seconds: histogram_vec(
+                &r,
+                "fly_preview_phase_seconds",
+                "Time from a preview's previous milestone to this one (phase of time-to-running).",
+                &["phase"],
+                PHASE,
             ),
             fly_request_duration: histogram_vec(
                 &r,
@@ -322,6 +326,7 @@ impl Metrics {
                 reg(&r, "build", Box::new(g.clone()));
                 g
             },
+            fleet: super::fleet_metrics::Fleet::new(&r),
             registry: r,
         };
         m.init_series();
@@ -359,6 +364,9 @@ impl Metrics {
         }
         for reason in ["startup", "listener", "periodic"] {
             self.resyncs.with_label_values(&[reason]);
+        }
+        for kind in EventKind::ALL {
+            self.phase_seconds.with_label_values(&[kind.as_str()]);
         }
         self.build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     }

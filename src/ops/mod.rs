@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod admin_server;
+pub mod fleet_metrics;
 pub mod health;
 pub mod metrics;
+mod prom;
 pub mod shutdown;
 pub mod telemetry;

@@ -9,14 +9,25 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
+use crate::preview::cost::{self, PriceTable, Size};
 use crate::runtime::backoff::Backoff;
 use crate::store::{ListenEvent, Listener, Op, Store};
 
-/// Refreshes the queue gauges (and readiness' view of the database).
-pub async fn stats(store: Store, metrics: Metrics, health: Arc<Health>, every: Duration) {
+/// Refreshes the queue and fleet gauges (and readiness' view of the database).
+pub async fn stats(
+    store: Store,
+    metrics: Metrics,
+    health: Arc<Health>,
+    every: Duration,
+    pricing: (PriceTable, Size),
+) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
+        match store.machines_by_state().await {
+            Ok(by_state) => metrics.fleet.set(&cost::series(&pricing.0, &pricing.1, &by_state)),
+            Err(e) => tracing::warn!(error = %e, "reading the fleet's machines failed"),
+        }
         match store.stats().await {
             Ok(s) => {
                 health.set_db(true);

@@ -73,6 +73,7 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
         p.metrics.clone(),
         p.health.clone(),
         s.stats_interval,
+        (s.prices, crate::preview::cost::Size::of(&s.runner)),
     ));
     let targets = ListenTargets {
         wake: wake.clone(),

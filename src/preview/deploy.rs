@@ -8,6 +8,7 @@ use crate::fly::{CreateMachineRequest, FlyError, IpType, WaitOutcome};
 use crate::model::state::{Reason, Status};
 use crate::model::{MachineState, naming, validate};
 use crate::preview::ctx::Ctx;
+use crate::preview::env::{self, Delivery};
 use crate::preview::error::{ReconcileError, Rejection};
 use crate::preview::machine_config::{self, LAUNCH_MARKER_KEY, PREVIEW_ID_KEY, PreviewSpec};
 use crate::preview::observe;
@@ -31,15 +32,16 @@ impl Deploy<'_> {
     }
 
     fn desired(&self) -> Desired {
-        let since = Utc::now() - self.row.requested_at;
-        let deadline = chrono::Duration::from_std(self.ctx.settings.init_deadline)
-            .unwrap_or(chrono::Duration::MAX);
+        let r = self.row;
+        let since = r.requested_at.max(r.last_transition_at);
+        let deadline = self.ctx.settings.init_deadline;
         Desired {
             preview_id: self.row.id,
             generation: self.row.generation,
             was_running: self.row.status == Status::Running
                 && self.row.observed_generation == self.row.generation,
-            deadline_passed: since > deadline,
+            deadline_passed: plan::deadline_passed(since, deadline, Utc::now()),
+            restart_on_save: self.row.status_reason == Some(Reason::RestartOnSave),
         }
     }
 
@@ -152,15 +154,16 @@ impl Deploy<'_> {
             // the machine; the row is looked at again when it can be expected to be up.
             Step::CreateMachine => {
                 self.mark(None).await?;
-                let m = self.create_machine().await?;
+                let delivery = self.deliver_env().await?;
+                let m = self.create_machine(&delivery).await?;
                 seen.machines.push(m);
                 return Ok(Some(self.booting(seen)));
             }
             Step::UpdateMachine { id } => {
                 self.mark(None).await?;
-                let m = fly
-                    .update_machine(&app, &id, &self.request(&Uuid::new_v4().to_string()))
-                    .await?;
+                let delivery = self.deliver_env().await?;
+                let req = self.request(&Uuid::new_v4().to_string(), &delivery);
+                let m = fly.update_machine(&app, &id, &req).await?;
                 replace(seen, MachineSeen::from_machine(&m, self.row.id));
                 return Ok(Some(self.booting(seen)));
             }
@@ -189,6 +192,7 @@ impl Deploy<'_> {
                 return Err(ReconcileError::Rejected(Rejection {
                     reason: plan::failure_reason(&f),
                     message: plan::failure_message(&f, &app),
+                    detail: plan::failure_detail(&f, &app),
                     machine,
                 }));
             }
@@ -215,7 +219,15 @@ impl Deploy<'_> {
         }
     }
 
-    fn request(&self, marker: &str) -> CreateMachineRequest {
+    /// The row's variables for the machine about to boot; the app may hold secrets of an
+    /// earlier deploy once the row was ever acted on.
+    async fn deliver_env(&self) -> Result<Delivery, ReconcileError> {
+        let r = self.row;
+        let may_have_secrets = r.observed_generation > 0 || r.fly_machine_id.is_some();
+        env::deliver(self.ctx, r, may_have_secrets).await
+    }
+
+    fn request(&self, marker: &str, delivery: &Delivery) -> CreateMachineRequest {
         let r = self.row;
         let url = validate::normalize_repo_url(r.github_repo_url.as_deref().unwrap_or_default());
         let spec = PreviewSpec {
@@ -223,24 +235,28 @@ impl Deploy<'_> {
             generation: r.generation,
             repo_url: &url,
             branch: r.github_branch.as_deref().unwrap_or("main"),
+            root_directory: r.root_directory.as_deref().filter(|d| !d.is_empty()),
             launch_marker: marker,
         };
+        let mut config = machine_config::build(&self.ctx.settings.runner, &spec);
+        delivery.merge_into(&mut config);
         CreateMachineRequest {
             name: None,
             region: self.ctx.settings.region.clone(),
-            config: machine_config::build(&self.ctx.settings.runner, &spec),
+            config,
             skip_launch: None,
             current_version: None,
+            min_secrets_version: delivery.min_secrets_version,
         }
     }
 
     /// Creates the machine with a fresh launch marker. An ambiguous answer (408/5xx/lost
     /// connection) is resolved by listing our machines and adopting the one with the marker;
     /// nothing is retried blindly.
-    async fn create_machine(&self) -> Result<MachineSeen, ReconcileError> {
+    async fn create_machine(&self, delivery: &Delivery) -> Result<MachineSeen, ReconcileError> {
         let marker = Uuid::new_v4().to_string();
         let fly = &self.ctx.fly;
-        match fly.create_machine(self.app(), &self.request(&marker)).await {
+        match fly.create_machine(self.app(), &self.request(&marker, delivery)).await {
             Ok(m) => Ok(MachineSeen::from_machine(&m, self.row.id)),
             Err(FlyError::AmbiguousCreate(info)) => {
                 tracing::warn!(error = %info, "ambiguous create; looking for our launch marker");
@@ -305,6 +321,7 @@ pub fn validate_row(
         fly_app_name: &row.fly_app_name,
         repo_url: row.github_repo_url.as_deref(),
         branch: row.github_branch.as_deref(),
+        root_directory: row.root_directory.as_deref(),
     };
     validate::validate(&spec, rules)
 }

@@ -39,6 +39,8 @@ pub enum ReconcileError {
 pub struct Rejection {
     pub reason: Reason,
     pub message: String,
+    /// The operators' detail (`status_detail`): codes, the runner's report, the setting.
+    pub detail: Option<String>,
     /// The preview's machine as the pass last saw it.
     pub machine: Option<MachineRef>,
 }

@@ -45,6 +45,7 @@ fn the_table() {
             ReconcileError::Rejected(Rejection {
                 reason: Reason::InvalidSpec,
                 message: "bad branch".into(),
+                detail: None,
                 machine: None,
             }),
             true,

@@ -82,10 +82,12 @@ pub async fn budget(
 }
 
 /// Whether a deploy pass of this row must first take a slot of its user's quota: rows that
-/// do not hold one (new or re-requested rows, stopped ones, refused ones).
+/// do not hold one (new rows, stopped ones, refused ones). A preview redeploying its machine
+/// (`pending` with a machine) keeps its slot (`active_previews.sql` counts it).
 fn needs_slot(row: &PreviewRow) -> bool {
     match row.status {
-        Status::Pending | Status::Stopped => true,
+        Status::Pending => row.fly_machine_id.is_none(),
+        Status::Stopped => true,
         Status::Error => row.status_reason == Some(Reason::QuotaExceeded),
         Status::Initializing | Status::Running => false,
     }

@@ -1,14 +1,15 @@
 //! Builds the Fly machine config for one preview: the runner image, the repo to serve (as
-//! environment values only, never in shell text), a public HTTP(S) service with a health
-//! check, scale-to-zero, and the ownership metadata the reconciler relies on.
+//! environment values only, never in shell text), a public HTTP(S) service whose check asks
+//! the runner whether it is alive (`/__preview/health`), the top-level `dev` check that asks
+//! whether the dev server serves (`/__preview/ready`; its output is the runner's report),
+//! scale-to-zero, no Fly restarts (the runner supervises the dev server itself), and the
+//! ownership metadata the reconciler relies on.
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::fly::{
-    Guest, HttpHeader, MachineConfig, MachineService, RestartPolicy, ServiceCheck, ServicePort,
-};
+use crate::fly::{Guest, MachineConfig, MachineService, RestartPolicy, ServiceCheck, ServicePort};
 
 pub const MANAGED_BY_KEY: &str = "managed-by";
 pub const MANAGED_BY: &str = "fly-preview-controller";
@@ -30,7 +31,16 @@ pub struct RunnerSettings {
     pub sync_interval: String,
     /// Longest a dependency install may run in the runner (`INSTALL_TIMEOUT`, runner syntax).
     pub install_timeout: String,
+    /// How long the runner keeps its status page up after a terminal failure before it exits
+    /// (`FAILURE_LINGER`, runner syntax).
+    pub failure_linger: String,
 }
+
+/// The runner's own paths on `$PORT` (deploy/runner), never proxied to the dev server.
+pub const HEALTH_PATH: &str = "/__preview/health";
+pub const READY_PATH: &str = "/__preview/ready";
+/// The top-level check whose output is the runner's readiness report.
+pub const DEV_CHECK: &str = "dev";
 
 /// The runner's duration syntax (`500ms`, `5s`, `1m`): the shortest exact form.
 pub fn runner_duration(d: std::time::Duration) -> String {
@@ -57,6 +67,7 @@ impl Default for RunnerSettings {
             memory_mb: 2048,
             sync_interval: "60s".to_owned(),
             install_timeout: "5m".to_owned(),
+            failure_linger: "20s".to_owned(),
         }
     }
 }
@@ -68,6 +79,8 @@ pub struct PreviewSpec<'a> {
     pub generation: i64,
     pub repo_url: &'a str,
     pub branch: &'a str,
+    /// The app's folder inside the repository (validated), when the row names one.
+    pub root_directory: Option<&'a str>,
     /// Unique per create attempt; lets an ambiguous create be resolved by listing.
     pub launch_marker: &'a str,
 }
@@ -77,7 +90,8 @@ pub fn build(settings: &RunnerSettings, spec: &PreviewSpec<'_>) -> MachineConfig
         image: settings.image.clone(),
         env: env(settings, spec),
         services: vec![service(settings.port)],
-        restart: Some(RestartPolicy { policy: "on-failure".to_owned(), max_retries: Some(3) }),
+        checks: BTreeMap::from([(DEV_CHECK.to_owned(), dev_check(settings.port))]),
+        restart: Some(RestartPolicy { policy: "no".to_owned(), max_retries: None }),
         guest: Some(Guest {
             cpu_kind: settings.cpu_kind.clone(),
             cpus: settings.cpus,
@@ -98,13 +112,27 @@ pub fn is_ours(metadata: &BTreeMap<String, String>, preview_id: uuid::Uuid) -> b
 }
 
 fn env(settings: &RunnerSettings, spec: &PreviewSpec<'_>) -> BTreeMap<String, String> {
-    BTreeMap::from([
+    let mut env = BTreeMap::from([
         ("REPO_URL".to_owned(), spec.repo_url.to_owned()),
         ("REPO_BRANCH".to_owned(), spec.branch.to_owned()),
         ("PORT".to_owned(), settings.port.to_string()),
         ("SYNC_INTERVAL".to_owned(), settings.sync_interval.clone()),
         ("INSTALL_TIMEOUT".to_owned(), settings.install_timeout.clone()),
-    ])
+        ("FAILURE_LINGER".to_owned(), settings.failure_linger.clone()),
+    ]);
+    if let Some(dir) = spec.root_directory {
+        env.insert("ROOT_DIRECTORY".to_owned(), dir.to_owned());
+    }
+    env
+}
+
+/// Readiness: the runner answers 200 only while the dev server serves, else 503 with its
+/// report (phase, sentence, last output lines), which Fly keeps as the check's output.
+fn dev_check(port: u16) -> Value {
+    serde_json::json!({
+        "type": "http", "port": port, "method": "GET", "path": READY_PATH,
+        "interval": "5s", "timeout": "3s", "grace_period": "5s", "kind": "readiness",
+    })
 }
 
 fn metadata(spec: &PreviewSpec<'_>) -> BTreeMap<String, String> {
@@ -128,20 +156,17 @@ fn service(port: u16) -> MachineService {
         autostop: Some(Value::String("suspend".to_owned())),
         autostart: Some(true),
         min_machines_running: Some(0),
+        // The runner answers this itself while it runs, so routing to the machine (and its
+        // status page) never waits for the dev server.
         checks: vec![ServiceCheck {
             type_: "http".to_owned(),
             port: None,
             interval: Some("15s".to_owned()),
             timeout: Some("5s".to_owned()),
-            grace_period: Some("60s".to_owned()),
+            grace_period: Some("10s".to_owned()),
             method: Some("GET".to_owned()),
-            path: Some("/".to_owned()),
-            // Dev servers filter Host headers (Vite answers 403 "Blocked request" to hosts it
-            // does not know); every framework accepts `localhost` (deploy/runner/README.md).
-            headers: vec![HttpHeader {
-                name: "Host".to_owned(),
-                values: vec!["localhost".to_owned()],
-            }],
+            path: Some(HEALTH_PATH.to_owned()),
+            headers: Vec::new(),
         }],
         concurrency: None,
     }
@@ -160,6 +185,7 @@ mod tests {
             generation: 7,
             repo_url: "https://github.com/acme/site.git",
             branch: "feature/x; rm -rf /",
+            root_directory: None,
             launch_marker: marker,
         }
     }
@@ -174,7 +200,8 @@ mod tests {
                 "REPO_BRANCH": "feature/x; rm -rf /",
                 "PORT": "3000",
                 "SYNC_INTERVAL": "60s",
-                "INSTALL_TIMEOUT": "5m"
+                "INSTALL_TIMEOUT": "5m",
+                "FAILURE_LINGER": "20s"
             },
             "services": [{
                 "protocol": "tcp",
@@ -188,11 +215,14 @@ mod tests {
                 "min_machines_running": 0,
                 "checks": [{
                     "type": "http", "interval": "15s", "timeout": "5s",
-                    "grace_period": "60s", "method": "GET", "path": "/",
-                    "headers": [{"name": "Host", "values": ["localhost"]}]
+                    "grace_period": "10s", "method": "GET", "path": "/__preview/health"
                 }]
             }],
-            "restart": {"policy": "on-failure", "max_retries": 3},
+            "checks": {"dev": {
+                "type": "http", "port": 3000, "method": "GET", "path": "/__preview/ready",
+                "interval": "5s", "timeout": "3s", "grace_period": "5s", "kind": "readiness"
+            }},
+            "restart": {"policy": "no"},
             "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 2048},
             "metadata": {
                 "managed-by": "fly-preview-controller",
@@ -214,12 +244,15 @@ mod tests {
             memory_mb: 4096,
             sync_interval: "10s".into(),
             install_timeout: "90s".into(),
+            failure_linger: "1s".into(),
         };
         let v = serde_json::to_value(build(&s, &spec("m"))).unwrap();
         assert_eq!(v["image"], "img@sha256:abc");
         assert_eq!(v["env"]["PORT"], "8080");
         assert_eq!(v["env"]["SYNC_INTERVAL"], "10s");
         assert_eq!(v["env"]["INSTALL_TIMEOUT"], "90s");
+        assert_eq!(v["env"]["FAILURE_LINGER"], "1s");
+        assert_eq!(v["checks"]["dev"]["port"], 8080);
         assert_eq!(v["services"][0]["internal_port"], 8080);
         assert_eq!(v["guest"], json!({"cpu_kind": "performance", "cpus": 2, "memory_mb": 4096}));
     }
@@ -228,7 +261,16 @@ mod tests {
     fn env_never_contains_a_token() {
         let cfg = build(&RunnerSettings::default(), &spec("m"));
         assert!(cfg.env.keys().all(|k| !k.contains("TOKEN") && !k.contains("SECRET")));
-        assert_eq!(cfg.env.len(), 5);
+        assert_eq!(cfg.env.len(), 6);
+    }
+
+    #[test]
+    fn root_directory_reaches_the_runner_only_when_set() {
+        let cfg = build(&RunnerSettings::default(), &spec("m"));
+        assert!(!cfg.env.contains_key("ROOT_DIRECTORY"));
+        let s = PreviewSpec { root_directory: Some("apps/web"), ..spec("m") };
+        let cfg = build(&RunnerSettings::default(), &s);
+        assert_eq!(cfg.env.get("ROOT_DIRECTORY").map(String::as_str), Some("apps/web"));
     }
 
     #[test]

@@ -39,8 +39,9 @@ pub enum Outcome {
         until: DateTime<Utc>,
         message: String,
     },
-    /// The user has no free preview slot: nothing done; the row deploys when one is freed
-    /// (the quota-wake trigger), or at the safety-net recheck.
+    /// The user has no free preview slot: nothing done; the row is parked (not claimable, no
+    /// database work while it waits) and deploys when a slot is freed (the quota-wake trigger,
+    /// or the re-check after the refusal's write).
     Refused {
         message: String,
     },
@@ -135,7 +136,9 @@ pub fn decide(
             StatusWrite {
                 error_message: Some(message.clone()),
                 attempts,
-                next_attempt_at: Some(at(now, s.quota_recheck(attempts))),
+                next_attempt_at: None,
+                fly_machine_id: None,
+                machine_state: None,
                 ..base(row, Status::Error, Reason::QuotaExceeded)
             }
         }
@@ -214,14 +217,14 @@ pub fn error_write(
                 fly_machine_id,
                 machine_state,
                 attempts,
-                detail: None,
+                detail: r.detail.clone(),
                 ..write
             }
         }
         (_, Policy::WaitForChange) => StatusWrite {
             error_message: Some(format!(
-                "{summary}; this will not fix itself: change the row (github_repo_url, \
-                 github_branch) or set status to 'pending' to retry"
+                "{summary}; the preview service's operators have the details, and restarting \
+                 the preview helps only once they have fixed the cause"
             )),
             attempts,
             ..write

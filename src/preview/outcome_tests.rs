@@ -91,25 +91,31 @@ fn a_throttled_change_keeps_the_status_and_waits_for_the_window() {
 }
 
 #[test]
-fn a_quota_refusal_waits_for_a_free_slot_with_a_safety_net() {
+fn a_quota_refusal_is_parked_until_a_slot_frees() {
     let w = ok(&row(Status::Pending, 0), Outcome::Refused { message: "full".into() });
     assert_eq!((w.status, w.reason, w.attempts), (Status::Error, Reason::QuotaExceeded, 1));
-    assert_eq!(w.next_attempt_at, Some(now() + chrono::Duration::minutes(10)));
+    assert_eq!(w.next_attempt_at, None, "parked: only a wake-up brings it back");
     let w = ok(&row(Status::Error, 9), Outcome::Refused { message: "x".into() });
-    assert_eq!(w.next_attempt_at, Some(now() + chrono::Duration::minutes(160)), "capped");
+    assert_eq!((w.next_attempt_at, w.attempts), (None, 10));
+    assert_eq!((w.fly_machine_id, w.machine_state), (None, None), "it keeps no machine");
 }
 
 #[test]
 fn permanent_failures_wait_for_a_change() {
     let r = row(Status::Initializing, 0);
-    let rejected =
-        Rejection { reason: Reason::MachineExited, message: "exited".into(), machine: None };
+    let rejected = Rejection {
+        reason: Reason::MachineExited,
+        message: "exited".into(),
+        detail: Some("exit code 3\nclone_failed: no such branch".into()),
+        machine: None,
+    };
     let w = failed(&r, ReconcileError::Rejected(rejected)).unwrap();
     assert_eq!(
         (w.status, w.reason, w.attempts, w.next_attempt_at),
         (Status::Error, Reason::MachineExited, 1, None)
     );
-    assert_eq!((w.error_message.as_deref(), w.detail), (Some("exited"), None));
+    assert_eq!(w.error_message.as_deref(), Some("exited"));
+    assert_eq!(w.detail.as_deref(), Some("exit code 3\nclone_failed: no such branch"));
 
     let w = failed(&r, FlyError::Permanent(info(422)).into()).unwrap();
     assert_eq!(
@@ -117,7 +123,7 @@ fn permanent_failures_wait_for_a_change() {
         (Status::Error, Reason::ConfigRejected, None)
     );
     let msg = w.error_message.unwrap();
-    assert!(msg.contains("will not fix itself") && msg.contains("'pending'"), "{msg}");
+    assert!(msg.contains("operators have the details") && !msg.contains("'pending'"), "{msg}");
     assert!(!msg.contains("01REQ-ID-SECRET"), "request ids stay in the logs: {msg}");
 }
 

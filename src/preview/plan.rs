@@ -4,8 +4,12 @@
 
 use crate::fly::Machine;
 use crate::model::MachineState;
-use crate::model::state::Reason;
-use crate::preview::machine_config::{self, GENERATION_KEY};
+use crate::model::runner_output::RunnerReport;
+use crate::preview::machine_config::{self, DEV_CHECK, GENERATION_KEY};
+
+pub use crate::preview::failure::{
+    Failure, failure_detail, failure_message, failure_reason, report_of, runner_exit,
+};
 
 /// What the row asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +21,9 @@ pub struct Desired {
     pub was_running: bool,
     /// The initializing deadline has passed.
     pub deadline_passed: bool,
+    /// A save arrived after a failure a fix in the code repairs (crash loop, install, no dev
+    /// script, never served, out of memory): start its machine again.
+    pub restart_on_save: bool,
 }
 
 /// The app as seen through the API.
@@ -39,6 +46,8 @@ pub struct MachineSeen {
     pub generation: Option<i64>,
     pub checks_passing: bool,
     pub check_output: Option<String>,
+    /// The runner's last report: the `dev` check's output (kept after the machine stopped).
+    pub dev: Option<RunnerReport>,
     pub exit_code: Option<i64>,
     /// The newest exit event says the process was killed for memory.
     pub oom_killed: bool,
@@ -63,6 +72,7 @@ impl MachineSeen {
         let get = |k: &str| meta.and_then(|md| md.get(k)).map(String::as_str);
         let ours = meta.is_some_and(|md| machine_config::is_ours(md, preview_id));
         let failing = m.checks.iter().find(|c| c.status != "passing");
+        let dev = m.checks.iter().find(|c| c.name == DEV_CHECK && c.status != "passing");
         Self {
             id: m.id.clone(),
             state: m.state.clone(),
@@ -71,6 +81,7 @@ impl MachineSeen {
             generation: get(GENERATION_KEY).and_then(|g| g.parse().ok()),
             checks_passing: m.checks_passing(),
             check_output: failing.and_then(|c| c.output.clone()).filter(|o| !o.is_empty()),
+            dev: report_of(dev.and_then(|c| c.output.as_deref())),
             exit_code: m.last_exit_code(),
             oom_killed: m.last_exit_oom_killed(),
         }
@@ -97,14 +108,6 @@ impl Observed {
     pub fn fresh_app() -> Self {
         Self { app: AppSeen::Ours, has_v6: false, has_shared_v4: false, machines: Vec::new() }
     }
-}
-
-/// Why a preview cannot be made to work without the row (or the world) changing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
-    NameOwnedElsewhere,
-    MachineExited { code: Option<i64>, state: MachineState, oom_killed: bool },
-    Unhealthy { output: Option<String> },
 }
 
 /// The next step for a preview that should be running.
@@ -156,6 +159,17 @@ const STARTING: &[MachineState] = &[
 /// Idle but ready: the proxy wakes it on the next request.
 const IDLE: &[MachineState] = &[MachineState::Suspended, MachineState::Suspending];
 
+/// Whether a machine that is not healthy yet has had its time: `init_deadline` after the
+/// later of the request and the row's last status change (so a machine started again long
+/// after the first deploy, after a crash or a save, gets the whole deadline too).
+pub fn deadline_passed(
+    since: chrono::DateTime<chrono::Utc>,
+    deadline: std::time::Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    chrono::Duration::from_std(deadline).is_ok_and(|d| now - since > d)
+}
+
 /// Picks the machine to keep: newest generation first, then a healthy state.
 fn keeper(ours: &[&MachineSeen]) -> Option<usize> {
     let score = |m: &MachineSeen| {
@@ -194,97 +208,38 @@ fn machine_step(want: &Desired, m: &MachineSeen) -> Step {
     if m.generation != Some(want.generation) {
         return Step::UpdateMachine { id };
     }
+    let stopped = matches!(m.state, MachineState::Stopped | MachineState::Failed);
     match &m.state {
         MachineState::Started if m.checks_passing => Step::Ready { id, state: m.state.clone() },
-        MachineState::Started if want.deadline_passed => {
-            Step::Fail(Failure::Unhealthy { output: m.check_output.clone() })
-        }
+        MachineState::Started if want.deadline_passed => Step::Fail(unhealthy(m)),
         MachineState::Started => Step::WaitHealthy { id },
         s if IDLE.contains(s) => Step::Ready { id, state: m.state.clone() },
-        s if STARTING.contains(s) && want.deadline_passed => {
-            Step::Fail(Failure::Unhealthy { output: m.check_output.clone() })
-        }
+        s if STARTING.contains(s) && want.deadline_passed => Step::Fail(unhealthy(m)),
         s if STARTING.contains(s) => Step::WaitStarted { id, instance_id: m.instance_id.clone() },
-        // Killed for memory: Fly's `on-failure` policy has already restarted it; starting it
-        // again would only repeat the kill, so say which setting to change.
-        MachineState::Stopped | MachineState::Failed if !want.was_running || m.oom_killed => {
+        // A save arrived after a failure a code fix repairs: the runner clones it afresh.
+        _ if stopped && want.restart_on_save => Step::StartMachine { id },
+        // Starting it again would repeat what stopped it (a later save starts it again):
+        // killed for memory, a dev server that crash-looped, or a first boot that failed.
+        _ if stopped && (!want.was_running || m.oom_killed || crashed(m)) => {
             Step::Fail(Failure::MachineExited {
                 code: m.exit_code,
                 state: m.state.clone(),
                 oom_killed: m.oom_killed,
+                report: m.dev.clone(),
             })
         }
-        MachineState::Stopped | MachineState::Failed => Step::StartMachine { id },
+        _ if stopped => Step::StartMachine { id },
         _ => Step::Requeue { id },
     }
 }
 
-/// A message a person can act on, for `error_message`.
-pub fn failure_message(f: &Failure, app: &str) -> String {
-    match f {
-        Failure::NameOwnedElsewhere => format!(
-            "app name {app} is taken by another Fly organization; change the project (or APP_PREFIX) to get a new name"
-        ),
-        Failure::MachineExited { code, state, oom_killed: true } => format!(
-            "the preview machine ran out of memory and was killed by the kernel{} (state {state}); the dev server needs more memory than the machine has: raise the controller's RUNNER_MEMORY_MB — see `fly logs -a {app}`; set status to 'pending' to retry",
-            code.map(|c| format!(" (exited with code {c})")).unwrap_or_default()
-        ),
-        Failure::MachineExited { code: Some(c), state, .. } => match runner_exit_cause(*c) {
-            Some(cause) => format!(
-                "the preview machine exited with code {c} while starting (state {state}): {cause} — see `fly logs -a {app}`; set status to 'pending' to retry"
-            ),
-            None => format!(
-                "the preview machine exited with code {c} while starting (state {state}); the repository or branch may be wrong or the dev server crashed — see `fly logs -a {app}`; set status to 'pending' to retry"
-            ),
-        },
-        Failure::MachineExited { code: None, state, .. } => format!(
-            "the preview machine is {state} and did not start; see `fly logs -a {app}`; set status to 'pending' to retry"
-        ),
-        Failure::Unhealthy { output } => format!(
-            "the dev server did not answer its health check in time{}; see `fly logs -a {app}`; set status to 'pending' to retry",
-            output.as_deref().map(|o| format!(" (last check: {})", o.trim())).unwrap_or_default()
-        ),
-    }
+fn crashed(m: &MachineSeen) -> bool {
+    m.exit_code == Some(runner_exit::CRASHLOOP)
 }
 
-/// Exit codes of the preview runner (deploy/runner/lib/exitcodes.mjs).
-pub mod runner_exit {
-    pub const INVALID_INPUT: i64 = 2;
-    pub const CLONE_FAILED: i64 = 3;
-    pub const NOTHING_TO_RUN: i64 = 4;
-    pub const DEV_SERVER_CRASHLOOP: i64 = 5;
-    pub const INSTALL_TIMEOUT: i64 = 6;
-}
-
-/// What a runner exit code means and which setting a person changes about it.
-fn runner_exit_cause(code: i64) -> Option<&'static str> {
-    Some(match code {
-        runner_exit::INVALID_INPUT => {
-            "the runner refused its inputs; check the row's github_repo_url and github_branch"
-        }
-        runner_exit::CLONE_FAILED => {
-            "the runner could not clone the repository; check the row's github_repo_url (a reachable repository) and github_branch (an existing branch)"
-        }
-        runner_exit::NOTHING_TO_RUN => {
-            "the project cannot be installed or run; fix the project's package.json on that branch (it needs a \"dev\" or \"start\" script, and its dependencies must install)"
-        }
-        runner_exit::DEV_SERVER_CRASHLOOP => {
-            "the dev server keeps exiting at start; fix the project's dev script on that branch"
-        }
-        runner_exit::INSTALL_TIMEOUT => {
-            "installing dependencies took longer than INSTALL_TIMEOUT; raise the controller's INSTALL_TIMEOUT or make the install faster"
-        }
-        _ => return None,
-    })
-}
-
-/// `status_reason` for a failure.
-pub fn failure_reason(f: &Failure) -> Reason {
-    match f {
-        Failure::NameOwnedElsewhere => Reason::NameOwnedElsewhere,
-        Failure::MachineExited { .. } => Reason::MachineExited,
-        Failure::Unhealthy { .. } => Reason::HealthDeadlineExceeded,
-    }
+fn unhealthy(m: &MachineSeen) -> Failure {
+    let report = m.dev.clone().or_else(|| report_of(m.check_output.as_deref()));
+    Failure::Unhealthy { report }
 }
 
 #[cfg(test)]

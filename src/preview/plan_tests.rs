@@ -4,7 +4,13 @@ use super::*;
 use uuid::Uuid;
 
 fn want() -> Desired {
-    Desired { preview_id: Uuid::nil(), generation: 2, was_running: false, deadline_passed: false }
+    Desired {
+        preview_id: Uuid::nil(),
+        generation: 2,
+        was_running: false,
+        deadline_passed: false,
+        restart_on_save: false,
+    }
 }
 
 fn m(id: &str, state: MachineState, generation: i64) -> MachineSeen {
@@ -16,6 +22,7 @@ fn m(id: &str, state: MachineState, generation: i64) -> MachineSeen {
         generation: Some(generation),
         checks_passing: false,
         check_output: None,
+        dev: None,
         exit_code: None,
         oom_killed: false,
     }
@@ -83,7 +90,8 @@ fn failures_fail_fast_while_initializing_and_are_repaired_once_running() {
         Step::Fail(Failure::MachineExited {
             code: Some(128),
             state: MachineState::Stopped,
-            oom_killed: false
+            oom_killed: false,
+            report: None,
         })
     );
     let running = Desired { was_running: true, ..want() };
@@ -103,11 +111,11 @@ fn failures_fail_fast_while_initializing_and_are_repaired_once_running() {
     };
     assert_eq!(
         plan(&late, &app(vec![sick])),
-        Step::Fail(Failure::Unhealthy { output: Some("connection refused".into()) })
+        Step::Fail(Failure::Unhealthy { report: report_of(Some("connection refused")) })
     );
     assert_eq!(
         plan(&late, &app(vec![m("a", MachineState::Starting, 2)])),
-        Step::Fail(Failure::Unhealthy { output: None })
+        Step::Fail(Failure::Unhealthy { report: None })
     );
 }
 
@@ -126,66 +134,71 @@ fn exactly_one_machine_of_ours_survives() {
 }
 
 #[test]
-fn failure_messages_are_actionable() {
-    let msg = failure_message(
-        &Failure::MachineExited {
-            code: Some(128),
-            state: MachineState::Stopped,
-            oom_killed: false,
-        },
-        "roseram-x",
-    );
-    assert!(
-        msg.contains("exited with code 128")
-            && msg.contains("fly logs -a roseram-x")
-            && msg.contains("'pending'"),
-        "{msg}"
-    );
-    let msg = failure_message(
-        &Failure::Unhealthy { output: Some("connection refused\n".into()) },
-        "roseram-x",
-    );
-    assert!(msg.contains("(last check: connection refused);"), "{msg}");
-    assert!(
-        failure_message(&Failure::NameOwnedElsewhere, "roseram-x")
-            .contains("another Fly organization")
-    );
-}
-
-#[test]
-fn runner_exits_name_the_cause_and_the_setting() {
-    let exited = |code: i64, oom_killed: bool| {
-        failure_message(
-            &Failure::MachineExited { code: Some(code), state: MachineState::Stopped, oom_killed },
-            "roseram-x",
-        )
+fn a_crash_loop_or_memory_kill_waits_for_a_save() {
+    let report = report_of(Some("crashloop: the dev server crashed 5 times\nError: boom"));
+    let crashed = MachineSeen {
+        exit_code: Some(runner_exit::CRASHLOOP),
+        dev: report.clone(),
+        ..m("a", MachineState::Stopped, 2)
     };
-    for (code, oom, wants) in [
-        (
-            3,
-            false,
-            &["exited with code 3", "could not clone", "github_repo_url", "github_branch"][..],
-        ),
-        (4, false, &["exited with code 4", "package.json", "\"dev\" or \"start\" script"]),
-        (5, false, &["exited with code 5", "dev server keeps exiting"]),
-        (6, false, &["exited with code 6", "INSTALL_TIMEOUT"]),
-        (137, true, &["out of memory", "RUNNER_MEMORY_MB", "exited with code 137"]),
-        (6, true, &["out of memory", "RUNNER_MEMORY_MB"]),
-    ] {
-        let msg = exited(code, oom);
-        for want in wants {
-            assert!(msg.contains(want), "code {code} oom {oom}: {want:?} not in {msg}");
-        }
-        assert!(msg.contains("fly logs -a roseram-x") && msg.contains("'pending'"), "{msg}");
-    }
+    let running = Desired { was_running: true, ..want() };
+    let failed = Step::Fail(Failure::MachineExited {
+        code: Some(7),
+        state: MachineState::Stopped,
+        oom_killed: false,
+        report,
+    });
+    assert_eq!(plan(&running, &app(vec![crashed.clone()])), failed, "not restarted blindly");
+    assert_eq!(plan(&want(), &app(vec![crashed.clone()])), failed);
+    let saved = Desired { restart_on_save: true, ..want() };
+    assert_eq!(plan(&saved, &app(vec![crashed])), Step::StartMachine { id: "a".into() });
     let oom =
         MachineSeen { exit_code: Some(137), oom_killed: true, ..m("a", MachineState::Stopped, 2) };
     let failed = Step::Fail(Failure::MachineExited {
         code: Some(137),
         state: MachineState::Stopped,
         oom_killed: true,
+        report: None,
     });
     assert_eq!(plan(&want(), &app(vec![oom.clone()])), failed);
-    let running = Desired { was_running: true, ..want() };
-    assert_eq!(plan(&running, &app(vec![oom])), failed, "an OOM kill is not restarted again");
+    assert_eq!(plan(&running, &app(vec![oom.clone()])), failed, "an OOM kill is not restarted");
+    assert_eq!(
+        plan(&saved, &app(vec![oom])),
+        Step::StartMachine { id: "a".into() },
+        "after a save it may fit"
+    );
+}
+
+#[test]
+fn the_dev_checks_output_is_the_report() {
+    use crate::fly::{CheckStatus, Machine};
+    let check = |name: &str, status: &str, output: &str| CheckStatus {
+        name: name.into(),
+        status: status.into(),
+        output: Some(output.into()),
+    };
+    let machine = Machine {
+        id: "a".into(),
+        state: MachineState::Stopped,
+        checks: vec![
+            check("servicecheck-00-http-3000", "critical", "connection refused"),
+            check("dev", "critical", "install_failed: needs NPM_TOKEN\u{1b}[0m\nnpm ERR! 404"),
+        ],
+        ..Machine::default()
+    };
+    let seen = MachineSeen::from_machine(&machine, Uuid::nil());
+    let dev = seen.dev.expect("the dev check's report");
+    assert_eq!(dev.sentence.as_deref(), Some("needs NPM_TOKEN[0m"));
+    assert_eq!(dev.text, "install_failed: needs NPM_TOKEN[0m\nnpm ERR! 404");
+    assert_eq!(seen.check_output.as_deref(), Some("connection refused"));
+}
+
+#[test]
+fn the_deadline_runs_from_the_later_of_request_and_last_change() {
+    use chrono::{Duration as D, TimeZone, Utc};
+    let t0 = Utc.with_ymd_and_hms(2026, 12, 7, 0, 0, 0).unwrap();
+    let ten = std::time::Duration::from_secs(600);
+    assert!(!deadline_passed(t0, ten, t0 + D::seconds(600)));
+    assert!(deadline_passed(t0, ten, t0 + D::seconds(601)));
+    assert!(!deadline_passed(t0, std::time::Duration::MAX, t0 + D::days(10_000)));
 }

@@ -67,6 +67,7 @@ mod tests {
             redeploy_window_start: None,
             redeploy_generation: 0,
             fly_app_created: true,
+            root_directory: None,
         }
     }
 

@@ -18,6 +18,7 @@ use crate::preview::error::{self, GlobalCondition, Policy, ReconcileError, Rejec
 use crate::preview::limits;
 use crate::preview::outcome::{self, Outcome, PreviewAction};
 use crate::preview::quiet;
+use crate::preview::timeline;
 use crate::runtime::{Claimed, Queue, QueueError, Reconciler};
 use crate::store::{Lease, PreviewRow, StatusWrite, Store};
 
@@ -46,12 +47,13 @@ pub async fn pass(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError
         return Err(ReconcileError::Rejected(Rejection {
             reason,
             message: e.to_string(),
+            detail: None,
             machine: None,
         }));
     }
     ctx.fly_up()?;
     let admitted = match limits::admit(&ctx.store, &ctx.settings, row).await? {
-        limits::Admit::Refused(hold) => return Ok(hold.into()),
+        limits::Admit::Refused(hold) => return refuse(&ctx.fly, row, hold).await,
         limits::Admit::Admitted => true,
         limits::Admit::Holds => false,
     };
@@ -67,15 +69,52 @@ impl From<limits::Hold> for Outcome {
     }
 }
 
+/// A row refused for the quota keeps nothing alive on Fly: a machine it still has (a limit
+/// lowered meanwhile, a row refused by an older release) goes with its app before the row is
+/// parked (the refusal's write forgets the machine).
+async fn refuse(
+    fly: &FlyClient,
+    row: &PreviewRow,
+    hold: limits::Hold,
+) -> Result<Outcome, ReconcileError> {
+    if row.fly_machine_id.is_some() {
+        teardown(fly, &row.fly_app_name).await?;
+    }
+    Ok(hold.into())
+}
+
+/// Deletes the app and confirms it is gone.
+async fn teardown(fly: &FlyClient, app: &str) -> Result<Outcome, ReconcileError> {
+    match fly.delete_app(app).await {
+        Ok(()) => {}
+        // Gone already, or not ours to delete (another org's name): nothing of ours remains.
+        Err(FlyError::NotFound(_) | FlyError::Forbidden(_)) => return Ok(Outcome::Stopped),
+        Err(e) => return Err(e.into()),
+    }
+    match fly.get_app(app).await {
+        Err(FlyError::NotFound(_)) => Ok(Outcome::Stopped),
+        Ok(_) => Ok(Outcome::TearingDown),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Stops a preview: destroys every machine of its app and keeps the app (no machine runs,
 /// nothing is billed; an app without machines costs nothing on Fly). A stop so spends no
 /// app-delete budget (Fly's scarcest, 100 a minute org-wide) and a redeploy needs no app
-/// create; the app itself goes with the row (its tombstone) or the orphan sweep.
+/// create; the app itself goes with the row (its tombstone) or the orphan sweep. An app on
+/// the org's shared private network (made before per-app networks) is deleted instead, so
+/// the redeploy recreates it on its own network.
 async fn stop(fly: &FlyClient, app: &str) -> Result<Outcome, ReconcileError> {
-    let live = match live_machines(fly, app).await {
-        Ok(ids) => ids,
+    match fly.get_app(app).await {
         // No app (or not ours to touch: another org's name): nothing of ours runs.
         Err(FlyError::NotFound(_) | FlyError::Forbidden(_)) => return Ok(Outcome::Stopped),
+        Err(e) => return Err(e.into()),
+        Ok(a) if a.on_shared_network() => return teardown(fly, app).await,
+        Ok(_) => {}
+    }
+    let live = match live_machines(fly, app).await {
+        Ok(ids) => ids,
+        Err(FlyError::NotFound(_)) => return Ok(Outcome::Stopped),
         Err(e) => return Err(e.into()),
     };
     if live.is_empty() {
@@ -115,8 +154,9 @@ impl Previews {
     /// The fenced write of a pass's result; the lease goes back with it.
     async fn write(&self, row: &PreviewRow, w: &StatusWrite) -> Result<(), ReconcileError> {
         let store = &self.ctx.store;
-        let Some(landed) = store.write_status(row.id, row.generation, w, Lease::Release).await?
-        else {
+        let events = timeline::events(row, w);
+        let written = store.write_status_with(row.id, row.generation, w, Lease::Release, &events);
+        let Some(landed) = written.await? else {
             tracing::info!("row changed meanwhile; result discarded, it will be reconciled again");
             return Err(ReconcileError::Fenced);
         };
@@ -125,6 +165,9 @@ impl Previews {
         if w.status == Status::Running && landed.previous_status != Status::Running {
             let secs = (Utc::now() - landed.requested_at).num_milliseconds().max(0) as f64 / 1e3;
             self.metrics.time_to_running.observe(secs);
+        }
+        for (kind, secs) in &landed.events {
+            self.metrics.phase_seconds.with_label_values(&[kind.as_str()]).observe(*secs);
         }
         limits::after_write(store, &self.ctx.settings, &self.metrics, row, w.reason).await;
         Ok(())

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::model::validate::Rules;
+use crate::preview::cost::PriceTable;
 use crate::preview::machine_config::RunnerSettings;
 use crate::preview::sync::SyncSettings;
 use crate::runtime::backoff::Backoff;
@@ -43,6 +44,8 @@ pub struct Settings {
     pub stats_interval: Duration,
     /// Sync on save (`preview::sync`).
     pub sync: SyncSettings,
+    /// Prices for the fleet's estimated cost (`preview::cost`).
+    pub prices: PriceTable,
 }
 
 impl Settings {
@@ -57,14 +60,6 @@ impl Settings {
     /// due time wakes anyone) are claimed within a third of a lease of their leases' expiry.
     pub fn backstop_poll(&self) -> Duration {
         self.poll_interval.min(self.lease / 3).max(Duration::from_millis(100))
-    }
-
-    /// When a quota-refused row is looked at again by itself, should no wake-up reach it
-    /// (a safety net; the quota-wake trigger normally wakes it at once): 10 min, doubling
-    /// with each refusal up to 160 min.
-    pub fn quota_recheck(&self, refusals: i32) -> Duration {
-        let exp = u32::try_from(refusals.clamp(1, 5) - 1).unwrap_or(0);
-        Duration::from_secs(600 * (1u64 << exp))
     }
 
     /// Defaults suitable for tests and the demo (fast timings).
@@ -91,6 +86,7 @@ impl Settings {
             sweep_dry_run: false,
             shutdown_timeout: Duration::from_secs(5),
             stats_interval: Duration::from_millis(500),
+            prices: PriceTable::default(),
             sync: SyncSettings {
                 sweep_interval: Duration::from_millis(200),
                 idle_sweep_interval: Duration::from_millis(200),

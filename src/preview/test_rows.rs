@@ -43,5 +43,6 @@ pub fn row(status: Status, attempts: i32) -> PreviewRow {
         redeploy_window_start: None,
         redeploy_generation: 0,
         fly_app_created: true,
+        root_directory: None,
     }
 }

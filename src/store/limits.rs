@@ -39,6 +39,8 @@ async fn active(
         .bind(Status::Running)
         .bind(Status::Error)
         .bind(Reason::QuotaExceeded)
+        .bind(Status::Pending)
+        .bind(DesiredState::Stopped)
         .fetch_one(&mut **tx)
         .await?;
     Ok(n)
@@ -55,7 +57,7 @@ impl Store {
     ) -> Result<Admission, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Fast path without the lock: refusing never over-admits, and a slot freed meanwhile
-        // wakes a refused row (the trigger, `wake_refused_if_free`, the re-check safety net).
+        // wakes a refused row (the quota-wake trigger, or `wake_refused_if_free`).
         let others = active(&mut tx, user, Some(id)).await?;
         if others >= i64::from(limit) {
             tx.commit().await?;
@@ -84,19 +86,18 @@ impl Store {
     pub async fn wake_refused_if_free(&self, user: Uuid, limit: u32) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let mut woken = 0;
-        // Only a visibly free slot takes the lock (the refused rows' own re-check is the safety
-        // net for a slot freed by a transaction still committing).
+        // Under the lock: a transaction freeing a slot holds it until it commits (the
+        // quota-wake trigger), so the count below sees that slot free, or the trigger saw this
+        // refusal. Refused rows are parked, so no wake-up is ever lost.
+        lock_user(&mut tx, user).await?;
         if active(&mut tx, user, None).await? < i64::from(limit) {
-            lock_user(&mut tx, user).await?;
-            if active(&mut tx, user, None).await? < i64::from(limit) {
-                woken = sqlx::query(named_query!("wake_refused"))
-                    .bind(user)
-                    .bind(Reason::QuotaExceeded)
-                    .bind(DesiredState::Running)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-            }
+            woken = sqlx::query(named_query!("wake_refused"))
+                .bind(user)
+                .bind(Reason::QuotaExceeded)
+                .bind(DesiredState::Running)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         }
         tx.commit().await?;
         Ok(woken > 0)

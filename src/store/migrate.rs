@@ -2,7 +2,9 @@
 //! reports the difference in the schema and the backfilled rows, and rolls everything back.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
+use sqlx::Connection;
 use sqlx::migrate::Migration;
 use sqlx::postgres::{PgConnection, PgPool};
 
@@ -37,8 +39,20 @@ async fn move_legacy(conn: &mut PgConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Applies pending migrations; a second run is a no-op. Returns the versions applied now.
-/// An existing install's `public._sqlx_migrations` is moved first (history kept).
+/// How long one migration statement waits for a lock (e.g. behind a web-app transaction that
+/// holds the table): the web app's queries queued behind the waiting migration wait no longer.
+/// Then the migration gives up, is rolled back, and tries again after [`RETRY_PAUSE`].
+pub const LOCK_TIMEOUT: Duration = Duration::from_millis(500);
+/// Pause between two attempts (the web app's queries run freely meanwhile).
+pub const RETRY_PAUSE: Duration = Duration::from_secs(2);
+/// Attempts before `migrate` gives up (about a minute of waiting for a quiet moment).
+pub const ATTEMPTS: u32 = 30;
+
+/// Applies pending migrations; a second run is a no-op (and needs only SELECT on the
+/// bookkeeping, so the controller's own role can run it). Returns the versions applied now.
+/// An existing install's `public._sqlx_migrations` is moved first (history kept). Every
+/// statement waits at most [`LOCK_TIMEOUT`] for a lock; a migration that times out is rolled
+/// back and tried again, up to [`ATTEMPTS`] times.
 pub async fn run(pool: &PgPool) -> Result<Vec<i64>, StoreError> {
     let legacy: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
         .bind(LEGACY_MIGRATIONS_TABLE)
@@ -51,9 +65,57 @@ pub async fn run(pool: &PgPool) -> Result<Vec<i64>, StoreError> {
         tracing::info!("moved {LEGACY_MIGRATIONS_TABLE} to {MIGRATIONS_TABLE} (history kept)");
     }
     let before = applied(pool).await?;
-    MIGRATOR.run(pool).await?;
+    if pending(pool).await?.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut conn = pool.acquire().await?;
+    let applied_now = apply_with_retries(&mut conn).await;
+    // the connection goes back to the pool without the migrator's settings or locks
+    let reset = "RESET lock_timeout; SELECT pg_catalog.pg_advisory_unlock_all()";
+    let reset = sqlx::raw_sql(reset).execute(&mut *conn).await;
+    applied_now?;
+    reset?;
     let after = applied(pool).await?;
     Ok(after.difference(&before).copied().collect())
+}
+
+const UNLOCK: &str = "SELECT pg_catalog.pg_advisory_unlock_all()";
+
+/// Whether a migration failed because it waited for a lock longer than `lock_timeout`.
+fn lock_timed_out(e: &sqlx::migrate::MigrateError) -> bool {
+    use sqlx::migrate::MigrateError::{Execute, ExecuteMigration};
+    let db = match e {
+        Execute(e) | ExecuteMigration(e, _) => e.as_database_error(),
+        _ => None,
+    };
+    db.and_then(|d| d.code()).is_some_and(|c| c == "55P03")
+}
+
+async fn apply_with_retries(conn: &mut PgConnection) -> Result<(), StoreError> {
+    let set = format!("SET lock_timeout = '{}ms'", LOCK_TIMEOUT.as_millis());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(set)).execute(&mut *conn).await?;
+    let mut attempt = 1;
+    loop {
+        match MIGRATOR.run(&mut *conn).await {
+            Ok(()) => return Ok(()),
+            Err(e) if lock_timed_out(&e) && attempt < ATTEMPTS => {
+                tracing::warn!(
+                    attempt,
+                    "a migration waited {LOCK_TIMEOUT:?} for a table lock (the web app is using the table); rolled back, trying again in {RETRY_PAUSE:?}"
+                );
+                // the migrator's session lock is not given back on an error
+                sqlx::raw_sql(UNLOCK).execute(&mut *conn).await?;
+                tokio::time::sleep(RETRY_PAUSE).await;
+                attempt += 1;
+            }
+            Err(e) if lock_timed_out(&e) => {
+                return Err(StoreError::Busy(format!(
+                    "migrate gave up after {ATTEMPTS} attempts: each waited {LOCK_TIMEOUT:?} for a lock on a table the web app kept busy; nothing was changed by the unfinished migration, run migrate again at a quieter time"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Versions recorded as applied: in the controller's schema, or (not moved yet) in public.
@@ -112,7 +174,13 @@ async fn snapshot(conn: &mut sqlx::PgConnection) -> Result<BTreeSet<String>, Sto
     Ok(rows.into_iter().flatten().collect())
 }
 
-/// Applies the pending migrations in a transaction, reports, and rolls back.
+/// The dry run never queues behind the web app: a lock that is not free at once (100 ms) ends
+/// it, and the web app's queries queue behind it at most that long.
+const DRY_RUN_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '100ms'";
+
+/// Applies the pending migrations in a transaction, reports, and rolls back. It holds the
+/// migrations' locks only while it applies and rolls back, and only takes locks that are free
+/// (see [`DRY_RUN_LOCK_TIMEOUT`]).
 pub async fn dry_run(pool: &PgPool) -> Result<String, StoreError> {
     let pending: Vec<String> =
         pending(pool).await?.iter().map(|m| format!("{} {}", m.version, m.description)).collect();
@@ -123,10 +191,24 @@ pub async fn dry_run(pool: &PgPool) -> Result<String, StoreError> {
     }
     out.push_str(&format!("Pending migrations ({}):\n", pending.len()));
     pending.iter().for_each(|p| out.push_str(&format!("  {p}\n")));
-    let mut tx = pool.begin().await?;
+    let mut conn = pool.acquire().await?;
+    let mut tx = conn.begin().await?;
+    sqlx::raw_sql(DRY_RUN_LOCK_TIMEOUT).execute(&mut *tx).await?;
     let before = snapshot(&mut tx).await?;
     move_legacy(&mut tx).await?;
-    MIGRATOR.run(&mut *tx).await?;
+    match MIGRATOR.run(&mut *tx).await {
+        Err(e) if lock_timed_out(&e) => {
+            tx.rollback().await?;
+            // the migrator's session lock is not given back on an error
+            sqlx::raw_sql(UNLOCK).execute(&mut *conn).await?;
+            out.push_str(
+                "The tables are in use (a lock was not free within 100 ms), so the schema \
+                 difference was not computed; nothing waited for them. Try again later.\n",
+            );
+            return Ok(out);
+        }
+        r => r?,
+    }
     let after = snapshot(&mut tx).await?;
     let rows: Vec<String> = sqlx::query_scalar(ROWS).fetch_all(&mut *tx).await?;
     tx.rollback().await?;

@@ -1,10 +1,12 @@
-//! The database as the work queue: rows, leases, fenced status writes, tombstones of deleted
-//! rows (`tombstones`), notifications, leader election and migrations, and the checks made
+//! The database as the work queue: rows, leases, fenced status writes (with the preview's
+//! timeline events, `timeline`), tombstones of deleted rows (`tombstones`), notifications, leader election and migrations, and the checks made
 //! when connecting (`preflight`: no transaction pooler; the role sees and writes every row).
 //! Every statement is runtime-checked and exercised by a test in `tests/it/` (`store.rs`,
 //! `store_tombstones.rs`, `controller_role.rs`, `supabase_*.rs`).
 
 mod apps;
+mod env;
+mod fleet;
 mod lanes;
 mod leader;
 mod limits;
@@ -13,6 +15,7 @@ pub mod migrate;
 mod preflight;
 mod queue;
 mod sync;
+mod timeline;
 mod tombstones;
 
 use std::time::Duration;
@@ -21,11 +24,15 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
+pub use env::EnvVar;
 pub use limits::Admission;
 pub use listen::{ListenEvent, Listener, Notification, Op};
-pub use preflight::{check_row_access, detect_transaction_pooler};
+pub use preflight::{
+    check_row_access, database_app_prefix, detect_transaction_pooler, privileged_role,
+};
 pub use queue::{BAD, Lease, MACHINE_ERRORS, QueueStats, Seen, StatusWrite, Written};
 pub use sync::SyncTarget;
+pub use timeline::EventRow;
 pub use tombstones::{Tombstone, Tombstones};
 
 use crate::fly::Secret;
@@ -53,10 +60,19 @@ pub enum StoreError {
     /// The connected role cannot see or write every row the controller needs (RLS, grants).
     #[error("DATABASE_URL {0}")]
     Access(String),
+    /// A migration never got its table lock within its lock timeout (the web app kept the
+    /// table busy); what it had done was rolled back.
+    #[error("{0}")]
+    Busy(String),
 }
 
 impl From<sqlx::Error> for StoreError {
+    /// A prepared statement that collides or vanished is a transaction pooler's doing, whenever
+    /// it shows (the connect-time probes are the first line).
     fn from(e: sqlx::Error) -> Self {
+        if preflight::is_pooler_symptom(&e) {
+            return StoreError::TransactionPooler;
+        }
         StoreError::Query(e)
     }
 }
@@ -87,6 +103,7 @@ impl StoreError {
             StoreError::Migrate(_) => "db_migrate",
             StoreError::TransactionPooler => "db_transaction_pooler",
             StoreError::Access(_) => "db_access",
+            StoreError::Busy(_) => "db_busy",
         }
     }
 }
@@ -128,6 +145,8 @@ pub struct PreviewRow {
     /// A Fly app may exist for this row (set before the first call that can create one);
     /// false: it never had one, so stopping or deleting it needs no Fly call.
     pub fly_app_created: bool,
+    /// The app's folder inside the repository (`None`: the root); validated before use.
+    pub root_directory: Option<String>,
 }
 
 /// Marks the statement as the controller's own write, so the request-translation trigger

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use super::{PreviewRow, Store, StoreError, named_query};
 use crate::model::MachineState;
 use crate::model::state::{DesiredState, Reason, Status};
+use crate::model::timeline::{Event, EventKind};
 
 /// What the controller writes back after (part of) a reconcile.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,7 +49,16 @@ pub const BAD: &[MachineState] = &[
     MachineState::Destroying,
 ];
 
-pub const MACHINE_ERRORS: &[Reason] = &[Reason::MachineExited, Reason::HealthDeadlineExceeded];
+pub const MACHINE_ERRORS: &[Reason] = &[
+    Reason::MachineExited,
+    Reason::HealthDeadlineExceeded,
+    Reason::CloneFailed,
+    Reason::InstallFailed,
+    Reason::NoDevScript,
+    Reason::DevServerNeverServed,
+    Reason::DevServerCrashed,
+    Reason::OutOfMemory,
+];
 
 /// What happens to the row's lease with a status write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +74,12 @@ pub enum Lease {
 pub struct Written {
     pub previous_status: Status,
     pub requested_at: DateTime<Utc>,
+    /// The events recorded with it and each one's elapsed time (the phase it ended).
+    pub events: Vec<(EventKind, f64)>,
 }
+
+/// What `write_status.sql` returns: previous status, request time, event kinds and seconds.
+type WrittenRow = (Status, DateTime<Utc>, Vec<String>, Vec<f64>);
 
 /// Queue figures for metrics.
 #[derive(Debug, Clone, Default)]
@@ -144,8 +159,22 @@ impl Store {
         w: &StatusWrite,
         lease: Lease,
     ) -> Result<Option<Written>, StoreError> {
+        self.write_status_with(id, generation, w, lease, &[]).await
+    }
+
+    /// [`Store::write_status`], recording `events` on the preview's timeline in the same
+    /// statement (only if the write lands).
+    pub async fn write_status_with(
+        &self,
+        id: Uuid,
+        generation: i64,
+        w: &StatusWrite,
+        lease: Lease,
+        events: &[Event],
+    ) -> Result<Option<Written>, StoreError> {
         let sql = named_query!("write_status");
-        let row: Option<(Status, DateTime<Utc>)> = sqlx::query_as(sql)
+        let events = serde_json::to_value(events).unwrap_or_else(|_| serde_json::json!([]));
+        let row: Option<WrittenRow> = sqlx::query_as(sql)
             .bind(id)
             .bind(&self.owner)
             .bind(generation)
@@ -160,9 +189,14 @@ impl Store {
             .bind(w.next_attempt_at)
             .bind(lease == Lease::Release)
             .bind(w.detail.as_deref())
+            .bind(events)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.map(|(previous_status, requested_at)| Written { previous_status, requested_at }))
+        Ok(row.map(|(previous_status, requested_at, kinds, secs)| Written {
+            previous_status,
+            requested_at,
+            events: kinds.iter().filter_map(|k| k.parse().ok()).zip(secs).collect(),
+        }))
     }
 
     /// Makes due now the rows for which what drift saw on Fly is news that matters (the rule

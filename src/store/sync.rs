@@ -80,13 +80,15 @@ impl Store {
             .await?)
     }
 
-    /// Records why `revision` was not confirmed (status untouched) and gives the lease back.
+    /// Records why `revision` was not confirmed (status untouched): `message` for the person
+    /// who saved, `detail` for operators; gives the lease back.
     pub async fn sync_failed(
         &self,
         id: Uuid,
         revision: &str,
         reason: Reason,
         message: &str,
+        detail: &str,
     ) -> Result<(), StoreError> {
         let sql = named_query!("sync_failed");
         sqlx::query(sql)
@@ -96,6 +98,7 @@ impl Store {
             .bind(reason)
             .bind(message)
             .bind(Status::Running)
+            .bind(detail)
             .execute(self.pool())
             .await?;
         Ok(())

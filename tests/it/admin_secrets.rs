@@ -22,6 +22,8 @@ use sqlx::PgPool;
 /// Distinctive, with a core that must not appear anywhere, even truncated.
 const TOKEN_CANARY: &str = "TOKCANARY7f3a9c1e";
 const PASSWORD_CANARY: &str = "PWCANARY9d2b4e6f";
+/// A user's secret preview variable (`fly_preview_env`, delivered as a Fly app secret).
+const ENV_CANARY: &str = "ENVCANARY3b8d0a2c";
 
 fn fly_token() -> String {
     format!("fo1_{TOKEN_CANARY}_0123456789abcdef")
@@ -32,7 +34,7 @@ fn db_password() -> String {
 }
 
 fn assert_no_secret(what: &str, text: &str) {
-    for canary in [TOKEN_CANARY, PASSWORD_CANARY, &fly_token(), &db_password()] {
+    for canary in [TOKEN_CANARY, PASSWORD_CANARY, ENV_CANARY, &fly_token(), &db_password()] {
         assert!(!text.contains(canary), "{what} leaks a secret ({canary}):\n{text}");
     }
 }
@@ -65,10 +67,10 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// `run` with a clean environment plus `env` and `RUST_LOG=debug`.
+    /// `run` with a clean environment plus `env` and `RUST_LOG=trace` (every crate's every line).
     fn run(env: &[(&str, String)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_fly-preview-controller"));
-        cmd.arg("run").env_clear().env("RUST_LOG", "debug").env("RUST_BACKTRACE", "1");
+        cmd.arg("run").env_clear().env("RUST_LOG", "trace").env("RUST_BACKTRACE", "1");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -195,6 +197,15 @@ async fn secrets_never_leak_from_a_working_daemon(pool: PgPool) {
     let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut d =
         Daemon::run(&daemon_env(db_url_with_password(&pool), sim.base_url(), admin, "json"));
+    sqlx::query(
+        "INSERT INTO public.fly_preview_env (user_id, project_id, name, value) \
+         VALUES ($1::uuid, 'leak-ok', 'GIT_TOKEN', $2)",
+    )
+    .bind(USER_A)
+    .bind(format!("ghp_{ENV_CANARY}"))
+    .execute(&pool)
+    .await
+    .unwrap();
     let id = insert_row(&pool, USER_A, "leak-ok", Some(REPO), "main").await;
     let store = Store::new(pool.clone(), "observer");
     let deadline = Instant::now() + DEADLINE;
@@ -211,6 +222,17 @@ async fn secrets_never_leak_from_a_working_daemon(pool: PgPool) {
     }
     let metrics = admin_bodies_are_clean(admin).await;
     assert!(metrics.contains(r#"action="create_machine",status_class="2xx""#), "{metrics}");
+    // the variable was delivered, as a Fly app secret only: not in the machine config or the row
+    let app = store.get(id).await.unwrap().unwrap().fly_app_name;
+    let machines = sim.machines(&app);
+    let booted = sim.machine_secrets(&app, machines[0]["id"].as_str().unwrap());
+    assert!(booted.get("GIT_TOKEN").is_some_and(|v| v.contains(ENV_CANARY)), "not delivered");
+    assert_no_secret("the machine", &serde_json::to_string(&machines).unwrap());
+    let row: String = sqlx::query_scalar("SELECT row_to_json(a)::text FROM fly_preview_apps a")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_no_secret("the row", &row);
     let status = d.terminate().await;
     let out = d.output();
     assert!(status.success(), "graceful exit after SIGTERM, got {status}:\n{out}");

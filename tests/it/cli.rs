@@ -94,6 +94,7 @@ fn bad_run_settings_are_configuration_errors() {
     );
     assert_config_error(&["run", "--listen-addr", "nowhere"], &complete, "listen-addr");
     assert_config_error(&["run", "--log-format", "xml"], &complete, "log-format");
+    assert_config_error(&["run"], &[db, token, ("PRICE_TABLE", "gpu=1")], "PRICE_TABLE");
     // missing secrets
     assert_config_error(&["run"], &[db], "FLY_API_TOKEN");
     assert_config_error(&["run"], &[token], "DATABASE_URL");

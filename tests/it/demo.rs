@@ -21,7 +21,7 @@ fn demo_converges_every_sample_and_explains_what_happened() {
         .collect();
     let count = |s: &str| statuses.iter().filter(|x| **x == s).count();
     assert_eq!((count("running"), count("stopped"), count("error")), (3, 1, 2), "{last}");
-    assert!(last.contains("exited with code 128"), "{last}");
+    assert!(last.contains("exit code 128"), "{last}");
     assert!(last.contains("invalid github_branch"), "{last}");
     assert!(stdout.contains("/metrics") && stdout.contains("Ctrl-C"), "{stdout}");
     assert!(!stderr.contains("panicked"), "{stderr}");

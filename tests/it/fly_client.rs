@@ -160,6 +160,7 @@ async fn contract_through_prism() {
     let (c, _) = client_with(&url, &token, true, Duration::from_secs(30));
     let app = format!("contract-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     contract_apps(&c, &app, &org).await;
+    contract_secrets(&c, &app).await;
     let id = contract_machine_lifecycle(&c, &app).await;
     let page = c
         .list_org_machines(&org, Some(chrono::Utc::now() - chrono::TimeDelta::hours(1)), None)
@@ -181,6 +182,21 @@ async fn contract_apps(c: &FlyClient, app: &str, org: &str) {
     assert!(c.assign_ip(app, IpType::V6).await.unwrap().is_v6());
     assert!(c.assign_ip(app, IpType::SharedV4).await.unwrap().is_shared_v4());
     assert_eq!(c.list_ips(app).await.unwrap().len(), 2);
+}
+
+/// App secrets: set two, then unset one (`null`) and rotate the other; names only come back.
+async fn contract_secrets(c: &FlyClient, app: &str) {
+    use fly_preview_controller::fly::Secret;
+    use std::collections::BTreeMap;
+    let set = |pairs: &[(&str, Option<&str>)]| -> BTreeMap<String, Option<Secret>> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), v.map(Secret::new))).collect()
+    };
+    let v1 = c.update_secrets(app, &set(&[("GIT_TOKEN", Some("g1")), ("OLD", Some("o"))])).await;
+    let v1 = v1.unwrap();
+    assert_eq!(c.list_secret_names(app).await.unwrap(), ["GIT_TOKEN", "OLD"]);
+    let v2 = c.update_secrets(app, &set(&[("GIT_TOKEN", Some("g2")), ("OLD", None)])).await;
+    assert!(v2.unwrap() > v1);
+    assert_eq!(c.list_secret_names(app).await.unwrap(), ["GIT_TOKEN"]);
 }
 
 async fn contract_machine_lifecycle(c: &FlyClient, app: &str) -> String {

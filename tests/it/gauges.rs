@@ -52,3 +52,32 @@ async fn status_gauges_reflect_the_table_within_one_stats_interval(pool: PgPool)
     println!("gauges agreed with the table {first:?} and {second:?} after convergence");
     r.stop().await;
 }
+
+#[sqlx::test]
+async fn cost_gauges_follow_the_machines_and_status_lists_users_by_cost(pool: PgPool) {
+    let h = Harness::new(pool.clone(), SimConfig::default()).await;
+    insert_row(&pool, USER_A, "c1", Some("https://github.com/acme/site"), "main").await;
+    insert_row(&pool, USER_A, "c2", Some("https://github.com/acme/site"), "main").await;
+    insert_row(&pool, USER_B, "c3", Some("https://github.com/acme/site"), "main").await;
+    let r = h.start("a");
+    h.wait_all("all running", 60, is_running).await;
+    let machines = |r: &Replica| {
+        r.metrics.fleet.machines.with_label_values(&["started", "shared-cpu-1x-2048mb"]).get()
+    };
+    let dollars = |r: &Replica| r.metrics.fleet.monthly_cost.with_label_values(&["started"]).get();
+    h.eventually("the fleet gauges", || machines(&r) == 3).await;
+    assert!((dollars(&r) - 3.0 * 12.7).abs() < 1e-6, "{}", dollars(&r));
+    // the CLI's per-user view of the same table
+    let url = crate::controller_role::url_as(&pool, "postgres").await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fly-preview-controller"))
+        .args(["status", "--by-user", "--json"])
+        .env("DATABASE_URL", url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let users: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(users[0]["user_id"], USER_A, "{users}");
+    assert_eq!((users[0]["previews"].as_i64(), users[0]["started"].as_i64()), (Some(2), Some(2)));
+    assert!((users[0]["monthly_dollars"].as_f64().unwrap() - 25.4).abs() < 1e-6, "{users}");
+    r.stop().await;
+}

@@ -113,6 +113,17 @@ async fn the_app_mark_is_written_under_the_lease_and_kept_for_a_reused_name(pool
     exec(&pool, "DELETE FROM public.fly_preview_apps WHERE id = $1", id).await;
     assert!(tombstone_exists(&pool, id).await);
     let fresh = insert_row(&pool, USER_B, "fresh", Some(REPO), "main").await;
+    assert!(events(&pool, fresh).await > 0, "its timeline began ('queued')");
     exec(&pool, "DELETE FROM public.fly_preview_apps WHERE id = $1", fresh).await;
     assert!(!tombstone_exists(&pool, fresh).await);
+    assert_eq!(events(&pool, fresh).await, 0, "with no teardown its timeline goes with it");
+    assert!(events(&pool, id).await > 0, "kept until its teardown ends");
+}
+
+async fn events(pool: &PgPool, id: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM public.fly_preview_events WHERE preview_id = $1")
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
 }

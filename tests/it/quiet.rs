@@ -101,8 +101,10 @@ async fn a_converged_mixed_fleet_is_quiet(pool: PgPool) {
     log_row_writes(&pool).await;
     let fly_before = h.sim.request_log().len();
     let passes_before: u64 = passes(&r.metrics);
+    let events_before = events(&pool).await;
     tokio::time::sleep(QUIET_FOR).await;
     let writes = row_writes(&pool).await;
+    let new_events = events(&pool).await - events_before;
     let per_app: Vec<String> = h.sim.request_log()[fly_before..]
         .iter()
         .filter(|q| !ORG_WIDE.contains(&q.action))
@@ -136,10 +138,17 @@ async fn a_converged_mixed_fleet_is_quiet(pool: PgPool) {
         per_app[..per_app.len().min(6)].join("\n")
     );
     assert_eq!(passed, 0, "reconcile passes at rest");
+    assert_eq!(new_events, 0, "timeline events at rest");
     for (id, status, reason) in &expected {
         let row = h.row(*id).await;
         assert!(rests(&row, *status, reason), "{row:#?}");
     }
+}
+
+/// Timeline events recorded so far (every preview).
+async fn events(pool: &PgPool) -> i64 {
+    let sql = "SELECT count(*) FROM public.fly_preview_events";
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
 }
 
 /// Reconcile passes so far, every result.

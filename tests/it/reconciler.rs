@@ -195,7 +195,7 @@ async fn machine_exit_while_initializing_fails_fast(pool: PgPool) {
     let r = h.start("a");
     let row = h.wait_row(id, "error", |r| r.status == Status::Error).await;
     assert_eq!(row.status_reason, Some(Reason::MachineExited));
-    assert!(row.error_message.as_deref().unwrap().contains("exited with code 128"), "{row:?}");
+    assert!(row.error_message.as_deref().unwrap().contains("exit code 128"), "{row:?}");
     r.stop().await;
 }
 
@@ -208,7 +208,10 @@ async fn health_deadline_fails_with_the_last_check_output(pool: PgPool) {
     let r = h.start("a");
     let row = h.wait_row(id, "error", |r| r.status == Status::Error).await;
     assert_eq!(row.status_reason, Some(Reason::HealthDeadlineExceeded));
-    assert!(row.error_message.as_deref().unwrap().contains("connection refused"), "{row:?}");
+    let msg = row.error_message.as_deref().unwrap();
+    assert!(msg.contains("did not start serving in time: waiting for the dev server"), "{msg}");
+    let detail = row.status_detail.as_deref().unwrap_or_default();
+    assert!(detail.contains("starting: waiting for the dev server to answer"), "{row:?}");
     r.stop().await;
 }
 

@@ -13,6 +13,11 @@ use rand::{Rng, SeedableRng};
 use sqlx::PgPool;
 
 async fn insert_many(pool: &PgPool, tag: &str, n: usize) {
+    // one user holds them all: beyond the database's default cap of rows per user
+    sqlx::query("UPDATE fly_preview_controller.settings SET max_rows_per_user = 0")
+        .execute(pool)
+        .await
+        .unwrap();
     for i in 0..n {
         insert_row(
             pool,

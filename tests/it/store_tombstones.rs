@@ -11,6 +11,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::support::*;
+use fly_preview_controller::model::naming;
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -100,7 +101,7 @@ async fn a_row_deleted_again_under_the_same_id_is_due_from_scratch(pool: PgPool)
     assert!(q.retry(id, Utc::now() + chrono::Duration::hours(1), "boom", true).await.unwrap());
     sqlx::query(
         "INSERT INTO public.fly_preview_apps (id, user_id, project_id, fly_app_name) \
-         VALUES ($1, $2::uuid, 'again', 'roseram-0000aaaa')",
+         VALUES ($1, $2::uuid, 'again', 'sent-by-the-writer')",
     )
     .bind(id)
     .bind(USER_B)
@@ -114,7 +115,8 @@ async fn a_row_deleted_again_under_the_same_id_is_due_from_scratch(pool: PgPool)
         .await
         .unwrap();
     let t = one(&pool, id).await.unwrap();
-    assert_eq!((t.fly_app_name.as_str(), t.attempts, t.last_error), ("roseram-0000aaaa", 0, None));
+    let name = naming::app_name("roseram", USER_B, "again");
+    assert_eq!((t.fly_app_name.as_str(), t.attempts, t.last_error), (name.as_str(), 0, None));
     assert!(t.next_attempt_at <= Utc::now() && t.deleted_at > claimed[0].deleted_at);
 }
 

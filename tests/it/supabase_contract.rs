@@ -19,16 +19,16 @@ use uuid::Uuid;
 const LINTS: &str = include_str!("supabase_lints.sql");
 
 /// A migrated Supabase database, the PostgREST stand-in and the two users' ids.
-struct Project {
+pub(crate) struct Project {
     /// Dropped (with the database) when the test ends.
     _db: SupaDb,
-    postgres: PgPool,
-    api: PostgRest,
-    a: Uuid,
-    b: Uuid,
+    pub(crate) postgres: PgPool,
+    pub(crate) api: PostgRest,
+    pub(crate) a: Uuid,
+    pub(crate) b: Uuid,
 }
 
-async fn project() -> Project {
+pub(crate) async fn project() -> Project {
     let db = SupaDb::create().await;
     let postgres = db.pool("postgres").await;
     store::migrate::run(&postgres).await.unwrap();
@@ -292,8 +292,8 @@ async fn anon_and_users_hold_exactly_the_contracts_privileges() {
     assert_eq!(
         columns,
         [
-            "INSERT desired_state,error_message,fly_app_name,github_branch,github_repo_url,preview_url,project_id,revision,status,user_id",
-            "UPDATE desired_state,error_message,github_branch,github_repo_url,preview_url,revision,status",
+            "INSERT desired_state,error_message,fly_app_name,github_branch,github_repo_url,preview_url,project_id,revision,root_directory,status,user_id",
+            "UPDATE desired_state,error_message,github_branch,github_repo_url,preview_url,revision,root_directory,status",
         ]
     );
     // functions: none for anon (no /rest/v1/rpc), only the triggers' helper for users
@@ -319,7 +319,9 @@ async fn supabase_security_lints_find_nothing() {
         info,
         [
             "fly_preview_controller._sqlx_migrations",
+            "fly_preview_controller.env_secrets",
             "fly_preview_controller.leader",
+            "fly_preview_controller.settings",
             "fly_preview_controller.tombstones"
         ],
         "{found:#?}"

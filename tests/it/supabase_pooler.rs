@@ -6,7 +6,9 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use crate::support::supabase::{PORT, SESSION_POOLER_PORT, SupaDb, TX_POOLER_PORT};
+use crate::support::supabase::{
+    PORT, SESSION_POOLER_PORT, SESSION_POOLER_RR_PORT, SupaDb, TX_POOLER_PORT, TX_POOLER_RR_PORT,
+};
 use crate::support::*;
 use fly_preview_controller::fly::Secret;
 use fly_preview_controller::store::{self, ListenEvent, Listener, Op, StoreError};
@@ -34,17 +36,20 @@ fn text(b: &[u8]) -> String {
 #[ignore = "needs the Supabase cluster and pgbouncer: bash .ci/supabase/setup.sh && bash .ci/supabase/pgbouncer.sh"]
 async fn a_transaction_pooler_is_refused_with_one_line() {
     let db = SupaDb::create().await;
-    let url = db.url(TX_POOLER_PORT, "postgres");
-    for args in [&["migrate"][..], &["migrate", "--dry-run"], &["run"], &["status"]] {
-        let out = cli(args, &url);
-        let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert_eq!(stderr, format!("{REFUSAL}\n"), "{args:?}: exactly one line, said once");
-        assert!(text(&out.stdout).is_empty(), "{args:?}");
-    }
-    for _ in 0..10 {
-        let err = store::connect(&Secret::new(url.clone()), 4).await.unwrap_err();
-        assert!(matches!(err, StoreError::TransactionPooler), "{err}");
+    // PgBouncer's default (last-in-first-out backends) and server_round_robin = 1
+    for port in [TX_POOLER_PORT, TX_POOLER_RR_PORT] {
+        let url = db.url(port, "postgres");
+        for args in [&["migrate"][..], &["migrate", "--dry-run"], &["run"], &["status"]] {
+            let out = cli(args, &url);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{port} {args:?}: {stderr}");
+            assert_eq!(stderr, format!("{REFUSAL}\n"), "{port} {args:?}: one line, said once");
+            assert!(text(&out.stdout).is_empty(), "{args:?}");
+        }
+        for _ in 0..15 {
+            let err = store::connect(&Secret::new(url.clone()), 4).await.unwrap_err();
+            assert!(matches!(err, StoreError::TransactionPooler), "{port}: {err}");
+        }
     }
 }
 
@@ -59,8 +64,9 @@ async fn the_session_pooler_and_direct_connections_work_notifications_included()
     assert!(text(&out.stdout).contains(&applied), "{}", text(&out.stdout));
     let out = cli(&["migrate"], &session);
     assert!(text(&out.stdout).contains("up to date"), "{}", text(&out.stdout));
-    for url in [&session, &db.url(PORT, "postgres")] {
-        for _ in 0..10 {
+    let urls = [&session, &db.url(SESSION_POOLER_RR_PORT, "postgres"), &db.url(PORT, "postgres")];
+    for url in urls {
+        for _ in 0..15 {
             store::connect(&Secret::new(url.clone()), 4).await.expect("no false alarm");
         }
     }

@@ -120,6 +120,9 @@ async fn revision_written_sets_served_revision_with_one_exec(pool: PgPool) {
     let log = h.sim.request_log().into_iter().skip(calls_before);
     let new: Vec<_> = log.filter(|r| r.method != "GET").map(|r| r.action).collect();
     assert_eq!(new, ["exec_machine"], "one Fly call per save");
+    // The duration is observed just after the row write that `wait_cols` saw.
+    let observed = || r.metrics.sync_duration.get_sample_count() >= 1;
+    h.eventually("the sync's duration observed", observed).await;
     assert_eq!(r.metrics.sync_duration.get_sample_count(), 1);
     let row = h.row(id).await;
     assert_eq!((row.observed_generation, row.lease_owner), (1, None));
@@ -190,7 +193,15 @@ async fn sync_failure_keeps_the_preview_running_with_a_reason(pool: PgPool) {
     let c =
         wait_cols(&pool, id, "SyncFailed", |c| c.status_reason == Some(Reason::SyncFailed)).await;
     assert_eq!((c.status, c.served_revision.as_deref()), (Status::Running, None));
-    assert!(c.error_message.as_deref().unwrap().contains("fetch_failed"), "{c:?}");
+    let msg = c.error_message.as_deref().unwrap();
+    assert!(msg.contains("could not load your save") && !msg.contains("fetch_failed"), "{c:?}");
+    let detail: Option<String> =
+        sqlx::query_scalar("SELECT status_detail FROM public.fly_preview_apps WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(detail.is_some_and(|d| d.contains("fetch_failed")), "the runner's words for operators");
     assert!(r.metrics.sync_failures.with_label_values(&["sync_failed"]).get() >= 1);
     // Recovery: the retry confirms it and the reason goes back to Ready.
     h.sim.set_sync_fault(&app, None);

@@ -81,6 +81,7 @@ fn hostile_rows_are_refused_with_specific_errors() {
             fly_app_name: name.unwrap_or(&good_name),
             repo_url: Some(url),
             branch: Some(branch),
+            root_directory: None,
         };
         let err =
             validate(&spec, &rules).expect_err(&format!("accepted {url:?} {branch:?} {name:?}"));
@@ -101,6 +102,7 @@ fn huge_values_are_refused_by_size() {
         fly_app_name: &name,
         repo_url: Some(&url),
         branch: Some("main"),
+        root_directory: None,
     };
     assert!(validate(&spec, &rules).unwrap_err().reason.contains("limit is 2048"));
     let spec = Spec { repo_url: Some(GOOD_URL), branch: Some(&mb), ..spec };
@@ -119,8 +121,15 @@ fn valid_rows_pass_and_other_hosts_can_be_allowed() {
         fly_app_name: &name,
         repo_url: Some(GOOD_URL),
         branch: Some("feature/hmr-demo"),
+        root_directory: Some("apps/web"),
     };
     assert_eq!(validate(&spec, &Rules::default()), Ok(()));
+    let empty = Spec { root_directory: Some(""), ..spec };
+    assert_eq!(validate(&empty, &Rules::default()), Ok(()), "empty is the repository root");
+    let escape = Spec { root_directory: Some("apps/../../etc"), ..spec };
+    let err = validate(&escape, &Rules::default()).unwrap_err();
+    assert_eq!(err.field, "root_directory");
+    assert!(err.to_string().contains("'..'"), "{err}");
     let gl = Spec { repo_url: Some("https://gitlab.com/acme/site"), ..spec };
     let rules =
         Rules { allowed_hosts: vec!["github.com".into(), "gitlab.com".into()], ..Rules::default() };

@@ -127,6 +127,7 @@ pub(crate) fn request(row: &PendingRow) -> CreateMachineRequest {
         generation: row.generation,
         repo_url: "https://github.com/acme/site",
         branch: "main",
+        root_directory: None,
         launch_marker: &marker,
     };
     CreateMachineRequest {
@@ -135,5 +136,6 @@ pub(crate) fn request(row: &PendingRow) -> CreateMachineRequest {
         config: machine_config::build(&RunnerSettings::default(), &spec),
         skip_launch: None,
         current_version: None,
+        min_secrets_version: None,
     }
 }

@@ -64,6 +64,10 @@ impl BenchDb {
         let url = url_for(admin_url, name)?;
         let pool = connect(&url, 4).await?;
         store::migrate::run(&pool).await.context("migrating the bench database")?;
+        // The bench's users hold far more rows than the database's default cap per user.
+        sqlx::query("UPDATE fly_preview_controller.settings SET max_rows_per_user = 0")
+            .execute(&pool)
+            .await?;
         Ok(Self { pool, url, name: name.to_owned(), own: AtomicU64::new(0) })
     }
 
@@ -77,7 +81,8 @@ impl BenchDb {
     }
 
     /// Inserts `n` valid rows named `{tag}-{i}` with one `INSERT … SELECT generate_series`
-    /// per attempt; md5-prefix collisions are skipped and topped up. Returns the count.
+    /// per attempt; md5-prefix collisions (which the database refuses) are left out and topped
+    /// up. Returns the count.
     pub async fn insert_fleet(&self, tag: &str, n: usize) -> anyhow::Result<u64> {
         let mut have = 0u64;
         let mut from = 1i64;
@@ -93,10 +98,12 @@ impl BenchDb {
     async fn insert_series(&self, tag: &str, from: i64, to: i64) -> anyhow::Result<u64> {
         let sql = "INSERT INTO public.fly_preview_apps \
              (user_id, project_id, fly_app_name, preview_url, status, github_repo_url, github_branch) \
-             SELECT u, p, nm, 'https://' || nm || '.fly.dev', 'pending', $4, 'main' \
+             SELECT DISTINCT ON (nm) u, p, nm, 'https://' || nm || '.fly.dev', 'pending', $4, 'main' \
              FROM (SELECT md5('bench-user-' || (g % 97))::uuid AS u, $1 || '-' || g AS p \
                    FROM generate_series($2::bigint, $3::bigint) g) s, \
              LATERAL (SELECT 'roseram-' || left(md5(s.u::text || '-' || s.p), 8) AS nm) x \
+             WHERE NOT EXISTS (SELECT 1 FROM public.fly_preview_apps a WHERE a.fly_app_name = nm) \
+             ORDER BY nm \
              ON CONFLICT (fly_app_name) DO NOTHING";
         self.count(1);
         let r =

@@ -57,6 +57,16 @@ impl SimHandle {
         world.apps.values().map(|a| (a.name.clone(), a.network.clone())).collect()
     }
 
+    /// The secret environment the machine booted with (what its processes see), by name.
+    pub fn machine_secrets(
+        &self,
+        app: &str,
+        id: &str,
+    ) -> std::collections::BTreeMap<String, String> {
+        let world = lock(&self.shared.world);
+        world.apps.get(app).map(|a| a.secrets.booted(id)).unwrap_or_default()
+    }
+
     /// Names of the apps that exist (including ones still inside their visibility window).
     pub fn app_names(&self) -> Vec<String> {
         lock(&self.shared.world).apps.keys().cloned().collect()
@@ -96,6 +106,13 @@ impl SimHandle {
     /// The machine's main process exits with `exit_code` (exit event, state `stopped`).
     pub fn crash_machine(&self, app: &str, id: &str, exit_code: i64) -> bool {
         self.with_machine(app, id, |m, now, env| m.crash(now, exit_code, env)).unwrap_or(false)
+    }
+
+    /// The dev server inside a started machine crash-loops: the `dev` check turns critical with
+    /// the runner's crash-loop output and the runner exits 7 after the machine's
+    /// `FAILURE_LINGER`. False when the machine is not started.
+    pub fn crash_loop_dev_server(&self, app: &str, id: &str) -> bool {
+        self.with_machine(app, id, |m, now, _| m.crash_loop(now)).unwrap_or(false)
     }
 
     /// Fly Proxy autostop: a started machine goes `suspended` (or `stopped`); not drift.

@@ -6,7 +6,9 @@
 //! `failed_precondition` (exec never wakes a stopped or suspended machine).
 //!
 //! Commands: the preview runner's `node …/entrypoint.mjs sync [--timeout Ns]` is simulated
-//! (see [`SyncFault`]); `echo …` prints its arguments; `true` exits 0; anything else exits 127.
+//! (see [`SyncFault`]; its answer carries the runner's `dev` status), and so is
+//! `node …/entrypoint.mjs status` (the runner's status JSON, exit 0 only while the dev server
+//! serves); `echo …` prints its arguments; `true` exits 0; anything else exits 127.
 //! The simulated machine serves the latest revision pushed for its app with
 //! [`crate::SimHandle::push_revision`] as of its last sync.
 
@@ -51,11 +53,14 @@ fn parse(body: &Value) -> Result<ExecCall, ApiError> {
     Ok(ExecCall { argv, timeout: Duration::from_secs(secs) })
 }
 
+/// The command is the runner's `verb` (`node …/entrypoint.mjs <verb> …`).
+fn is_runner(argv: &[String], verb: &str) -> bool {
+    argv.iter().any(|a| a.ends_with("entrypoint.mjs")) && argv.iter().any(|a| a == verb)
+}
+
 /// The runner's `sync --timeout` (default 10 s), if the command is the runner's `sync`.
 fn runner_sync(argv: &[String]) -> Option<Duration> {
-    let is_sync =
-        argv.iter().any(|a| a.ends_with("entrypoint.mjs")) && argv.iter().any(|a| a == "sync");
-    if !is_sync {
+    if !is_runner(argv, "sync") {
         return None;
     }
     let t = argv.iter().position(|a| a == "--timeout").and_then(|i| argv.get(i + 1));
@@ -79,8 +84,10 @@ fn deadline(timeout: Duration) -> ApiError {
 /// Handles the exec request (after latency, auth, faults and rate limits).
 pub(crate) async fn exec(shared: &Shared, app: &str, id: &str, body: &Value) -> ApiResult {
     let call = parse(body)?;
-    {
+    let served = lock(&shared.exec).served(app, id);
+    let (status_code, dev) = {
         let mut world = lock(&shared.world);
+        let clock = world.env.clock;
         let machine = world.machine(app, id, Instant::now())?;
         if machine.state != MState::Started {
             return Err(ApiError::precondition(format!(
@@ -88,6 +95,10 @@ pub(crate) async fn exec(shared: &Shared, app: &str, id: &str, body: &Value) -> 
                 machine.state.as_str()
             )));
         }
+        machine.runner_status(&clock, &served)
+    };
+    if is_runner(&call.argv, "status") {
+        return output(status_code, &line(&dev), "");
     }
     let Some(runner_timeout) = runner_sync(&call.argv) else {
         return plain(&call.argv);
@@ -114,10 +125,16 @@ pub(crate) async fn exec(shared: &Shared, app: &str, id: &str, body: &Value) -> 
         return Err(deadline(call.timeout));
     }
     tokio::time::sleep(run).await;
-    Ok(sync_answer(shared, app, id, fault))
+    Ok(sync_answer(shared, app, id, fault, dev))
 }
 
-fn sync_answer(shared: &Shared, app: &str, id: &str, fault: Option<SyncFault>) -> Reply {
+fn sync_answer(
+    shared: &Shared,
+    app: &str,
+    id: &str,
+    fault: Option<SyncFault>,
+    dev: Value,
+) -> Reply {
     let mut st = lock(&shared.exec);
     let served = st.served(app, id);
     let (code, value) = match fault {
@@ -142,6 +159,12 @@ fn sync_answer(shared: &Shared, app: &str, id: &str, fault: Option<SyncFault>) -
             (0, json!({"ok": true, "revision": now}))
         }
     };
+    let mut value = value;
+    let mut dev = dev;
+    if let Some(sha) = value.get("revision").and_then(Value::as_str) {
+        dev["revision"] = json!(super::runner::sha12(sha));
+    }
+    value["dev"] = dev;
     let body = json!({ "exit_code": code, "exit_signal": 0, "stdout": line(&value), "stderr": "" });
     Reply::ok(body)
 }

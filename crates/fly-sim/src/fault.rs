@@ -33,7 +33,9 @@ actions! {
     StartMachine => "start_machine", StopMachine => "stop_machine",
     SuspendMachine => "suspend_machine", RestartMachine => "restart_machine",
     DestroyMachine => "destroy_machine", WaitMachine => "wait_machine", Lease => "lease",
-    OrgMachines => "org_machines", ExecMachine => "exec_machine", Any => "any",
+    OrgMachines => "org_machines", ExecMachine => "exec_machine",
+    ListSecrets => "list_secrets", UpdateSecrets => "update_secrets", GetSecret => "get_secret",
+    SetSecret => "set_secret", DeleteSecret => "delete_secret", Any => "any",
 }
 
 impl fmt::Display for Action {

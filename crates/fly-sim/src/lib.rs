@@ -14,10 +14,17 @@
 //! - `REPO_BRANCH` = `sim-never-healthy`: `started`, but checks stay critical
 //!   (`connection refused`);
 //! - `REPO_BRANCH` = `sim-boot-failed`: boot ends in state `failed` (exit event, code 1);
-//! - `REPO_BRANCH` = `sim-clone-failed` / `sim-no-dev-script` / `sim-dev-crashloop` /
-//!   `sim-install-timeout`: `started`, then after `check_delay` the runner exits with its code
-//!   (3 / 4 / 5 / 6), state `stopped`; `sim-oom`: the same with code 137 and
-//!   `oom_killed: true` on the exit event (Fly's out-of-memory kill);
+//! - `REPO_BRANCH` = `sim-clone-failed` / `sim-no-dev-script` / `sim-install-private` /
+//!   `sim-dev-crashloop` / `sim-install-timeout`: `started`, then after `check_delay` the
+//!   runner exits with its code (3 / 4 / 4 / 5 / 6), state `stopped`, leaving its readiness
+//!   body (`<phase>: <sentence>` and output lines) as the `dev` check's output; `sim-oom`:
+//!   code 137 and `oom_killed: true` on the exit event (Fly's out-of-memory kill);
+//! - `REPO_BRANCH` = `sim-crashloop`: serves, then after another `check_delay` the dev server
+//!   crash-loops (the `dev` check critical with the runner's crash-loop body) and the runner
+//!   exits 7 after `FAILURE_LINGER` ([`SimHandle::crash_loop_dev_server`] does the same to
+//!   any started machine);
+//! - top-level check `dev` (the runner's `/__preview/ready`): passing only while the dev
+//!   server serves; service checks pass while the runner answers;
 //! - anything else: `started`, then checks `passing` after `check_delay`.
 //!
 //! A `config.image` containing `sim-unpullable` is refused on machine create and update (422,
@@ -34,9 +41,13 @@ mod lifecycle;
 mod limits;
 mod machine;
 mod machines;
+mod phases;
 mod query;
 mod revisions;
 mod routes;
+mod runner;
+mod secret_store;
+mod secrets;
 mod server;
 mod shared;
 #[cfg(test)]

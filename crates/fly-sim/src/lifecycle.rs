@@ -46,6 +46,7 @@ impl Machine {
             pending: Vec::new(),
             checks_passing: false,
             check_output: "connection refused",
+            dev_body: None,
             checks_updated: now,
             lease: None,
             destroyed_at: None,

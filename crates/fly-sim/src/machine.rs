@@ -6,6 +6,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::ids::{IdGen, SimClock};
+use super::phases::{CRASHLOOP_BRANCH, EXIT_BRANCHES, STARTING_BODY};
 
 /// How long a destroyed machine stays readable (`state: "destroyed"`) before GET answers 404.
 pub(crate) const DESTROYED_VISIBLE_FOR: Duration = Duration::from_secs(2);
@@ -51,21 +52,16 @@ pub(crate) enum Outcome {
     NeverHealthy,
     /// The VM fails to boot: state `failed`.
     BootFailed,
-    /// The runner starts, then exits with `code` (`oom_killed`: killed by the kernel for memory).
+    /// The runner starts, then exits with `code` (`oom_killed`: killed by the kernel for memory),
+    /// leaving `body` as the `dev` check's output.
     Exits {
         code: i64,
         oom_killed: bool,
+        body: &'static str,
     },
+    /// The dev server serves, then crash-loops: the runner exits 7 after `FAILURE_LINGER`.
+    CrashLoop,
 }
-
-/// `REPO_BRANCH` values: the runner exits after starting (deploy/runner exit codes; OOM kill).
-pub(crate) const EXIT_BRANCHES: &[(&str, i64, bool)] = &[
-    ("sim-clone-failed", 3, false),
-    ("sim-no-dev-script", 4, false),
-    ("sim-dev-crashloop", 5, false),
-    ("sim-install-timeout", 6, false),
-    ("sim-oom", 137, true),
-];
 
 impl Outcome {
     pub(crate) fn from_config(config: &Value) -> Self {
@@ -76,10 +72,12 @@ impl Outcome {
             Outcome::NeverHealthy
         } else if env("REPO_BRANCH") == Some("sim-boot-failed") {
             Outcome::BootFailed
-        } else if let Some(&(_, code, oom_killed)) =
-            EXIT_BRANCHES.iter().find(|(b, _, _)| env("REPO_BRANCH") == Some(*b))
+        } else if env("REPO_BRANCH") == Some(CRASHLOOP_BRANCH) {
+            Outcome::CrashLoop
+        } else if let Some(&(_, code, oom_killed, body)) =
+            EXIT_BRANCHES.iter().find(|(b, ..)| env("REPO_BRANCH") == Some(*b))
         {
-            Outcome::Exits { code, oom_killed }
+            Outcome::Exits { code, oom_killed, body }
         } else {
             Outcome::Healthy
         }
@@ -95,6 +93,8 @@ pub(crate) enum Step {
     Boot,
     /// Service checks turn `passing`.
     ChecksPass,
+    /// The serving dev server starts crash-looping (`Outcome::CrashLoop`).
+    CrashLoop,
     /// The started runner exits on its own (`Outcome::Exits`).
     Exit { code: i64, oom_killed: bool },
     /// → `state` with an event of `kind` from `source`.
@@ -148,6 +148,9 @@ pub(crate) struct Machine {
     pub pending: Vec<(Instant, Step)>,
     pub checks_passing: bool,
     pub check_output: &'static str,
+    /// The runner's readiness body while its dev server does not serve (the `dev` check's
+    /// output); `None` until the runner runs. Kept when the machine stops.
+    pub dev_body: Option<String>,
     pub checks_updated: Instant,
     pub lease: Option<Lease>,
     pub destroyed_at: Option<Instant>,
@@ -191,20 +194,13 @@ impl Machine {
                 self.set_state(MState::Failed, at);
                 self.event("exit", "failed", "flyd", at, Some(1), env);
             }
-            Step::Boot => {
-                self.set_state(MState::Started, at);
-                self.event("start", "started", "flyd", at, None, env);
-                match self.outcome {
-                    Outcome::Healthy => self.schedule(at + env.check_delay, Step::ChecksPass),
-                    Outcome::Exits { code, oom_killed } => {
-                        self.schedule(at + env.check_delay, Step::Exit { code, oom_killed });
-                    }
-                    _ => {}
-                }
-            }
+            Step::Boot => self.booted(at, env),
             Step::ChecksPass if self.state == MState::Started => {
                 self.checks_passing = true;
                 self.checks_updated = at;
+            }
+            Step::CrashLoop => {
+                self.crash_loop(at);
             }
             Step::Exit { code, oom_killed } if self.state == MState::Started => {
                 self.exit(at, code, env);
@@ -221,6 +217,28 @@ impl Machine {
                     self.lease = None;
                 }
             }
+        }
+    }
+
+    /// Boot finished: `started`, the runner up, and what its outcome does next.
+    fn booted(&mut self, at: Instant, env: &Env) {
+        self.set_state(MState::Started, at);
+        self.event("start", "started", "flyd", at, None, env);
+        self.dev_body = Some(STARTING_BODY.to_owned());
+        let later = at + env.check_delay;
+        match self.outcome {
+            Outcome::Healthy => self.schedule(later, Step::ChecksPass),
+            Outcome::CrashLoop => {
+                self.schedule(later, Step::ChecksPass);
+                self.schedule(later + env.check_delay, Step::CrashLoop);
+            }
+            Outcome::Exits { code, oom_killed, body } => {
+                if !body.is_empty() {
+                    self.dev_body = Some(body.to_owned());
+                }
+                self.schedule(later, Step::Exit { code, oom_killed });
+            }
+            _ => {}
         }
     }
 
@@ -297,21 +315,6 @@ impl Machine {
         }
         m
     }
-
-    fn checks_json(&self, clock: &SimClock) -> Vec<Value> {
-        let (status, output) = if self.checks_passing {
-            ("passing", "Success")
-        } else {
-            ("critical", self.check_output)
-        };
-        check_names(&self.config)
-            .into_iter()
-            .map(|name| {
-                json!({"name": name, "status": status, "output": output,
-                       "updated_at": clock.rfc3339(self.checks_updated)})
-            })
-            .collect()
-    }
 }
 
 fn event_json(e: &Event, clock: &SimClock) -> Value {
@@ -324,26 +327,6 @@ fn event_json(e: &Event, clock: &SimClock) -> Value {
         }});
     }
     v
-}
-
-/// Names Fly gives checks: `servicecheck-00-http-3000` for service checks, map keys for
-/// top-level `checks`.
-pub(crate) fn check_names(config: &Value) -> Vec<String> {
-    let mut names = Vec::new();
-    let services = config.get("services").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
-    for service in services {
-        let internal_port = service.get("internal_port").and_then(Value::as_i64).unwrap_or(0);
-        let checks = service.get("checks").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
-        for check in checks {
-            let kind = check.get("type").and_then(Value::as_str).unwrap_or("tcp");
-            let port = check.get("port").and_then(Value::as_i64).unwrap_or(internal_port);
-            names.push(format!("servicecheck-{:02}-{kind}-{port}", names.len()));
-        }
-    }
-    if let Some(top) = config.get("checks").and_then(Value::as_object) {
-        names.extend(top.keys().cloned());
-    }
-    names
 }
 
 /// `image_ref` split from `config.image`, e.g. `registry.fly.io/app:tag@sha256:…`.
@@ -377,13 +360,24 @@ mod tests {
             "checks": {"alive": {"type": "tcp", "port": 3000}},
         });
         assert_eq!(Outcome::from_config(&config), Outcome::RepoNotFound);
-        assert_eq!(check_names(&config), ["servicecheck-00-http-3000", "alive"]);
+        assert_eq!(
+            super::super::runner::check_names(&config),
+            ["servicecheck-00-http-3000", "alive"]
+        );
         let never = json!({"env": {"REPO_URL": "x", "REPO_BRANCH": "sim-never-healthy"}});
         assert_eq!(Outcome::from_config(&never), Outcome::NeverHealthy);
         let oom = json!({"env": {"REPO_URL": "x", "REPO_BRANCH": "sim-oom"}});
-        assert_eq!(Outcome::from_config(&oom), Outcome::Exits { code: 137, oom_killed: true });
+        assert!(matches!(
+            Outcome::from_config(&oom),
+            Outcome::Exits { code: 137, oom_killed: true, .. }
+        ));
         let slow = json!({"env": {"REPO_URL": "x", "REPO_BRANCH": "sim-install-timeout"}});
-        assert_eq!(Outcome::from_config(&slow), Outcome::Exits { code: 6, oom_killed: false });
+        assert!(matches!(
+            Outcome::from_config(&slow),
+            Outcome::Exits { code: 6, oom_killed: false, .. }
+        ));
+        let crash = json!({"env": {"REPO_URL": "x", "REPO_BRANCH": "sim-crashloop"}});
+        assert_eq!(Outcome::from_config(&crash), Outcome::CrashLoop);
         assert_eq!(Outcome::from_config(&json!({})), Outcome::Healthy);
     }
 

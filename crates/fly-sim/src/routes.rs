@@ -54,8 +54,16 @@ pub(crate) fn classify(method: &Method, path: &str) -> Result<Route, ApiError> {
             machine_verb(verb, m).map(|v| route(v, a, id, ""))?
         }
         (["orgs", org, "machines"], "GET") => route(Action::OrgMachines, "", "", org),
-        (["apps"] | ["apps", _] | ["apps", _, "ip_assignments" | "machines"], _)
-        | (["apps", _, "ip_assignments" | "machines", _] | ["orgs", _, "machines"], _) => {
+        (["apps", a, "secrets"], "GET") => route(Action::ListSecrets, a, "", ""),
+        (["apps", a, "secrets"], "POST") => route(Action::UpdateSecrets, a, "", ""),
+        (["apps", a, "secrets", name], "GET") => route(Action::GetSecret, a, "", name),
+        (["apps", a, "secrets", name], "POST") => route(Action::SetSecret, a, "", name),
+        (["apps", a, "secrets", name], "DELETE") => route(Action::DeleteSecret, a, "", name),
+        (["apps"] | ["apps", _] | ["apps", _, "ip_assignments" | "machines" | "secrets"], _)
+        | (
+            ["apps", _, "ip_assignments" | "machines" | "secrets", _] | ["orgs", _, "machines"],
+            _,
+        ) => {
             return Err(not_allowed());
         }
         _ => return Err(not_found()),
@@ -108,8 +116,24 @@ pub(crate) async fn dispatch(shared: &Shared, call: &Call<'_>) -> ApiResult {
         return super::exec::exec(shared, &r.app, &r.id, call.body).await;
     }
     let result = dispatch_sync(shared, call, Instant::now());
+    if let Ok(reply) = &result {
+        boot_secrets(shared, r, reply);
+    }
     shared.changed.notify_waiters();
     result
+}
+
+/// A machine (re)booted by this call takes the app's current secrets.
+fn boot_secrets(shared: &Shared, r: &Route, reply: &super::error::Reply) {
+    use Action::{CreateMachine, RestartMachine, StartMachine, UpdateMachine};
+    if !matches!(r.action, CreateMachine | UpdateMachine | StartMachine | RestartMachine) {
+        return;
+    }
+    let id = reply.body.as_ref().and_then(|b| b.get("id")).and_then(Value::as_str);
+    let id = id.unwrap_or(&r.id).to_owned();
+    if let Some(app) = lock(&shared.world).apps.get_mut(&r.app) {
+        app.secrets.boot(&id);
+    }
 }
 
 fn dispatch_sync(shared: &Shared, call: &Call<'_>, now: Instant) -> ApiResult {
@@ -125,9 +149,18 @@ fn dispatch_sync(shared: &Shared, call: &Call<'_>, now: Instant) -> ApiResult {
         Action::AssignIp => world.assign_ip(&r.app, call.body, now),
         Action::DeleteIp => world.delete_ip(&r.app, &r.extra, now),
         Action::ListMachines => world.list_machines(&r.app, q, now),
-        Action::CreateMachine => world.create_machine(&r.app, call.body, now),
+        Action::CreateMachine => world
+            .check_secrets_version(&r.app, call.body, now)
+            .and_then(|()| world.create_machine(&r.app, call.body, now)),
         Action::GetMachine => world.get_machine(&r.app, &r.id, now),
-        Action::UpdateMachine => world.update_machine(ids, call.body, nonce, now),
+        Action::UpdateMachine => world
+            .check_secrets_version(&r.app, call.body, now)
+            .and_then(|()| world.update_machine(ids, call.body, nonce, now)),
+        Action::ListSecrets => world.list_secrets(&r.app, now),
+        Action::UpdateSecrets => world.update_secrets(&r.app, call.body, now),
+        Action::GetSecret => world.get_secret((&r.app, &r.extra), now),
+        Action::SetSecret => world.set_secret((&r.app, &r.extra), call.body, now),
+        Action::DeleteSecret => world.delete_secret((&r.app, &r.extra), now),
         Action::Lease if *call.method == Method::POST => {
             world.acquire_lease(ids, q, call.body, nonce, now)
         }

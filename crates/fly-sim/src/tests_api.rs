@@ -225,8 +225,21 @@ async fn exec_runs_the_runner_sync_and_answers_like_fly() {
     let (status, body) = api.post(&path, json!({"command": SYNC, "timeout": 10})).await;
     assert_eq!((status, body["exit_code"].as_i64()), (200, Some(0)), "{body}");
     let line: Value = serde_json::from_str(body["stdout"].as_str().unwrap().trim()).unwrap();
-    assert_eq!(line, json!({"ok": true, "revision": "abc1234def"}));
+    assert_eq!((&line["ok"], &line["revision"]), (&json!(true), &json!("abc1234def")));
+    assert_eq!(
+        (&line["dev"]["phase"], &line["dev"]["revision"]),
+        (&json!("serving"), &json!("abc1234def"))
+    );
     assert_eq!(api.sim.served_revision("x", &id), "abc1234def");
+    // The runner's status: exit 0 while serving, 1 once the dev server crash-loops.
+    let status_cmd = json!({"command": ["node", "/r/entrypoint.mjs", "status"]});
+    let (_, body) = api.post(&path, status_cmd.clone()).await;
+    assert_eq!(body["exit_code"].as_i64(), Some(0), "{body}");
+    assert!(api.sim.crash_loop_dev_server("x", &id));
+    let (_, body) = api.post(&path, status_cmd).await;
+    let st: Value = serde_json::from_str(body["stdout"].as_str().unwrap().trim()).unwrap();
+    assert_eq!((body["exit_code"].as_i64(), &st["phase"]), (Some(1), &json!("crashloop")), "{st}");
+    assert!(st["lines"].as_array().is_some_and(|l| !l.is_empty()), "{st}");
     // A failing sync is still HTTP 200, with the runner's exit code and JSON line.
     api.sim.set_sync_fault("x", Some(crate::SyncFault::FetchFailed));
     let (status, body) = api.post(&path, json!({"command": SYNC, "timeout": 10})).await;
@@ -247,4 +260,48 @@ async fn exec_runs_the_runner_sync_and_answers_like_fly() {
     advance(Duration::from_secs(2)).await;
     let (status, body) = api.post(&path, json!({"command": SYNC})).await;
     assert_eq!(status, 412, "{body}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn app_secrets_are_versioned_never_returned_and_read_at_boot() {
+    let api = Api::start().await;
+    api.post("/apps", json!({"name": "s", "org_slug": "personal"})).await;
+    let set = json!({"values": {"GIT_TOKEN": "ghp_canary", "API_KEY": "k1"}});
+    let (status, r) = api.post("/apps/s/secrets", set).await;
+    assert_eq!((status, r["version"].as_u64()), (200, Some(1)), "{r}");
+    let (_, listed) = api.get("/apps/s/secrets").await;
+    assert_eq!(listed["secrets"].as_array().map(Vec::len), Some(2));
+    assert!(!listed.to_string().contains("ghp_canary") && !r.to_string().contains("k1\""));
+    // a machine asking for a newer version than exists is refused; the current one boots with them
+    let config = json!({"image": "runner", "env": {"REPO_URL": "https://github.com/a/b"}});
+    let too_new = json!({"config": config, "min_secrets_version": 2});
+    assert_eq!(api.post("/apps/s/machines", too_new).await.0, 400);
+    let (_, m) =
+        api.post("/apps/s/machines", json!({"config": config, "min_secrets_version": 1})).await;
+    let id = m["id"].as_str().unwrap().to_owned();
+    assert!(!m.to_string().contains("ghp_canary"), "never in the machine: {m}");
+    assert_eq!(
+        api.sim.machine_secrets("s", &id).get("GIT_TOKEN").map(String::as_str),
+        Some("ghp_canary")
+    );
+    // rotate one and unset the other: one version; the running machine keeps what it booted with
+    let change = json!({"values": {"GIT_TOKEN": "ghp_rotated", "API_KEY": null}});
+    assert_eq!(api.post("/apps/s/secrets", change).await.1["version"], json!(2));
+    assert_eq!(api.sim.machine_secrets("s", &id).len(), 2);
+    advance(Duration::from_secs(5)).await;
+    let update = json!({"config": config, "min_secrets_version": 2});
+    assert_eq!(api.post(&format!("/apps/s/machines/{id}"), update).await.0, 200);
+    let booted = api.sim.machine_secrets("s", &id);
+    assert_eq!(
+        booted.into_iter().collect::<Vec<_>>(),
+        [("GIT_TOKEN".into(), "ghp_rotated".into())]
+    );
+    // one by one
+    let (status, one) = api.post("/apps/s/secrets/NPM_TOKEN", json!({"value": "npm_x"})).await;
+    assert_eq!((status, one["version"].as_u64(), one.get("value")), (201, Some(3), None));
+    assert_eq!(api.get("/apps/s/secrets/NPM_TOKEN").await.1["name"], json!("NPM_TOKEN"));
+    let deleted = api.call(Method::DELETE, "/apps/s/secrets/NPM_TOKEN", None, None).await;
+    assert_eq!(deleted, (200, json!({"version": 4})));
+    assert_eq!(api.get("/apps/s/secrets/NPM_TOKEN").await.0, 404);
+    assert_eq!(api.post("/apps/s/secrets", json!({"values": {"1BAD": "x"}})).await.0, 400);
 }

@@ -236,3 +236,52 @@ fn machine_names_are_unique_per_app() {
     let bad = f.world.create_machine("app", &no_image, f.at(1)).err().map(|e| e.status);
     assert_eq!(bad, Some(400));
 }
+
+/// A config with the runner's checks: a service check and the top-level `dev` check.
+fn runner_config(branch: &str) -> Value {
+    json!({"name": branch, "config": {"image": "runner",
+        "env": {"REPO_URL": "https://github.com/acme/site", "REPO_BRANCH": branch,
+                "FAILURE_LINGER": "2s"},
+        "services": [{"internal_port": 3000, "checks": [{"type": "http", "path": "/__preview/health"}]}],
+        "checks": {"dev": {"type": "http", "port": 3000, "path": "/__preview/ready"}}}})
+}
+
+fn check<'a>(m: &'a Value, name: &str) -> (&'a str, &'a str) {
+    let checks = m["checks"].as_array().cloned().unwrap_or_default();
+    let c = checks.iter().position(|c| c["name"] == name).map(|i| &m["checks"][i]);
+    let c = c.unwrap_or_else(|| panic!("no check {name} in {m}"));
+    (c["status"].as_str().unwrap_or_default(), c["output"].as_str().unwrap_or_default())
+}
+
+#[test]
+fn the_dev_check_keeps_the_runners_output_after_the_machine_stops() {
+    let mut f = Fixture::new();
+    let id = f.create(&json!({}), &runner_config("sim-install-private"), 0);
+    let m = f.get(&id, 160);
+    assert_eq!(m["state"], "started");
+    assert_eq!(check(&m, "servicecheck-00-http-3000").0, "passing", "the runner answers");
+    assert_eq!(check(&m, "dev").0, "critical");
+    let m = f.get(&id, 5_000);
+    assert_eq!(m["state"], "stopped");
+    assert_eq!(m["events"][0]["request"]["exit_event"]["exit_code"], 4);
+    let (status, output) = check(&m, "dev");
+    assert_eq!(status, "critical");
+    assert!(output.starts_with("install_failed: the package @acme/private"), "{output}");
+    assert!(output.contains("npm ERR! 404"), "{output}");
+    assert_eq!(check(&m, "servicecheck-00-http-3000").0, "critical");
+}
+
+#[test]
+fn a_crash_loop_after_serving_exits_7_after_the_linger() {
+    let mut f = Fixture::new();
+    let id = f.create(&json!({}), &runner_config("sim-crashloop"), 0);
+    let m = f.get(&id, 260);
+    assert_eq!((m["state"].as_str(), check(&m, "dev").0), (Some("started"), "passing"));
+    let m = f.get(&id, 400);
+    assert_eq!(m["state"], "started", "lingers with the status page up");
+    assert!(check(&m, "dev").1.starts_with("crashloop: "), "{m}");
+    let m = f.get(&id, 2_400);
+    assert_eq!(m["state"], "stopped");
+    assert_eq!(m["events"][0]["request"]["exit_event"]["exit_code"], 7);
+    assert!(check(&m, "dev").1.starts_with("crashloop: "), "{m}");
+}

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::error::{ApiError, ApiResult, Reply};
 use super::ids::IdGen;
 use super::machine::{Env, Machine};
+use super::secret_store::Secrets;
 
 #[derive(Debug)]
 pub(crate) struct IpAssignment {
@@ -31,6 +32,7 @@ pub(crate) struct App {
     pub network: String,
     pub machines: BTreeMap<String, Machine>,
     pub ips: Vec<IpAssignment>,
+    pub secrets: Secrets,
 }
 
 impl App {
@@ -164,6 +166,7 @@ impl World {
             network: network.to_owned(),
             machines: BTreeMap::new(),
             ips: Vec::new(),
+            secrets: Secrets::default(),
         };
         if self.apps.insert(name.to_owned(), app).is_some() {
             self.counters.duplicate_apps += 1;

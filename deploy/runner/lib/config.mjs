@@ -56,11 +56,32 @@ export const FORMAT_CHAR_RANGES = [
   [0xe0000, 0xe007f],
 ];
 
+/**
+ * Invisible characters that are neither Cf nor White_Space, refused in branch names too: blank
+ * letters and symbols (Hangul fillers, the Braille blank), variation selectors (incl. the emoji
+ * presentation selector U+FE0F), the combining grapheme joiner. The controller keeps the same
+ * table (src/model/invisible.rs).
+ */
+export const INVISIBLE_RANGES = [
+  [0x034f, 0x034f],
+  [0x115f, 0x1160],
+  [0x17b4, 0x17b5],
+  [0x180b, 0x180d],
+  [0x180f, 0x180f],
+  [0x2800, 0x2800],
+  [0x3164, 0x3164],
+  [0xfe00, 0xfe0f],
+  [0xffa0, 0xffa0],
+  [0xe0100, 0xe01ef],
+];
+
 const hex = (n) => `\\u{${n.toString(16)}}`;
-const FORMAT_CHAR = new RegExp(
-  `[${FORMAT_CHAR_RANGES.map(([a, b]) => (a === b ? hex(a) : `${hex(a)}-${hex(b)}`)).join('')}]`,
-  'u',
-);
+const charClass = (ranges) =>
+  new RegExp(`[${ranges.map(([a, b]) => (a === b ? hex(a) : `${hex(a)}-${hex(b)}`)).join('')}]`, 'u');
+const FORMAT_CHAR = charClass(FORMAT_CHAR_RANGES);
+const INVISIBLE = charClass(INVISIBLE_RANGES);
+/** A combining mark after no letter, digit or other mark (as the controller's `lone_mark`). */
+const LONE_MARK = /(?:^|[^\p{Alphabetic}\p{N}\p{M}])\p{M}/u;
 /** Every Unicode control (Cc: C0, DEL, C1) and white space character (as Rust's char::is_control / is_whitespace). */
 const ANY_CONTROL_OR_SPACE = /[\p{Cc}\p{White_Space}]/u;
 /** Characters git forbids in ref names. */
@@ -156,6 +177,8 @@ export function validateBranch(raw) {
   if (FORMAT_CHAR.test(b)) {
     bad('must not contain invisible formatting characters (bidi controls, zero-width, BOM, tags)', 'format_char');
   }
+  if (INVISIBLE.test(b)) bad('must not contain invisible characters (blank fillers, variation selectors)', 'invisible');
+  if (LONE_MARK.test(b)) bad('must not contain a combining mark with no letter before it', 'lone_mark');
   const forbidden = GIT_FORBIDDEN.exec(b);
   if (forbidden) bad(`must not contain ${JSON.stringify(forbidden[0])}`, 'git_forbidden');
   const meta = SHELL_META.exec(b);
@@ -175,13 +198,13 @@ export function validateBranch(raw) {
   return b;
 }
 
-/** Parse a duration like `500ms`, `5s`, `1m` into milliseconds (100ms–1h). */
-export function parseDuration(raw, variable, fallback) {
+/** Parse a duration like `500ms`, `5s`, `1m` into milliseconds (`min`ms (default 100)–1h). */
+export function parseDuration(raw, variable, fallback, min = 100) {
   const value = raw === undefined || raw === '' ? fallback : raw;
   const m = /^(\d{1,7})(ms|s|m)$/.exec(value);
   if (!m) throw new InputError(variable, 'must look like 500ms, 5s or 1m', 'bad_duration');
   const ms = Number(m[1]) * { ms: 1, s: 1000, m: 60_000 }[m[2]];
-  if (ms < 100) throw new InputError(variable, 'must be at least 100ms', 'bad_duration');
+  if (ms < min) throw new InputError(variable, `must be at least ${formatDuration(min)}`, 'bad_duration');
   if (ms > 3_600_000) throw new InputError(variable, 'must be at most 1h', 'bad_duration');
   return ms;
 }
@@ -193,12 +216,46 @@ export function formatDuration(ms) {
   return `${ms}ms`;
 }
 
-export function parsePort(raw) {
-  const value = raw === undefined || raw === '' ? '3000' : raw;
+export function parsePort(raw, variable = 'PORT', fallback = '3000') {
+  const value = raw === undefined || raw === '' ? fallback : raw;
   if (!/^\d{1,5}$/.test(value) || Number(value) < 1 || Number(value) > 65535) {
-    throw new InputError('PORT', 'must be a TCP port number between 1 and 65535', 'bad_port');
+    throw new InputError(variable, 'must be a TCP port number between 1 and 65535', 'bad_port');
   }
   return Number(value);
+}
+
+/** DEV_PORT: the dev server's internal port, default PORT + 1, never PORT itself. */
+export function parseDevPort(raw, port) {
+  const devPort = parsePort(raw, 'DEV_PORT', String(port < 65535 ? port + 1 : port - 1));
+  if (devPort === port) throw new InputError('DEV_PORT', 'must differ from PORT (the runner listens there)', 'bad_port');
+  return devPort;
+}
+
+/** Longest ROOT_DIRECTORY accepted, in UTF-8 bytes. */
+export const MAX_ROOT_DIRECTORY_LEN = 255;
+
+/**
+ * Validate ROOT_DIRECTORY: the app's folder relative to the repository root (`apps/web`), or
+ * null when unset / empty / `.`. No `..` segment, no leading `/`, no backslash, no control,
+ * white space or invisible format characters, at most 255 bytes. Returns the normalised path.
+ */
+export function validateRootDirectory(raw) {
+  const V = 'ROOT_DIRECTORY';
+  const bad = (reason, why) => {
+    throw new InputError(V, reason, why);
+  };
+  if (raw === undefined || raw === '' || raw === '.' || raw === './') return null;
+  if (Buffer.byteLength(raw, 'utf8') > MAX_ROOT_DIRECTORY_LEN) bad(`must be at most ${MAX_ROOT_DIRECTORY_LEN} bytes`, 'too_long');
+  if (CONTROL_OR_SPACE.test(raw) || ANY_CONTROL_OR_SPACE.test(raw)) {
+    bad('must not contain whitespace or control characters', 'control_or_space');
+  }
+  if (FORMAT_CHAR.test(raw)) bad('must not contain invisible formatting characters', 'format_char');
+  if (raw.startsWith('/')) bad('must be relative to the repository root (no leading "/")', 'absolute');
+  if (raw.includes('\\')) bad('must use "/" between folders', 'backslash');
+  const segments = raw.split('/').filter((s) => s !== '' && s !== '.');
+  if (segments.includes('..')) bad('must not contain a ".." segment', 'double_dot');
+  if (segments.length === 0) return null;
+  return segments.join('/');
 }
 
 function absolutePath(env, variable, fallback) {
@@ -219,6 +276,7 @@ export function controlSocketPath(env) {
 /** Defaults of the duration inputs. */
 export const DEFAULT_SYNC_INTERVAL = '60s';
 export const DEFAULT_INSTALL_TIMEOUT = '5m';
+export const DEFAULT_FAILURE_LINGER = '20s';
 
 /** Read and validate every input from an environment object. Throws InputError. */
 export function readConfig(env) {
@@ -226,6 +284,9 @@ export function readConfig(env) {
   const repo = validateRepoUrl(env.REPO_URL, allowedHosts);
   const branch = validateBranch(env.REPO_BRANCH);
   const port = parsePort(env.PORT);
+  const devPort = parseDevPort(env.DEV_PORT, port);
+  const rootDirectory = validateRootDirectory(env.ROOT_DIRECTORY);
+  const failureLingerMs = parseDuration(env.FAILURE_LINGER, 'FAILURE_LINGER', DEFAULT_FAILURE_LINGER, 0);
   const syncIntervalMs = parseDuration(env.SYNC_INTERVAL, 'SYNC_INTERVAL', DEFAULT_SYNC_INTERVAL);
   const installTimeoutMs = parseDuration(env.INSTALL_TIMEOUT, 'INSTALL_TIMEOUT', DEFAULT_INSTALL_TIMEOUT);
   const workdir = absolutePath(env, 'WORKDIR', '/app');
@@ -234,5 +295,17 @@ export function readConfig(env) {
   if (token !== null && CONTROL_OR_SPACE.test(token)) {
     throw new InputError('GIT_TOKEN', 'must not contain whitespace or control characters', 'control_or_space');
   }
-  return { ...repo, branch, port, syncIntervalMs, installTimeoutMs, workdir, controlSocket, token };
+  return {
+    ...repo,
+    branch,
+    port,
+    devPort,
+    rootDirectory,
+    failureLingerMs,
+    syncIntervalMs,
+    installTimeoutMs,
+    workdir,
+    controlSocket,
+    token,
+  };
 }

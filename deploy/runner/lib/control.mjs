@@ -4,9 +4,11 @@
 //
 // Protocol (newline-delimited JSON, one request and one reply per connection):
 //   → {"op":"sync"}    fetch now, apply the result, reply when done
-//   → {"op":"status"}  reply at once with what is served
-//   ← {"ok":true,"revision":"<full sha served>"[,"installing":"<full sha>"]}
-//   ← {"ok":false,"error":"<tag>","message":"<one line>"[,"revision":"<full sha served>"]}
+//   → {"op":"status"}  reply with what is served (once the preview served)
+//   → {"op":"state"}   reply at once with the preview's state (as GET /__preview/status)
+//   ← {"ok":true,"revision":"<full sha served>"[,"installing":"<full sha>"],"dev":{<state>}}
+//   ← {"ok":false,"error":"<tag>","message":"<one line>"[,"revision":"<full sha served>"][,"dev":{<state>}]}
+//   ← {"phase","since","message","lines","restarts","revision"}               (op state)
 
 import fs from 'node:fs';
 import net from 'node:net';
@@ -58,8 +60,8 @@ export function startControlServer(ctx, socketPath, handle) {
           reply({ ok: false, error: 'bad_request', message: 'request is not JSON' });
           return;
         }
-        if (req === null || typeof req !== 'object' || (req.op !== 'sync' && req.op !== 'status')) {
-          reply({ ok: false, error: 'bad_request', message: 'op must be "sync" or "status"' });
+        if (req === null || typeof req !== 'object' || !['sync', 'status', 'state'].includes(req.op)) {
+          reply({ ok: false, error: 'bad_request', message: 'op must be "sync", "status" or "state"' });
           return;
         }
         Promise.resolve()
@@ -115,7 +117,7 @@ export function parseSyncArgs(args) {
  * Send one request to the runner: resolves to { exitCode, reply } where reply is the object to
  * print. Exit codes: 0 ok, 1 the sync failed or no answer in time, 3 no runner listening.
  */
-export function request(socketPath, req, timeoutMs) {
+export function request(socketPath, req, timeoutMs, isOk = (reply) => reply.ok === true) {
   return new Promise((resolve) => {
     let done = false;
     let connected = false;
@@ -152,7 +154,7 @@ export function request(socketPath, req, timeoutMs) {
         finish(SYNC_FAILED, { ok: false, error: 'bad_reply', message: 'the runner answered something that is not an object' });
         return;
       }
-      finish(reply.ok === true ? SYNC_OK : SYNC_FAILED, reply);
+      finish(isOk(reply) ? SYNC_OK : SYNC_FAILED, reply);
     });
     conn.on('error', (e) => {
       if (!connected) {
@@ -187,6 +189,27 @@ export async function syncCommand({ args, env, stdout }) {
     return SYNC_USAGE;
   }
   const { exitCode, reply } = await request(socketPath, { op: 'sync' }, timeoutMs);
+  print(reply);
+  return exitCode;
+}
+
+/**
+ * `node entrypoint.mjs status`: prints the preview's state (the JSON of GET /__preview/status)
+ * on stdout; exit 0 when the phase is `serving`, 1 otherwise, 3 when no runner listens.
+ */
+export async function statusCommand({ args, env, stdout }) {
+  const print = (obj) => stdout.write(`${JSON.stringify(obj)}\n`);
+  let socketPath;
+  let timeoutMs;
+  try {
+    ({ timeoutMs } = parseSyncArgs(args));
+    socketPath = controlSocketPath(env);
+  } catch (e) {
+    if (!(e instanceof InputError)) throw e;
+    print({ ok: false, error: 'usage', message: e.message });
+    return SYNC_USAGE;
+  }
+  const { exitCode, reply } = await request(socketPath, { op: 'state' }, timeoutMs, (r) => r.phase === 'serving');
   print(reply);
   return exitCode;
 }

@@ -3,6 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { detectFramework, workspaceDelegation } from './framework.mjs';
+import { resolveWorkspace, workspaceFolders, workspacePatterns } from './workspace.mjs';
+
 /** Files whose change between two commits means "install in a new tree and switch to it". */
 export const DEPENDENCY_FILES = new Set([
   'package.json',
@@ -76,20 +79,15 @@ export function devScriptName(scripts) {
 }
 
 /**
- * argv of the dev server command: the `dev` script, else `start`, plus host/port arguments for
- * dev servers that ignore the HOST/PORT environment (Vite, Next.js). Returns null when the
- * package has neither script. `spec` is the pinned corepack spec, if any.
+ * argv of the dev server command: the `dev` script, else `start` (or `name` when given), plus
+ * the arguments that bind it to 0.0.0.0:`port` for dev servers that ignore HOST / PORT
+ * (framework.mjs). Returns null when the package has no such script. `spec` is the pinned
+ * corepack spec, if any.
  */
-export function devCommand(pm, scripts, port, spec = null) {
-  const name = devScriptName(scripts);
-  if (name === null) return null;
-  const script = scripts[name];
-  let extra = [];
-  if (/(^|[\s;&|(])vite(?=\s|$)/.test(script)) {
-    extra = ['--host', '0.0.0.0', '--port', String(port)];
-  } else if (/(^|[\s;&|(])next\s+dev(?=\s|$)/.test(script) || /^\s*next\s*$/.test(script)) {
-    extra = ['-H', '0.0.0.0', '-p', String(port)];
-  }
+export function devCommand(pm, scripts, port, spec = null, name = devScriptName(scripts)) {
+  if (name === null || typeof scripts?.[name] !== 'string') return null;
+  const framework = detectFramework(scripts[name], port);
+  const extra = framework ? framework.args : [];
   let argv;
   switch (pm) {
     case 'pnpm':
@@ -101,10 +99,10 @@ export function devCommand(pm, scripts, port, spec = null) {
     default:
       argv = ['npm', 'run', name, ...(extra.length > 0 ? ['--', ...extra] : [])];
   }
-  return { script: name, argv };
+  return { script: name, argv, framework: framework?.name ?? null };
 }
 
-/** Environment of install and dev server processes: binds 0.0.0.0:PORT, never the token. */
+/** Environment of install and dev server processes: PORT is the dev server's (DEV_PORT), HOST 0.0.0.0; never the token. */
 export function childEnv(baseEnv, port) {
   const env = { ...baseEnv };
   delete env.GIT_TOKEN;
@@ -114,6 +112,9 @@ export function childEnv(baseEnv, port) {
     HOSTNAME: '0.0.0.0',
     BROWSER: 'none',
     NEXT_TELEMETRY_DISABLED: '1',
+    NUXT_TELEMETRY_DISABLED: '1',
+    ASTRO_TELEMETRY_DISABLED: '1',
+    NG_CLI_ANALYTICS: 'false',
     COREPACK_ENABLE_DOWNLOAD_PROMPT: '0',
     // Never let corepack write a "packageManager" field into the user's package.json.
     COREPACK_ENABLE_AUTO_PIN: '0',
@@ -133,10 +134,10 @@ export function childEnv(baseEnv, port) {
   return env;
 }
 
-/** package.json of a tree: { pkg } or { error } (one line). */
-export function readPackageJson(dir) {
+/** package.json of a folder: { pkg } or { error } (one line). */
+export function readPackageJson(dir, where = 'the repository root') {
   const file = path.join(dir, 'package.json');
-  if (!fs.existsSync(file)) return { error: 'no package.json in the repository root' };
+  if (!fs.existsSync(file)) return { error: `no package.json in ${where}` };
   try {
     const pkg = JSON.parse(fs.readFileSync(file, 'utf8'));
     if (pkg === null || typeof pkg !== 'object' || Array.isArray(pkg)) {
@@ -163,19 +164,70 @@ function readHead(file, bytes = 8192) {
 }
 
 /**
- * Everything needed to install and run a tree: { pkg, pm, lockfile, spec, install, dev } or
- * { error } when package.json is missing/invalid or has neither a `dev` nor a `start` script.
+ * Where to install: the repository root when it declares workspaces that include the app's
+ * folder `rel`, else the app's folder.
  */
-export function planTree(dir, port) {
-  const read = readPackageJson(dir);
+function installRoot(treeRoot, rel) {
+  if (rel === null) return treeRoot;
+  const rootPkg = readPackageJson(treeRoot).pkg ?? null;
+  const patterns = workspacePatterns(treeRoot, rootPkg);
+  return patterns.length > 0 && workspaceFolders(treeRoot, patterns).includes(rel) ? treeRoot : path.join(treeRoot, rel);
+}
+
+/**
+ * The script to run and its folder: the app's `dev`/`start`, or, when that script only delegates
+ * to a workspace's script (`npm run dev -w web`, ...), that script in that workspace's folder,
+ * so the dev server gets its host/port arguments. { dir, pkg, name, delegatedTo } or null.
+ */
+function scriptToRun(appDir, installDir, pkg) {
+  const name = devScriptName(pkg.scripts);
+  if (name === null) return null;
+  const d = workspaceDelegation(pkg.scripts[name]);
+  if (d === null) return { dir: appDir, pkg, name, delegatedTo: null };
+  const rootPkg = readPackageJson(installDir).pkg ?? null;
+  let folder = resolveWorkspace(installDir, workspacePatterns(installDir, rootPkg), d.workspace);
+  let dir = folder === null ? null : path.join(installDir, folder);
+  if (dir === null && fs.existsSync(path.join(appDir, d.workspace, 'package.json'))) {
+    dir = path.join(appDir, d.workspace);
+    folder = path.relative(installDir, dir).split(path.sep).join('/');
+  }
+  const target = dir === null ? {} : readPackageJson(dir);
+  if (!target.pkg || typeof target.pkg.scripts?.[d.script] !== 'string') return { dir: appDir, pkg, name, delegatedTo: null };
+  return { dir, pkg: target.pkg, name: d.script, delegatedTo: folder };
+}
+
+/**
+ * Everything needed to install and run a tree: { pkg, pm, lockfile, spec, install, installDir,
+ * dev: { script, argv, cwd, framework, delegatedTo } } or { error } when the app's folder,
+ * its package.json or a `dev`/`start` script is missing. `devPort` is where the dev server must
+ * listen; `rootDirectory` the app's folder in the repository (ROOT_DIRECTORY) or null.
+ */
+export function planTree(treeRoot, { devPort, rootDirectory = null }) {
+  const appDir = rootDirectory === null ? treeRoot : path.join(treeRoot, rootDirectory);
+  const where = rootDirectory === null ? 'the repository root' : `${rootDirectory} (ROOT_DIRECTORY)`;
+  if (rootDirectory !== null && !fs.existsSync(appDir)) return { error: `no folder ${rootDirectory} (ROOT_DIRECTORY) in the repository` };
+  const read = readPackageJson(appDir, where);
   if (read.error) return { error: read.error };
-  const detected = detectPackageManager((f) => fs.existsSync(path.join(dir, f)));
+  const installDir = installRoot(treeRoot, rootDirectory);
+  const installPkg = installDir === appDir ? read.pkg : (readPackageJson(installDir).pkg ?? {});
+  const detected = detectPackageManager((f) => fs.existsSync(path.join(installDir, f)));
   const spec = pinnedPackageManager(
     detected.pm,
-    detected.lockfile ? readHead(path.join(dir, detected.lockfile)) : null,
-    read.pkg,
+    detected.lockfile ? readHead(path.join(installDir, detected.lockfile)) : null,
+    installPkg,
   );
-  const dev = devCommand(detected.pm, read.pkg.scripts, port, spec);
-  if (dev === null) return { error: 'package.json has neither a "dev" nor a "start" script' };
-  return { pkg: read.pkg, ...detected, spec, install: installCommand({ ...detected, spec }), dev };
+  const run = scriptToRun(appDir, installDir, read.pkg);
+  const dev = run === null ? null : devCommand(detected.pm, run.pkg.scripts, devPort, spec, run.name);
+  if (dev === null) {
+    const file = rootDirectory === null ? 'package.json' : `${rootDirectory}/package.json`;
+    return { error: `${file} has neither a "dev" nor a "start" script` };
+  }
+  return {
+    pkg: read.pkg,
+    ...detected,
+    spec,
+    installDir,
+    install: installCommand({ ...detected, spec }),
+    dev: { ...dev, cwd: run.dir, delegatedTo: run.delegatedTo },
+  };
 }

@@ -59,7 +59,7 @@ export class ProcessGroups {
   }
 
   /** Spawn argv in its own process group; stdout/stderr lines are cleaned and prefixed. */
-  spawnPrefixed(argv, { cwd, env, prefix }) {
+  spawnPrefixed(argv, { cwd, env, prefix, onLine = null }) {
     const child = spawn(argv[0], argv.slice(1), {
       cwd,
       env,
@@ -73,7 +73,10 @@ export class ProcessGroups {
       [child.stderr, true],
     ]) {
       const rl = readline.createInterface({ input: stream, crlfDelay: Infinity });
-      rl.on('line', (line) => this.ctx.log.child(prefix, line, toStderr));
+      rl.on('line', (line) => {
+        this.ctx.log.child(prefix, line, toStderr);
+        if (onLine) onLine(line);
+      });
     }
     return child;
   }

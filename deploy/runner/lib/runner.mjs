@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { InputError, readConfig } from './config.mjs';
+import { DEFAULT_FAILURE_LINGER, InputError, formatDuration, parseDuration, parsePort, readConfig } from './config.mjs';
 import { startControlServer, stopControlServer } from './control.mjs';
 import { DevServer } from './devserver.mjs';
 import {
@@ -16,11 +16,16 @@ import {
   EXIT_STOPPED,
 } from './exitcodes.mjs';
 import { clone, gitEnvFor, revParse } from './git.mjs';
-import { install } from './install.mjs';
-import { createLogger, makeRedactor } from './log.mjs';
+import { install, installFailureMessage } from './install.mjs';
+import { SECRET_ENV, createLogger, makeRedactor } from './log.mjs';
 import { planTree } from './pkgmanager.mjs';
 import { ProcessGroups } from './procgroup.mjs';
-import { Syncer, awaitListening, pointRepoLink, short, treeDir } from './sync.mjs';
+import { startFrontProxy, stopFrontProxy } from './proxy.mjs';
+import { PreviewState } from './state.mjs';
+import { Syncer, awaitServing, pointRepoLink, short, treeDir } from './sync.mjs';
+
+/** How long a sync reply waits, after the sync settled, for the dev server to serve or fail. */
+export const SYNC_SETTLE_MS = 5_000;
 
 /**
  * The state of one runner, passed to every module instead of module-level globals.
@@ -28,12 +33,14 @@ import { Syncer, awaitListening, pointRepoLink, short, treeDir } from './sync.mj
  *   stdout/err   where logs go
  *   exit(code)   how the process ends
  *   cfg          validated configuration (readConfig), null until read
- *   redact(s)    removes every form of the token
+ *   redact(s)    removes secrets (every form of the token, NPM_TOKEN, credentials in URLs, ...)
+ *   state        PreviewState: phase, message, lines (the status page and `status`)
  *   gitEnv       environment of git children
  *   log          createLogger(ctx)
  *   procs        ProcessGroups: every child process group started
  *   shuttingDown true once SIGTERM/SIGINT or a fatal error began the shutdown
- *   control      the control socket server, syncer the Syncer (once serving)
+ *   front        the front server on PORT; control the control socket server; syncer the Syncer
+ *   terminal(code, phase, message)  enter a terminal phase: linger FAILURE_LINGER, then exit
  */
 export function createContext({
   env = process.env,
@@ -47,23 +54,31 @@ export function createContext({
     stderr,
     exit,
     cfg: null,
-    redact: (s) => s,
+    redact: makeRedactor(null),
     gitEnv: null,
     shuttingDown: false,
     exiting: false,
+    lingering: null,
+    everServed: false,
+    front: null,
     control: null,
     syncer: null,
   };
+  ctx.state = new PreviewState((s) => ctx.redact(s));
   ctx.log = createLogger(ctx);
   ctx.procs = new ProcessGroups(ctx);
   ctx.fatal = (code, msg) => fatal(ctx, code, msg);
+  ctx.terminal = (code, phase, msg) => terminal(ctx, code, phase, msg);
+  ctx.cancelLinger = () => cancelLinger(ctx);
   return ctx;
 }
 
 async function stopEverything(ctx) {
   ctx.shuttingDown = true;
   ctx.syncer?.stop();
+  if (ctx.lingering) clearTimeout(ctx.lingering.timer);
   if (ctx.cfg) stopControlServer(ctx.control, ctx.cfg.controlSocket);
+  stopFrontProxy(ctx);
   await ctx.procs.killAll();
 }
 
@@ -75,6 +90,34 @@ export function fatal(ctx, code, msg) {
   stopEverything(ctx).finally(() => ctx.exit(code));
 }
 
+/**
+ * A terminal phase: the status page and `/__preview/ready` show it for FAILURE_LINGER, then the
+ * runner exits with `code` and its one line. Without a front server it exits at once.
+ */
+export function terminal(ctx, code, phase, msg) {
+  if (ctx.exiting || ctx.lingering) return;
+  ctx.state.set(phase, msg);
+  const ms = ctx.cfg?.failureLingerMs ?? 0;
+  if (ms === 0 || ctx.front === null) {
+    fatal(ctx, code, msg);
+    return;
+  }
+  ctx.log.runner(`${phase}: the status page stays up for ${formatDuration(ms)} (FAILURE_LINGER), then the runner exits with code ${code}`);
+  const timer = setTimeout(() => {
+    ctx.lingering = null;
+    fatal(ctx, code, msg);
+  }, ms);
+  ctx.lingering = { code, timer };
+}
+
+/** Stop a lingering exit (a new commit may fix a crash loop); true when one was stopped. */
+function cancelLinger(ctx) {
+  if (!ctx.lingering || ctx.exiting) return false;
+  clearTimeout(ctx.lingering.timer);
+  ctx.lingering = null;
+  return true;
+}
+
 function onSignal(ctx, signal) {
   if (ctx.exiting) return;
   ctx.exiting = true;
@@ -82,26 +125,74 @@ function onSignal(ctx, signal) {
   stopEverything(ctx).finally(() => ctx.exit(EXIT_STOPPED));
 }
 
-/** Clone, install, serve, keep in sync. Never resolves to an exit: exits go through ctx.exit. */
-export async function main(ctx = createContext()) {
+/**
+ * Invalid input: with a usable PORT the status page says what is wrong for FAILURE_LINGER
+ * (default when it is itself invalid), then exit 2; else exit 2 at once.
+ */
+async function invalidInput(ctx, e) {
+  ctx.state.set('invalid', e.message);
+  let port = null;
+  let lingerMs = 0;
+  try {
+    port = parsePort(ctx.env.PORT);
+    lingerMs = parseDuration(ctx.env.FAILURE_LINGER, 'FAILURE_LINGER', DEFAULT_FAILURE_LINGER, 0);
+  } catch {
+    // no status page (no port), or the default linger
+  }
+  if (port !== null && lingerMs > 0) {
+    try {
+      ctx.cfg = { port, devPort: 0, failureLingerMs: lingerMs };
+      ctx.front = await startFrontProxy(ctx);
+    } catch {
+      ctx.front = null;
+    }
+  }
+  ctx.terminal(EXIT_INVALID, 'invalid', e.message);
+}
+
+/** Read the inputs; false (after handling) when they are invalid. */
+async function configure(ctx) {
   try {
     ctx.cfg = readConfig(ctx.env);
   } catch (e) {
-    if (e instanceof InputError) {
-      ctx.log.fatal(e.message);
-      ctx.exit(EXIT_INVALID);
-      return;
-    }
-    throw e;
+    if (!(e instanceof InputError)) throw e;
+    await invalidInput(ctx, e);
+    return false;
   }
   const { cfg } = ctx;
   // The token lives only in cfg and in git children's GIT_CONFIG_* environment.
   delete ctx.env.GIT_TOKEN;
-  ctx.redact = makeRedactor(cfg.token);
+  ctx.redact = makeRedactor(cfg.token, SECRET_ENV.map((k) => ctx.env[k]));
   ctx.gitEnv = gitEnvFor(ctx.env, cfg.host, cfg.token);
+  return true;
+}
 
+/** Control requests: `state` at once; `sync` / `status` once the preview serves or failed for good. */
+async function handleControl(ctx, req) {
+  if (req.op === 'state') return ctx.state.snapshot();
+  while (!ctx.shuttingDown && !ctx.state.terminal && (ctx.syncer === null || !ctx.everServed)) await ctx.state.changed(1_000);
+  if (ctx.syncer === null || (ctx.state.terminal && !ctx.everServed)) {
+    return { ok: false, error: ctx.state.phase, message: ctx.state.message, dev: ctx.state.snapshot() };
+  }
+  const reply = req.op === 'status' ? ctx.syncer.status() : await ctx.syncer.requestSync();
+  const deadline = Date.now() + SYNC_SETTLE_MS;
+  while (!ctx.state.serving && !ctx.state.terminal && Date.now() < deadline) await ctx.state.changed(deadline - Date.now());
+  return { ...reply, dev: ctx.state.snapshot() };
+}
+
+/** Clone, install, serve, keep in sync. Never resolves to an exit: exits go through ctx.exit. */
+export async function main(ctx = createContext()) {
+  if (!(await configure(ctx))) return;
+  const { cfg } = ctx;
   process.on('SIGTERM', () => onSignal(ctx, 'SIGTERM'));
   process.on('SIGINT', () => onSignal(ctx, 'SIGINT'));
+  try {
+    ctx.front = await startFrontProxy(ctx);
+  } catch (e) {
+    ctx.fatal(EXIT_INTERNAL, `cannot listen on 0.0.0.0:${cfg.port} (${e.code ?? e.message})`);
+    return;
+  }
+  ctx.log.runner(`preview on 0.0.0.0:${cfg.port} (status page until the dev server on port ${cfg.devPort} serves)`);
 
   // $WORKDIR/repo (a symlink to the served tree) and $WORKDIR/trees are replaced at start.
   const link = path.join(cfg.workdir, 'repo');
@@ -109,53 +200,60 @@ export async function main(ctx = createContext()) {
   fs.rmSync(link, { recursive: true, force: true });
   fs.rmSync(path.join(cfg.workdir, 'trees'), { recursive: true, force: true });
 
-  // Sync requests made before the first dev server runs wait for it.
-  let serving;
-  const ready = new Promise((resolve) => {
-    serving = resolve;
-  });
-  ctx.control = await startControlServer(ctx, cfg.controlSocket, async (req) => {
-    const syncer = await ready;
-    return req.op === 'status' ? syncer.status() : syncer.requestSync();
-  });
+  ctx.control = await startControlServer(ctx, cfg.controlSocket, (req) => handleControl(ctx, req));
   if (ctx.shuttingDown) return;
-
-  const dir = treeDir(cfg.workdir, 1);
-  const cloneError = await clone(ctx, dir);
-  if (ctx.shuttingDown) return;
-  if (cloneError !== null) {
-    ctx.fatal(EXIT_CLONE, cloneError);
+  const cloned = await cloneFirst(ctx);
+  if (cloned === null) return;
+  const plan = await installFirst(ctx, cloned.dir);
+  if (plan === null) return;
+  const dev = new DevServer(ctx, cloned.dir);
+  const cannot = dev.start();
+  if (cannot) {
+    ctx.terminal(EXIT_INSTALL, 'no_script', cannot);
     return;
+  }
+  ctx.syncer = new Syncer(ctx, { dir: cloned.dir, sha: cloned.head, dev, seq: 1 });
+  ctx.syncer.start();
+  await awaitServing(ctx, dev);
+}
+
+/** The first clone: { dir, head } or null (terminal phase entered). */
+async function cloneFirst(ctx) {
+  const { cfg } = ctx;
+  const dir = treeDir(cfg.workdir, 1);
+  ctx.state.set('cloning', `cloning ${cfg.url} branch ${cfg.branch}`);
+  const cloneError = await clone(ctx, dir);
+  if (ctx.shuttingDown) return null;
+  if (cloneError !== null) {
+    ctx.terminal(EXIT_CLONE, 'clone_failed', cloneError);
+    return null;
   }
   pointRepoLink(cfg.workdir, dir);
   const head = await revParse(ctx, dir, 'HEAD');
-  ctx.log.runner(`cloned ${cfg.url} ${cfg.branch} at ${short(head)} into ${link}`);
+  ctx.state.revision = head;
+  ctx.log.runner(`cloned ${cfg.url} ${cfg.branch} at ${short(head)} into ${path.join(cfg.workdir, 'repo')}`);
   ctx.log.git(`serving ${short(head)}`);
+  return { dir, head };
+}
 
+/** Check there is something to run, then install: the plan, or null (terminal phase entered). */
+async function installFirst(ctx, dir) {
   // Nothing to run: say so before spending minutes on an install.
-  const plan = planTree(dir, cfg.port);
+  const plan = planTree(dir, ctx.cfg);
   if (plan.error) {
-    ctx.fatal(EXIT_INSTALL, plan.error);
-    return;
+    ctx.terminal(EXIT_INSTALL, 'no_script', plan.error);
+    return null;
   }
-  const installed = await install(ctx, dir, plan);
-  if (ctx.shuttingDown) return;
+  const where = plan.installDir === dir ? '' : ` in ${path.relative(dir, plan.installDir)}`;
+  ctx.state.clearLines('install');
+  ctx.state.set('installing', `installing dependencies${where} (${plan.install.join(' ')})`);
+  const installed = await install(ctx, plan);
+  if (ctx.shuttingDown) return null;
   if (!installed.ok) {
-    if (installed.timedOut) ctx.fatal(EXIT_INSTALL_TIMEOUT, installed.reason);
-    else ctx.fatal(EXIT_INSTALL, `install failed: ${installed.reason}`);
-    return;
+    ctx.terminal(installed.timedOut ? EXIT_INSTALL_TIMEOUT : EXIT_INSTALL, 'install_failed', installFailureMessage(installed));
+    return null;
   }
-  const dev = new DevServer(ctx, dir);
-  const cannot = dev.start();
-  if (cannot) {
-    ctx.fatal(EXIT_INSTALL, cannot);
-    return;
-  }
-  ctx.syncer = new Syncer(ctx, { dir, sha: head, dev, seq: 1 });
-  ctx.syncer.start();
-  // Control requests made during startup are answered once the dev server answers.
-  await awaitListening(ctx, dev);
-  serving(ctx.syncer);
+  return plan;
 }
 
 /** main() with unexpected errors turned into a fatal exit. */

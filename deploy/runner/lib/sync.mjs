@@ -14,22 +14,21 @@ import path from 'node:path';
 import { formatDuration } from './config.mjs';
 import { DevServer } from './devserver.mjs';
 import { changedPaths, fetchBranch, prepareTree, resetHard } from './git.mjs';
-import { install } from './install.mjs';
+import { install, installFailureMessage } from './install.mjs';
 import { dependenciesChanged, planTree } from './pkgmanager.mjs';
 
 export const short = (sha) => (sha ? sha.slice(0, 12) : '?');
 
-/** How long a new dev server gets to accept connections before syncs go on regardless. */
+/** How long a new dev server gets to serve before syncs go on regardless. */
 export const LISTEN_TIMEOUT_MS = 60_000;
 /** SIGTERM → SIGKILL grace for the old dev server when a dependency change switches trees. */
 export const SWITCH_KILL_GRACE_MS = 500;
 
-/** Wait until `dev` listens on PORT (bounded) and log the outcome. */
-export async function awaitListening(ctx, dev) {
-  const ok = await dev.waitListening(LISTEN_TIMEOUT_MS);
-  if (ctx.shuttingDown) return;
-  if (ok) ctx.log.runner(`dev server is accepting connections on port ${ctx.cfg.port}`);
-  else ctx.log.runner(`dev server is not accepting connections on port ${ctx.cfg.port} after ${formatDuration(LISTEN_TIMEOUT_MS)}`);
+/** Wait until `dev` serves (bounded) and log when it does not. */
+export async function awaitServing(ctx, dev, timeoutMs = LISTEN_TIMEOUT_MS) {
+  const ok = await dev.waitServing(timeoutMs);
+  if (ctx.shuttingDown || ok || ctx.state.terminal) return;
+  ctx.log.runner(`dev server is not serving on port ${ctx.cfg.devPort} after ${formatDuration(timeoutMs)}`);
 }
 
 /** $WORKDIR/trees/<n> */
@@ -142,6 +141,7 @@ export class Syncer {
       }
       log(`updated ${short(served.sha)} -> ${short(next)}`);
       served.sha = next;
+      ctx.state.revision = next;
       this.failed = null;
       ctx.log.git(`serving ${short(next)}`);
       this.dev.resetFailures();
@@ -176,12 +176,12 @@ export class Syncer {
 
   async #installAndSwitch(p) {
     const { ctx } = this;
-    const plan = planTree(p.dir, ctx.cfg.port);
-    const result = plan.error ? { ok: false, reason: plan.error } : await install(ctx, p.dir, plan);
+    const plan = planTree(p.dir, ctx.cfg);
+    const result = plan.error ? { ok: false, reason: plan.error } : await install(ctx, plan);
     if (ctx.shuttingDown) return;
     if (!result.ok) {
       this.pending = null;
-      this.#installFailed(p, result.reason);
+      this.#installFailed(p, installFailureMessage(result).replace(/^install failed: /, ''));
     } else {
       await this.#serial(() => this.#switchTo(p));
     }
@@ -196,10 +196,13 @@ export class Syncer {
     ctx.log.runner(`dependencies of ${short(p.sha)} installed: switching the dev server to ${p.dir}`);
     // The old tree is deleted after the switch, so its server has nothing to save: a short
     // grace before SIGKILL keeps the switch (the downtime) short.
+    ctx.state.set('restarting', `switching the dev server to ${short(p.sha)} (its dependencies changed)`);
     await this.dev.stop(SWITCH_KILL_GRACE_MS);
     if (ctx.shuttingDown) return;
     pointRepoLink(ctx.cfg.workdir, p.dir);
     this.served = { dir: p.dir, sha: p.sha };
+    ctx.state.revision = p.sha;
+    ctx.state.clearLines('dev');
     this.pending = null;
     this.failed = null;
     this.dev = new DevServer(ctx, p.dir);
@@ -207,7 +210,7 @@ export class Syncer {
     const cannot = this.dev.start();
     if (cannot) ctx.log.runner(`cannot start dev server: ${cannot}; waiting for the next commit`);
     // Syncs (and their replies) wait until the new dev server answers, so "revision" is served.
-    else await awaitListening(ctx, this.dev);
+    else await awaitServing(ctx, this.dev);
     // The old tree goes only now: deleting a large node_modules competes for disk and CPU with
     // the new dev server's start, which is the downtime of the switch.
     fs.promises.rm(old.dir, { recursive: true, force: true }).catch((e) => {

@@ -7,263 +7,13 @@
 // Needs `git` and `npm` on PATH. RUNNER_E2E_VITE=1 adds a test that installs Vite from the npm
 // registry and checks which Host headers its dev server answers.
 
+
 import assert from 'node:assert/strict';
-import { execFile, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 
-const ENTRYPOINT = fileURLToPath(new URL('../entrypoint.mjs', import.meta.url));
-const START_MS = 90_000;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-const SERVER_JS = `const http = require('http');
-const fs = require('fs');
-const path = require('path');
-// Test-only watchdog: exit when the test's temp dir is gone, so nothing outlives a test.
-setInterval(() => { if (!fs.existsSync(process.env.TEST_SENTINEL)) process.exit(0); }, 500);
-http.createServer((req, res) => {
-  if (req.url.startsWith('/env/')) { res.end(String(process.env[req.url.slice(5)])); return; }
-  res.end(fs.readFileSync(path.join(__dirname, 'content.txt'), 'utf8').trim());
-}).listen(Number(process.env.PORT), process.env.HOST, () => {
-  console.log('\\u001b[32m  ready\\u001b[39m on \\u001b[1m' + process.env.PORT + '\\u001b[22m');
-});
-`;
-
-const SERVER_JS_WITH_DEP = `const http = require('http');
-const fs = require('fs');
-const dep = require('dep');
-setInterval(() => { if (!fs.existsSync(process.env.TEST_SENTINEL)) process.exit(0); }, 500);
-http.createServer((req, res) => res.end(dep)).listen(Number(process.env.PORT), process.env.HOST);
-`;
-
-const pkg = (extra = {}) =>
-  JSON.stringify({ name: 'app', version: '1.0.0', private: true, scripts: { dev: 'node server.js' }, ...extra }, null, 2);
-const SLOW_PREINSTALL = (ms) => `node -e "setTimeout(() => {}, ${ms})"`;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** GET http://127.0.0.1:port/path with a Host header: { status, body } or null. */
-function get(port, urlPath = '/', host = 'localhost') {
-  return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: urlPath, headers: { Host: host }, agent: false, timeout: 2000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => {
-        body += d;
-      });
-      res.on('end', () => resolve({ status: res.statusCode, body }));
-      res.on('error', () => resolve(null));
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(null));
-  });
-}
-
-async function until(what, fn, timeoutMs, logs = () => '') {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}\n${logs()}`);
-    await sleep(25);
-  }
-}
-
-class Fixture {
-  constructor(t, tag) {
-    this.root = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), `runner-e2e-${tag}-`)));
-    this.runners = [];
-    t.after(async () => {
-      for (const r of this.runners) await r.stop();
-      fs.rmSync(this.root, { recursive: true, force: true });
-    });
-    for (const d of ['home', 'remotes/o', 'npm-cache', 'work']) fs.mkdirSync(this.path(d), { recursive: true });
-    fs.writeFileSync(this.path('sentinel'), '');
-    fs.writeFileSync(
-      this.path('gitconfig'),
-      `[url "file://${this.path('remotes')}/"]\n\tinsteadOf = https://github.com/\n` +
-        '[user]\n\tname = Runner Test\n\temail = runner@test.invalid\n[init]\n\tdefaultBranch = main\n',
-    );
-    this.git(this.root, ['init', '-q', '--bare', '-b', 'main', 'remotes/o/r']);
-    this.git(this.work, ['init', '-q', '-b', 'main']);
-    this.git(this.work, ['remote', 'add', 'origin', 'https://github.com/o/r']);
-    this.write('package.json', pkg());
-    this.write('server.js', SERVER_JS);
-    this.write('content.txt', 'v1');
-    this.v1 = this.commitAndPush('v1');
-  }
-
-  path(rel) {
-    return path.join(this.root, rel);
-  }
-
-  get work() {
-    return this.path('work');
-  }
-
-  get workdir() {
-    return this.path('workdir');
-  }
-
-  baseEnv() {
-    return {
-      PATH: process.env.PATH,
-      HOME: this.path('home'),
-      GIT_CONFIG_GLOBAL: this.path('gitconfig'),
-      GIT_CONFIG_NOSYSTEM: '1',
-      npm_config_cache: this.path('npm-cache'),
-      npm_config_prefer_offline: 'true',
-      npm_config_update_notifier: 'false',
-      TEST_SENTINEL: this.path('sentinel'),
-      ...(process.env.LANG ? { LANG: process.env.LANG } : {}),
-    };
-  }
-
-  git(cwd, args) {
-    const r = spawnSync('git', args, { cwd, env: this.baseEnv(), encoding: 'utf8' });
-    assert.equal(r.status, 0, `git ${args.join(' ')}: ${r.stderr}`);
-    return r.stdout.trim();
-  }
-
-  write(rel, content) {
-    const file = path.join(this.work, rel);
-    fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, content);
-  }
-
-  /** Commit everything and push to main; returns the full sha. */
-  commitAndPush(msg) {
-    this.git(this.work, ['add', '-A']);
-    this.git(this.work, ['commit', '-q', '-m', msg]);
-    this.git(this.work, ['push', '-q', '--force', 'origin', 'HEAD:main']);
-    return this.git(this.work, ['rev-parse', 'HEAD']);
-  }
-
-  async runner(extra = {}) {
-    const port = await freePort();
-    const env = {
-      ...this.baseEnv(),
-      WORKDIR: this.workdir,
-      REPO_URL: 'https://github.com/o/r',
-      REPO_BRANCH: 'main',
-      PORT: String(port),
-      SYNC_INTERVAL: '60m',
-      ...extra,
-    };
-    const r = new Runner(this, env, port);
-    this.runners.push(r);
-    return r;
-  }
-}
-
-class Runner {
-  constructor(fx, env, port) {
-    this.fx = fx;
-    this.env = env;
-    this.port = port;
-    this.out = '';
-    this.err = '';
-    this.child = spawn(process.execPath, [ENTRYPOINT], { cwd: fx.root, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child.stdout.setEncoding('utf8').on('data', (d) => {
-      this.out += d;
-    });
-    this.child.stderr.setEncoding('utf8').on('data', (d) => {
-      this.err += d;
-    });
-    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
-  }
-
-  logs = () => `--- stdout ---\n${this.out}--- stderr ---\n${this.err}`;
-
-  get running() {
-    return this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  stderrLines() {
-    return this.err.split('\n').filter((l) => l.trim() !== '');
-  }
-
-  count(s) {
-    return this.out.split(s).length - 1;
-  }
-
-  get(urlPath, host) {
-    return get(this.port, urlPath, host);
-  }
-
-  async waitForBody(want, timeoutMs = 30_000) {
-    return until(
-      `body ${JSON.stringify(want)}`,
-      async () => {
-        if (!this.running) assert.fail(`runner exited while waiting for ${want}\n${this.logs()}`);
-        const r = await this.get('/');
-        return r?.body === want;
-      },
-      timeoutMs,
-      this.logs,
-    );
-  }
-
-  waitForLog(text, timeoutMs = 30_000) {
-    return until(`log ${JSON.stringify(text)}`, () => this.out.includes(text), timeoutMs, this.logs);
-  }
-
-  async waitExit(timeoutMs = 30_000) {
-    const r = await Promise.race([this.exited, sleep(timeoutMs).then(() => null)]);
-    if (r === null) assert.fail(`runner still running after ${timeoutMs}ms\n${this.logs()}`);
-    await sleep(50);
-    return r;
-  }
-
-  /** `node entrypoint.mjs sync ...` in the runner's environment: { code, reply, stdout }. */
-  sync(args = []) {
-    return new Promise((resolve) => {
-      execFile(process.execPath, [ENTRYPOINT, 'sync', ...args], { env: this.env, encoding: 'utf8' }, (err, stdout) => {
-        const code = err ? err.code : 0;
-        let reply = null;
-        try {
-          reply = JSON.parse(stdout);
-        } catch {
-          // asserted by the caller
-        }
-        resolve({ code, reply, stdout });
-      });
-    });
-  }
-
-  async stop() {
-    if (!this.running) return;
-    try {
-      process.kill(this.child.pid, 'SIGTERM');
-    } catch {
-      return;
-    }
-    const r = await Promise.race([this.exited, sleep(10_000).then(() => null)]);
-    if (r === null) {
-      try {
-        process.kill(-this.child.pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-  }
-}
-
-const short = (sha) => sha.slice(0, 12);
+import { Fixture, SERVER_JS_WITH_DEP, SLOW_PREINSTALL, START_MS, pkg, short, sleep, until } from './fixture.mjs';
 
 test('serves, follows pushes, logs the served commit, strips ANSI, stops on SIGTERM', { timeout: 180_000 }, async (t) => {
   const fx = new Fixture(t, 'serve');
@@ -306,6 +56,8 @@ test('sync subcommand fetches now and answers with the served revision', { timeo
   for (const s of replies) {
     assert.equal(s.code, 0, s.stdout);
     assert.deepEqual(s.reply, { ok: true, revision: v2 });
+    assert.equal(s.dev.phase, 'serving', s.stdout);
+    assert.equal(s.dev.revision, short(v2), s.stdout);
     assert.equal(s.stdout.split('\n').length, 2, 'exactly one line');
   }
   assert.equal((await r.get('/')).body, 'v2', 'served as soon as sync answers');
@@ -507,7 +259,7 @@ test('invalid input exits 2 before anything is created', { timeout: 60_000 }, as
   }
 });
 
-test('Vite dev server: which Host headers it answers (RUNNER_E2E_VITE=1, uses the npm registry)', {
+test('Vite dev server behind the front proxy answers every Host (RUNNER_E2E_VITE=1, uses the npm registry)', {
   timeout: 600_000,
   skip: process.env.RUNNER_E2E_VITE !== '1' && 'set RUNNER_E2E_VITE=1',
 }, async (t) => {
@@ -523,7 +275,8 @@ test('Vite dev server: which Host headers it answers (RUNNER_E2E_VITE=1, uses th
   assert.equal(await status(`127.0.0.1:${r.port}`), 200);
   assert.equal(await status('[::1]'), 200);
   assert.equal(await status('preview-abc.fly.dev'), 200);
-  assert.equal(await status('other-app.fly.dev'), 403);
-  assert.equal(await status('example.com'), 403);
+  // The front proxy presents every request to Vite as same-origin (Host: localhost:DEV_PORT).
+  assert.equal(await status('other-app.fly.dev'), 200);
+  assert.equal(await status('example.com'), 200);
   assert.ok(!r.out.includes('\u001b'), 'ANSI stripped from Vite output');
 });

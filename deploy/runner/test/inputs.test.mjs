@@ -7,6 +7,7 @@ import { test } from 'node:test';
 
 import {
   FORMAT_CHAR_RANGES,
+  INVISIBLE_RANGES,
   InputError,
   controlSocketPath,
   formatDuration,
@@ -177,4 +178,15 @@ test('readConfig: defaults and every variable', () => {
     const e = refusal(() => readConfig({ REPO_URL: 'https://github.com/o/r', ...extra }));
     assert.equal(e?.variable, variable, JSON.stringify(extra));
   }
+});
+
+test('REPO_BRANCH: every invisible blank and variation selector is refused', () => {
+  let checked = 0;
+  for (const [a, b] of INVISIBLE_RANGES) {
+    for (let cp = a; cp <= b; cp += 1) {
+      assert.equal(refusal(() => validateBranch(`a${String.fromCodePoint(cp)}b`))?.why, 'invisible', `U+${cp.toString(16)}`);
+      checked += 1;
+    }
+  }
+  assert.ok(checked > 250);
 });

@@ -137,9 +137,35 @@ async fn record(ctx: &SyncCtx, t: &SyncTarget, answer: Answer) -> Result<Done, S
     if kind == Kind::MachineNotStarted {
         store.release(t.id).await?;
     } else {
-        store.sync_failed(t.id, &t.revision, kind.reason(), &message).await?;
+        let says = user_message(kind, &t.revision);
+        store.sync_failed(t.id, &t.revision, kind.reason(), &says, &message).await?;
     }
     Ok(Done::Failed(kind))
+}
+
+/// One sentence for the person who saved (`error_message`); the runner's or the API's own
+/// words go to `status_detail`.
+pub fn user_message(kind: Kind, revision: &str) -> String {
+    let keeps = "the preview keeps showing the previous version";
+    match kind {
+        Kind::CommitNotFound => format!(
+            "the branch does not have your save {revision} yet; the preview loads it as soon as it is pushed"
+        ),
+        Kind::Installing => format!(
+            "installing the dependencies of your save {revision}; {keeps} until they are ready"
+        ),
+        Kind::Timeout => {
+            format!(
+                "the preview did not confirm your save {revision} in time; {keeps} and tries again"
+            )
+        }
+        Kind::SyncFailed => {
+            format!("the preview could not load your save {revision}; {keeps} and tries again")
+        }
+        _ => format!(
+            "the preview could not be asked to load your save {revision}; {keeps} and tries again"
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -172,6 +198,14 @@ mod tests {
                 }
                 other => panic!("{line}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn people_read_a_sentence_naming_their_save() {
+        for k in Kind::ALL {
+            let m = user_message(*k, "abc1234");
+            assert!(m.contains("abc1234") && !m.contains("runner") && !m.contains("exec"), "{m}");
         }
     }
 

@@ -9,19 +9,23 @@ WITH me AS (
     FROM pg_catalog.pg_roles r
     WHERE r.rolname = current_user
 ),
-need (tbl, privs, cmds) AS (
-    VALUES ('public.fly_preview_apps', array['SELECT', 'UPDATE'], array['r', 'w']),
-           ('fly_preview_controller.leader', array['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
+need (nsp, rel, privs, cmds) AS (
+    VALUES ('public', 'fly_preview_apps', array['SELECT', 'UPDATE'], array['r', 'w']),
+           ('fly_preview_controller', 'leader', array['SELECT', 'INSERT', 'UPDATE', 'DELETE'],
             array['r', 'a', 'w', 'd']),
-           ('fly_preview_controller.tombstones', array['SELECT', 'UPDATE', 'DELETE'],
+           ('fly_preview_controller', 'tombstones', array['SELECT', 'UPDATE', 'DELETE'],
             array['r', 'w', 'd']),
-           ('fly_preview_controller._sqlx_migrations', array['SELECT'], array['r'])
+           ('fly_preview_controller', '_sqlx_migrations', array['SELECT'], array['r']),
+           ('fly_preview_controller', 'settings', array['SELECT'], array['r'])
 ),
+-- looked up by name in the catalog (to_regclass would fail on a schema without USAGE)
 t AS (
-    SELECT n.tbl, n.privs, n.cmds, c.oid, c.relrowsecurity, c.relforcerowsecurity,
+    SELECT n.nsp || '.' || n.rel AS tbl, n.privs, n.cmds, c.oid, c.relrowsecurity,
+           c.relforcerowsecurity,
            pg_catalog.pg_has_role(current_user, c.relowner, 'USAGE') AS owner
     FROM need n
-    JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(n.tbl)
+    JOIN pg_catalog.pg_namespace s ON s.nspname = n.nsp
+    JOIN pg_catalog.pg_class c ON c.relnamespace = s.oid AND c.relname = n.rel
 ),
 applies AS (
     SELECT p.*, p.polrelid AS rel

@@ -8,8 +8,31 @@
 -- cannot starve another's first preview. Then by due time. A user never has more than $5
 -- rows leased at once (counting leases already held), so one account cannot fill every
 -- worker and database connection either.
+-- The cost is bounded by two windows, never by the number of due rows: the 256 earliest-due
+-- rows people wait for (a new row, a spec change, a status request, a deploy in progress with
+-- no failure yet; read in order from the partial index fly_preview_apps_wanted_due_idx, whose
+-- predicate is written out literally below so the planner can use it), and the 256
+-- earliest-due rows of any kind (fly_preview_apps_due_idx). Ranking and round-robin happen
+-- within those windows; rows beyond them are reached as the front is worked off.
 -- $1 owner, $2 limit, $3 lease seconds, $4 the 'initializing' status, $5 per-user cap
-WITH due AS (
+WITH wanted AS (
+    SELECT id, user_id, next_attempt_at, attempts, status, generation, observed_generation
+    FROM public.fly_preview_apps
+    WHERE next_attempt_at <= now()
+      AND attempts = 0 AND (observed_generation < generation OR status = 'initializing')
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    ORDER BY next_attempt_at
+    LIMIT 256
+),
+oldest AS (
+    SELECT id, user_id, next_attempt_at, attempts, status, generation, observed_generation
+    FROM public.fly_preview_apps
+    WHERE next_attempt_at <= now()
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    ORDER BY next_attempt_at
+    LIMIT 256
+),
+due AS (
     SELECT id,
            user_id,
            next_attempt_at,
@@ -17,9 +40,7 @@ WITH due AS (
                 WHEN status = $4 AND observed_generation = generation THEN 0
                 WHEN observed_generation < generation THEN 1
                 ELSE 2 END AS priority
-    FROM public.fly_preview_apps
-    WHERE next_attempt_at <= now()
-      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    FROM (SELECT * FROM wanted UNION SELECT * FROM oldest) AS window_rows
 ),
 leased AS (
     SELECT user_id, count(*) AS n

@@ -31,6 +31,7 @@ pub fn exported_series() -> BTreeSet<String> {
     m.fly_requests.with_label_values(&["probe", "2xx"]);
     m.fly_request_duration.with_label_values(&["probe"]);
     m.fly_throttled.with_label_values(&["probe"]);
+    m.fleet.machines.with_label_values(&["started", "shared-cpu-1x-2048mb"]);
     let text = m.encode();
     let mut names = BTreeSet::from(["up".to_owned()]);
     for line in text.lines() {

@@ -162,6 +162,7 @@ pub fn create_req() -> CreateMachineRequest {
         generation: 1,
         repo_url: "https://github.com/a/b",
         branch: "main",
+        root_directory: None,
         launch_marker: "01HMARK",
     };
     CreateMachineRequest {

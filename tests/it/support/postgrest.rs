@@ -11,7 +11,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-const TABLE: &str = "\"public\".\"fly_preview_apps\"";
+const TABLE: &str = "fly_preview_apps";
 
 /// The web app's JSON keys and the column types PostgREST reads them with.
 const TYPES: &[(&str, &str)] = &[
@@ -34,6 +34,7 @@ const TYPES: &[(&str, &str)] = &[
     ("requested_at", "timestamptz"),
     ("created_at", "timestamptz"),
     ("updated_at", "timestamptz"),
+    ("secret", "boolean"),
 ];
 
 /// Who makes the request: the JWT's role and, for a signed-in user, its `sub`.
@@ -72,57 +73,92 @@ fn quoted(cols: &[&str], prefix: &str) -> String {
     cols.iter().map(|c| format!("{prefix}\"{c}\"")).collect::<Vec<_>>().join(", ")
 }
 
+/// `"public"."<table>"` as PostgREST names a table.
+fn qualified(table: &str) -> String {
+    format!("\"public\".\"{table}\"")
+}
+
 /// Wraps the mutation/selection in PostgREST's response query.
-fn respond(source: &str) -> String {
+fn respond(table: &str, source: &str) -> String {
     format!(
         "WITH pgrst_source AS ({source}) SELECT pg_catalog.count(_postgrest_t) AS page_total, \
          coalesce(json_agg(_postgrest_t), '[]')::text AS body \
-         FROM (SELECT \"fly_preview_apps\".* FROM \"pgrst_source\" AS \"fly_preview_apps\") _postgrest_t"
+         FROM (SELECT \"{table}\".* FROM \"pgrst_source\" AS \"{table}\") _postgrest_t"
     )
 }
 
 /// `POST /rest/v1/fly_preview_apps` with a JSON object or array body.
 pub fn insert_sql(body: &Value) -> String {
+    insert_sql_in(TABLE, body)
+}
+
+/// `POST /rest/v1/<table>` with a JSON object or array body.
+pub fn insert_sql_in(table: &str, body: &Value) -> String {
     let cols = columns(body);
-    respond(&format!(
-        "INSERT INTO {TABLE}({}) SELECT {} FROM (SELECT $1::json AS json_data) pgrst_payload, \
+    let q = qualified(table);
+    respond(
+        table,
+        &format!(
+            "INSERT INTO {q}({}) SELECT {} FROM (SELECT $1::json AS json_data) pgrst_payload, \
          LATERAL (SELECT {} FROM json_to_recordset(CASE WHEN json_typeof(pgrst_payload.json_data) = 'array' \
          THEN pgrst_payload.json_data ELSE json_build_array(pgrst_payload.json_data) END) AS _({})) pgrst_body \
-         RETURNING {TABLE}.*",
-        quoted(&cols, ""),
-        quoted(&cols, "\"pgrst_body\"."),
-        quoted(&cols, ""),
-        typed(&cols)
-    ))
+         RETURNING {q}.*",
+            quoted(&cols, ""),
+            quoted(&cols, "\"pgrst_body\"."),
+            quoted(&cols, ""),
+            typed(&cols)
+        ),
+    )
 }
 
 /// `PATCH /rest/v1/fly_preview_apps?<filter>` (`filter` is PostgREST's WHERE, e.g. `"id" = '…'`).
 pub fn update_sql(filter: &str, body: &Value) -> String {
+    update_sql_in(TABLE, filter, body)
+}
+
+/// `PATCH /rest/v1/<table>?<filter>`.
+pub fn update_sql_in(table: &str, filter: &str, body: &Value) -> String {
     let cols = columns(body);
     let set = cols.iter().map(|c| format!("\"{c}\" = \"pgrst_body\".\"{c}\"")).collect::<Vec<_>>();
-    respond(&format!(
-        "UPDATE {TABLE} SET {} FROM (SELECT $1::json AS json_data) pgrst_payload, \
+    let q = qualified(table);
+    respond(
+        table,
+        &format!(
+            "UPDATE {q} SET {} FROM (SELECT $1::json AS json_data) pgrst_payload, \
          LATERAL (SELECT {} FROM json_to_record(pgrst_payload.json_data) AS _({}) LIMIT 1) pgrst_body \
-         WHERE {filter} RETURNING {TABLE}.*",
-        set.join(", "),
-        quoted(&cols, ""),
-        typed(&cols)
-    ))
+         WHERE {filter} RETURNING {q}.*",
+            set.join(", "),
+            quoted(&cols, ""),
+            typed(&cols)
+        ),
+    )
 }
 
 /// `GET /rest/v1/<table>?<filter>` (table as PostgREST names it: schema-qualified and quoted).
 pub fn select_sql(table: &str, filter: &str) -> String {
-    respond(&format!("SELECT {table}.* FROM {table} WHERE {filter}"))
+    let bare = table.rsplit('.').next().unwrap_or(table).trim_matches('"');
+    respond(bare, &format!("SELECT {table}.* FROM {table} WHERE {filter}"))
 }
 
 /// `DELETE /rest/v1/fly_preview_apps?<filter>`.
 pub fn delete_sql(filter: &str) -> String {
-    respond(&format!("DELETE FROM {TABLE} WHERE {filter} RETURNING {TABLE}.*"))
+    delete_sql_in(TABLE, filter)
+}
+
+/// `DELETE /rest/v1/<table>?<filter>`.
+pub fn delete_sql_in(table: &str, filter: &str) -> String {
+    let q = qualified(table);
+    respond(table, &format!("DELETE FROM {q} WHERE {filter} RETURNING {q}.*"))
 }
 
 /// `"column" = 'value'` as PostgREST writes an `eq` filter.
 pub fn eq(column: &str, value: impl std::fmt::Display) -> String {
-    format!("{TABLE}.\"{column}\" = '{value}'")
+    eq_in(TABLE, column, value)
+}
+
+/// `"column" = 'value'` on `<table>`.
+pub fn eq_in(table: &str, column: &str, value: impl std::fmt::Display) -> String {
+    format!("{}.\"{column}\" = '{value}'", qualified(table))
 }
 
 impl PostgRest {

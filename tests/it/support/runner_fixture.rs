@@ -179,6 +179,8 @@ impl Fixture {
             .env("REPO_BRANCH", "main")
             .env("PORT", port.to_string())
             .env("SYNC_INTERVAL", format!("{}ms", SYNC_INTERVAL.as_millis()))
+            // Terminal phases keep the status page up this long before the exit the tests await.
+            .env("FAILURE_LINGER", "1s")
             .envs(extra.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

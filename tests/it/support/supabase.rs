@@ -1,5 +1,6 @@
 //! The Supabase-faithful cluster of `.ci/supabase/setup.sh` (127.0.0.1:54329) and PgBouncer in
-//! front of it (`.ci/supabase/pgbouncer.sh`: transaction mode 6543, session mode 6544).
+//! front of it (`.ci/supabase/pgbouncer.sh`: transaction mode 6543, session mode 6544, and the
+//! same with `server_round_robin = 1` on 6545 and 6546).
 //!
 //! Every test gets its own database, a copy of Supabase's `postgres` database (schemas auth,
 //! extensions, …, and Supabase's default privileges, which live per database), owned by
@@ -17,6 +18,9 @@ pub const HOST: &str = "127.0.0.1";
 pub const PORT: u16 = 54329;
 pub const TX_POOLER_PORT: u16 = 6543;
 pub const SESSION_POOLER_PORT: u16 = 6544;
+/// The same two poolers with `server_round_robin = 1` (backends reused oldest-first).
+pub const TX_POOLER_RR_PORT: u16 = 6545;
+pub const SESSION_POOLER_RR_PORT: u16 = 6546;
 pub const TEMPLATE: &str = "fpc_supabase_template";
 pub const NEEDS_CLUSTER: &str = "needs the Supabase cluster: bash .ci/supabase/setup.sh";
 

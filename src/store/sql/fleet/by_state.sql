@@ -1,0 +1,5 @@
+-- The rows' machines by the state last seen on Fly (a row without a machine has none).
+select machine_state, count(*)
+  from public.fly_preview_apps
+ where fly_machine_id is not null and machine_state is not null
+ group by machine_state

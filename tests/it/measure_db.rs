@@ -1,0 +1,185 @@
+//! Measurements for BENCHMARKS.md (ignored by default; they print figures, and assert only
+//! that the measured statements did their job):
+//!   cargo test --test it measure_db -- --ignored --nocapture --test-threads=1
+//! On the local Postgres of `DATABASE_URL`; wall time seen by the client (the statements run on
+//! the same machine, so it bounds the database time from above).
+
+use std::time::{Duration, Instant};
+
+use crate::support::*;
+use fly_preview_controller::store::{Admission, Store};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const LEASE: Duration = Duration::from_secs(300);
+
+/// `n` due rows (new deploy requests) spread over users of 100 rows each, in one statement.
+async fn due_rows(pool: &PgPool, n: i64) {
+    sqlx::query("UPDATE fly_preview_controller.settings SET max_rows_per_user = 0")
+        .execute(pool)
+        .await
+        .unwrap();
+    // rows whose derived names would collide are left out (the database refuses them)
+    let sql = "INSERT INTO public.fly_preview_apps (user_id, project_id, fly_app_name, github_repo_url) \
+               SELECT DISTINCT ON (nm) u, p, nm, 'https://github.com/o/r' \
+               FROM (SELECT md5('measure-user-' || (g / 100))::uuid AS u, 'p-' || g AS p \
+                     FROM generate_series(1, $1::bigint) g) s, \
+               LATERAL (SELECT 'roseram-' || left(md5(s.u::text || '-' || s.p), 8) AS nm) x \
+               ORDER BY nm";
+    sqlx::query(sql).bind(n).execute(pool).await.unwrap();
+    sqlx::query("ANALYZE public.fly_preview_apps").execute(pool).await.unwrap();
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Median of 21 claims of 16 rows (per-user cap 2), each given back after; `old` runs the
+/// claim of commit 5bfd9a4 (a window over every due row) instead, for comparison.
+async fn claim_time(pool: &PgPool, old: Option<&str>) -> Duration {
+    let s = Store::new(pool.clone(), "measure");
+    let mut times = Vec::new();
+    for _ in 0..21 {
+        let t = Instant::now();
+        let ids: Vec<Uuid> = match old {
+            None => s.claim(16, LEASE, 2).await.unwrap().into_iter().map(|r| r.id).collect(),
+            Some(sql) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+                .bind("measure")
+                .bind(16i64)
+                .bind(300.0f64)
+                .bind(Status::Initializing)
+                .bind(2i64)
+                .fetch_all(pool)
+                .await
+                .unwrap(),
+        };
+        times.push(t.elapsed());
+        assert_eq!(ids.len(), 16);
+        for id in ids {
+            assert!(s.release(id).await.unwrap());
+        }
+    }
+    median(times)
+}
+
+/// The claim before the bounded windows, from git history (None without git).
+fn old_claim() -> Option<String> {
+    let out = std::process::Command::new("git")
+        .args(["show", "5bfd9a4:src/store/sql/claim.sql"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok().filter(|t| !t.is_empty())?;
+    Some(expanded(&text))
+}
+
+fn expanded(claim: &str) -> String {
+    claim.replace("{row_cols}", "id").replace(
+        "{by_controller}",
+        "(SELECT pg_catalog.set_config('fly_preview.controller', 'on', true)) IS NOT NULL",
+    )
+}
+
+/// Median of 11 `Execution Time`s of EXPLAIN ANALYZE (each rolled back): the database's own
+/// time for the claim, without the client and the network.
+async fn server_time(pool: &PgPool, claim: &str) -> Duration {
+    let mut times = Vec::new();
+    for _ in 0..11 {
+        let mut tx = pool.begin().await.unwrap();
+        let explain = format!("EXPLAIN (ANALYZE) {claim}");
+        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
+            .bind("measure")
+            .bind(16i64)
+            .bind(300.0f64)
+            .bind(Status::Initializing)
+            .bind(2i64)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+        let ms = plan.iter().find_map(|l| l.strip_prefix("Execution Time: "));
+        let ms: f64 = ms.and_then(|m| m.trim_end_matches(" ms").parse().ok()).unwrap();
+        times.push(Duration::from_secs_f64(ms / 1000.0));
+    }
+    median(times)
+}
+
+async fn measure_claim(pool: PgPool, n: i64) {
+    due_rows(&pool, n).await;
+    let due: i64 = sqlx::query_scalar("SELECT count(*) FROM public.fly_preview_apps")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    println!("claim of 16 at {due} due rows: median {:?}", claim_time(&pool, None).await);
+    let new = expanded(include_str!("../../src/store/sql/claim.sql"));
+    println!("  server-side execution: median {:?}", server_time(&pool, &new).await);
+    if let Some(old) = old_claim() {
+        let t = claim_time(&pool, Some(&old)).await;
+        println!("  the claim of 5bfd9a4 at {due} due rows: median {t:?}");
+        println!("  server-side execution: median {:?}", server_time(&pool, &old).await);
+    }
+}
+
+#[sqlx::test]
+#[ignore = "measurement for BENCHMARKS.md"]
+async fn measure_db_claim_1k(pool: PgPool) {
+    measure_claim(pool, 1_000).await;
+}
+
+#[sqlx::test]
+#[ignore = "measurement for BENCHMARKS.md"]
+async fn measure_db_claim_20k(pool: PgPool) {
+    measure_claim(pool, 20_000).await;
+}
+
+#[sqlx::test]
+#[ignore = "measurement for BENCHMARKS.md"]
+async fn measure_db_claim_100k(pool: PgPool) {
+    measure_claim(pool, 100_000).await;
+}
+
+/// A user at the cap (100 rows), 10 of them holding slots: what one refusal costs the
+/// database (admit's count, the fenced write, the re-check under the user's lock), and what
+/// the parked rows cost afterwards (nothing is due).
+#[sqlx::test]
+#[ignore = "measurement for BENCHMARKS.md"]
+async fn measure_db_refusal(pool: PgPool) {
+    due_rows(&pool, 20_000).await;
+    let s = Store::new(pool.clone(), "measure");
+    let user: Uuid =
+        sqlx::query_scalar("SELECT md5('measure-user-7')::uuid").fetch_one(&pool).await.unwrap();
+    let hold = "UPDATE public.fly_preview_apps SET status = 'running', next_attempt_at = 'infinity' \
+                WHERE id IN (SELECT id FROM public.fly_preview_apps WHERE user_id = $1 LIMIT 10) \
+                AND (SELECT set_config('fly_preview.controller', 'on', true)) IS NOT NULL";
+    sqlx::query(hold).bind(user).execute(&pool).await.unwrap();
+    let ids: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT id, generation FROM public.fly_preview_apps WHERE user_id = $1 AND status = 'pending'",
+    )
+    .bind(user)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let mut times = Vec::new();
+    for (id, generation) in ids {
+        let t = Instant::now();
+        let a = s.admit(id, user, generation, 10).await.unwrap();
+        let park = "UPDATE public.fly_preview_apps SET status = 'error', \
+                    status_reason = 'QuotaExceeded', next_attempt_at = 'infinity' WHERE id = $1 \
+                    AND (SELECT set_config('fly_preview.controller', 'on', true)) IS NOT NULL";
+        sqlx::query(park).bind(id).execute(&pool).await.unwrap();
+        let woke = s.wake_refused_if_free(user, 10).await.unwrap();
+        times.push(t.elapsed());
+        assert!(matches!(a, Admission::Refused { active: 10 }) && !woke);
+    }
+    let n = times.len();
+    println!("one refusal (admit + parked write + re-check), {n} rows: median {:?}", median(times));
+    let due: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM public.fly_preview_apps WHERE user_id = $1 AND next_attempt_at <= now()",
+    )
+    .bind(user)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(due, 0, "parked rows are never claimed");
+}
