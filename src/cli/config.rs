@@ -120,8 +120,9 @@ pub struct ControllerArgs {
     pub redeploy_budget: u32,
     #[arg(long, env = "REDEPLOY_WINDOW", value_parser = humantime::parse_duration, default_value = "10m")]
     pub redeploy_window: Duration,
-    /// Lease on a claimed row; renewed while working.
-    #[arg(long, env = "LEASE_DURATION", value_parser = humantime::parse_duration, default_value = "60s")]
+    /// Lease on a claimed row; renewed every third of it while working. Short, so a crashed
+    /// replica's rows are worked again within 1.5 leases.
+    #[arg(long, env = "LEASE_DURATION", value_parser = humantime::parse_duration, default_value = "8s")]
     pub lease_duration: Duration,
     /// First retry delay after a transient failure (doubles per attempt, full jitter).
     #[arg(long, env = "BACKOFF_BASE", value_parser = humantime::parse_duration, default_value = "1s")]

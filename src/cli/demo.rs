@@ -297,7 +297,9 @@ async fn watch(
 fn explain(addr: std::net::SocketAddr) {
     println!("All sample previews converged:");
     println!("  running  → app + IPs + one healthy machine on (simulated) Fly; preview_url is set");
-    println!("  stopped  → the user asked to stop; the Fly app was deleted");
+    println!(
+        "  stopped  → the user asked to stop; its machine was destroyed (the empty app stays)"
+    );
     println!(
         "  error    → error_message says why (a machine that exited, a refused branch name)\n"
     );

@@ -6,9 +6,13 @@
 //! [`TRIP_AFTER`] platform failures in a row the breaker opens: the transport then refuses
 //! every request without sending it ([`FlyError::Unavailable`])
 //! except probes, which the controller sends at most once a second. The first probe that
-//! Fly answers closes it again. 429s say nothing about Fly's health and are ignored.
+//! Fly answers closes it again. 429s say nothing about Fly's health and are ignored, and so
+//! does an exec that outlives its deadline (a 408 `deadline_exceeded` or no answer in time):
+//! the command runs the tenant's code inside its machine, so its hanging is that preview's
+//! failure, never Fly's.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::watch;
 
@@ -44,6 +48,15 @@ impl Signal {
             _ => Signal::Answered,
         }
     }
+
+    /// The signal of a failed exec: a timeout says nothing about Fly (the command is the
+    /// tenant's and may hang); anything else counts as for any other call.
+    pub fn of_exec(e: &FlyError) -> Signal {
+        match e {
+            FlyError::Timeout(_) => Signal::Neutral,
+            _ => Signal::of(e, false),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -57,11 +70,16 @@ struct State {
 pub struct Breaker {
     state: Mutex<State>,
     open_tx: watch::Sender<bool>,
+    trips: AtomicU64,
 }
 
 impl Default for Breaker {
     fn default() -> Self {
-        Self { state: Mutex::new(State::default()), open_tx: watch::Sender::new(false) }
+        Self {
+            state: Mutex::new(State::default()),
+            open_tx: watch::Sender::new(false),
+            trips: AtomicU64::new(0),
+        }
     }
 }
 
@@ -85,11 +103,17 @@ impl Breaker {
         self.open_tx.subscribe()
     }
 
-    /// Records the signal of one finished request.
-    pub fn record(&self, signal: Signal) {
+    /// How many times the breaker has opened.
+    pub fn trips(&self) -> u64 {
+        self.trips.load(Ordering::Relaxed)
+    }
+
+    /// Records the signal of one finished request; true when it opened the breaker.
+    pub fn record(&self, signal: Signal) -> bool {
         let mut s = self.lock();
+        let was_open = s.open;
         match signal {
-            Signal::Neutral => return,
+            Signal::Neutral => return false,
             Signal::Answered => {
                 s.failures_in_a_row = 0;
                 s.open = false;
@@ -104,6 +128,11 @@ impl Breaker {
         let open = s.open;
         drop(s);
         self.open_tx.send_if_modified(|v| std::mem::replace(v, open) != open);
+        let tripped = open && !was_open;
+        if tripped {
+            self.trips.fetch_add(1, Ordering::Relaxed);
+        }
+        tripped
     }
 }
 
@@ -124,9 +153,11 @@ mod tests {
             b.record(Signal::PlatformFailure);
         }
         assert!(!b.is_open() && b.admit(false));
-        b.record(Signal::Neutral);
-        b.record(Signal::PlatformFailure);
+        assert!(!b.record(Signal::Neutral));
+        assert!(b.record(Signal::PlatformFailure), "this one opened it");
+        assert!(!b.record(Signal::PlatformFailure), "already open");
         assert!(b.is_open() && !b.admit(false) && b.admit(true));
+        assert_eq!(b.trips(), 1);
         assert!(rx.has_changed().unwrap() && *rx.borrow_and_update());
         b.record(Signal::Answered);
         assert!(!b.is_open() && !*rx.borrow_and_update());
@@ -150,5 +181,21 @@ mod tests {
             Signal::of(&FlyError::AmbiguousCreate(info(Some(502))), false),
             Signal::PlatformFailure
         );
+    }
+
+    #[test]
+    fn a_hanging_exec_is_the_tenants_not_flys() {
+        let info = |status| ErrorInfo { status, ..ErrorInfo::default() };
+        let b = Breaker::default();
+        for status in [Some(408), None] {
+            let e = FlyError::Timeout(info(status));
+            assert_eq!(Signal::of_exec(&e), Signal::Neutral);
+            for _ in 0..TRIP_AFTER * 4 {
+                b.record(Signal::of_exec(&e));
+            }
+        }
+        assert!(!b.is_open() && b.trips() == 0);
+        let e = FlyError::Transient(info(Some(503)));
+        assert_eq!(Signal::of_exec(&e), Signal::PlatformFailure, "a 5xx is still Fly's");
     }
 }

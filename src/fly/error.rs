@@ -257,6 +257,24 @@ impl FlyError {
         })
     }
 
+    /// Not sent: this client's share of a Fly budget for `call` is spent for `wait` (the
+    /// caller may not wait that long in place).
+    pub(crate) fn budget_spent(call: &'static str, wait: Duration) -> FlyError {
+        FlyError::RateLimited {
+            retry_after: Some(wait),
+            info: ErrorInfo {
+                message: "Fly's rate limit for this call is used up; request not sent".into(),
+                call: Some(call),
+                ..ErrorInfo::default()
+            },
+        }
+    }
+
+    /// A client-side refusal by [`FlyError::budget_spent`] (no HTTP status: never sent).
+    pub fn is_unsent_throttle(&self) -> bool {
+        matches!(self, FlyError::RateLimited { info, .. } if info.status.is_none())
+    }
+
     /// A failure of the platform rather than of this request: 5xx, timeouts, lost
     /// connections, or not sent because the breaker is open.
     pub fn is_platform_failure(&self) -> bool {

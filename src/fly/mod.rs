@@ -23,6 +23,7 @@ use std::fmt;
 pub use client::{FlyClient, FlyClientConfig, WaitOutcome};
 pub use error::{ErrorInfo, FlyError};
 pub use exec::{ExecRequest, ExecResponse};
+pub use transport::bounded_waits;
 pub use types::*;
 
 /// An API token. `Debug` and `Display` print `***`; use [`Secret::expose`] to read it.

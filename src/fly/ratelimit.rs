@@ -66,6 +66,17 @@ impl Bucket {
         }
     }
 
+    /// Take one token if it is there within `max`; otherwise take nothing and say how long
+    /// until it would be.
+    fn reserve_within(&mut self, now: Instant, max: Duration) -> Result<Duration, Duration> {
+        let wait = self.reserve(now);
+        if wait <= max {
+            return Ok(wait);
+        }
+        self.tokens += 1.0;
+        Err(wait)
+    }
+
     /// Full again: indistinguishable from a fresh bucket, safe to forget.
     fn is_idle(&self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
@@ -105,6 +116,22 @@ impl RateLimiter {
         let bucket =
             st.buckets.entry((action, key.to_owned())).or_insert_with(|| Bucket::new(limits, now));
         bucket.reserve(now)
+    }
+
+    /// Like [`RateLimiter::reserve`], but takes the token only if it is there within `max`:
+    /// `Err(wait)` = not taken, it would have been there after `wait`.
+    pub fn reserve_within(
+        &self,
+        action: &'static str,
+        key: &str,
+        limits: Limits,
+        now: Instant,
+        max: Duration,
+    ) -> Result<Duration, Duration> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket =
+            st.buckets.entry((action, key.to_owned())).or_insert_with(|| Bucket::new(limits, now));
+        bucket.reserve_within(now, max)
     }
 
     /// Wait for a token. Returns `true` when the caller had to wait (was throttled).
@@ -190,6 +217,24 @@ mod tests {
         }
         assert!(rl.acquire("create", "app", Limits::PER_ACTION).await);
         assert!(approx(Instant::now() - t0, 1.0 / 0.9));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_longer_than_allowed_takes_no_token() {
+        let rl = RateLimiter::new();
+        let t0 = Instant::now();
+        let (l, max) = (Limits::APP_DELETES, Duration::from_secs(1));
+        for _ in 0..10 {
+            assert_eq!(rl.reserve_within("delete_app", "", l, t0, max), Ok(Duration::ZERO));
+        }
+        let one = rl.reserve_within("delete_app", "", l, t0, max).unwrap();
+        assert!(one > Duration::ZERO && one <= max, "{one:?}");
+        let refused = rl.reserve_within("delete_app", "", l, t0, max).unwrap_err();
+        assert!(refused > max, "{refused:?}");
+        // Refusals leave no debt: the same wait again, however often it is asked.
+        for _ in 0..100 {
+            assert_eq!(rl.reserve_within("delete_app", "", l, t0, max), Err(refused));
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -23,6 +23,24 @@ use crate::ops::metrics::Metrics;
 const REQUEST_BACKOFF: Backoff =
     Backoff { base: Duration::from_millis(100), cap: Duration::from_secs(2) };
 const MAX_INLINE_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+tokio::task_local! {
+    /// The longest a request of this task may wait for Fly's budget (a client-side bucket or
+    /// a 429's `Retry-After`) before it gives up with [`FlyError::RateLimited`] unsent.
+    static MAX_WAIT: Duration;
+}
+
+/// Runs `f` (a pass in a worker slot) so that none of its Fly requests waits for a rate
+/// limit longer than `max`: a longer wait is not slept on but returned as
+/// [`FlyError::RateLimited`] with `retry_after` = when the budget has room (no token taken,
+/// nothing sent), so the caller can give its slot back and come back then.
+pub async fn bounded_waits<F: std::future::Future>(max: Duration, f: F) -> F::Output {
+    MAX_WAIT.scope(max, f).await
+}
+
+fn max_wait() -> Option<Duration> {
+    MAX_WAIT.try_with(|d| *d).ok()
+}
 const MACAROON_PREFIXES: [&str; 3] = ["fm1r_", "fm1a_", "fm2_"];
 
 /// Every call the client makes; the label used in metrics and the rate-limit bucket name.
@@ -276,7 +294,7 @@ impl Transport {
         (|| self.send_once(req))
             .retry(REQUEST_BACKOFF.retries(3))
             .sleep(tokio::time::sleep)
-            .when(|e| req.action.should_retry(e))
+            .when(|e| req.action.should_retry(e) && !e.is_unsent_throttle())
             .adjust(honour_retry_after)
             .notify(|e, after| {
                 tracing::debug!(action = req.action.as_str(), kind = e.kind(), error = %e, ?after, "retrying Fly request");
@@ -295,7 +313,7 @@ impl Transport {
             e.info_mut().call = Some(req.action.as_str());
             return Err(e);
         }
-        self.throttle(req).await;
+        self.throttle(req).await?;
         let mut rb = self.http.request(req.method.clone(), self.url(req)?);
         if let Some(auth) = &self.auth {
             rb = rb.header(AUTHORIZATION, auth.clone());
@@ -311,10 +329,16 @@ impl Transport {
             e.info_mut().call = Some(req.action.as_str());
             e
         });
-        self.breaker.record(match &result {
+        let signal = match &result {
             Ok(_) => Signal::Answered,
+            Err(e) if req.action == Action::ExecMachine => Signal::of_exec(e),
             Err(e) => Signal::of(e, req.action == Action::WaitMachine),
-        });
+        };
+        if self.breaker.record(signal)
+            && let Some(m) = &self.metrics
+        {
+            m.fly_breaker_trips.inc();
+        }
         self.record(req.action, &result, started.elapsed());
         result
     }
@@ -348,17 +372,37 @@ impl Transport {
         Err(FlyError::from_response(status, request_id, retry_after, &body, how, token))
     }
 
-    async fn throttle(&self, req: &Request<'_>) {
-        let Some(limiter) = &self.limiter else { return };
+    /// Waits for the request's client-side token, or (in [`bounded_waits`]) refuses a wait
+    /// longer than allowed.
+    async fn throttle(&self, req: &Request<'_>) -> Result<(), FlyError> {
+        let Some(limiter) = &self.limiter else { return Ok(()) };
         let key = if req.action == Action::DeleteApp { "" } else { req.key };
-        if limiter.acquire(req.action.as_str(), key, req.action.limits()).await {
-            tracing::debug!(
-                action = req.action.as_str(),
-                "Fly request delayed by client-side rate limit"
-            );
-            if let Some(m) = &self.metrics {
-                m.fly_throttled.with_label_values(&[req.action.as_str()]).inc();
-            }
+        let (name, limits) = (req.action.as_str(), req.action.limits());
+        let throttled = match max_wait() {
+            None => limiter.acquire(name, key, limits).await,
+            Some(max) => match limiter.reserve_within(name, key, limits, Instant::now(), max) {
+                Ok(wait) if wait.is_zero() => false,
+                Ok(wait) => {
+                    tokio::time::sleep(wait).await;
+                    true
+                }
+                Err(wait) => {
+                    tracing::debug!(action = name, ?wait, "Fly budget spent; request not sent");
+                    self.count_throttled(name);
+                    return Err(FlyError::budget_spent(name, wait));
+                }
+            },
+        };
+        if throttled {
+            tracing::debug!(action = name, "Fly request delayed by client-side rate limit");
+            self.count_throttled(name);
+        }
+        Ok(())
+    }
+
+    fn count_throttled(&self, action: &str) {
+        if let Some(m) = &self.metrics {
+            m.fly_throttled.with_label_values(&[action]).inc();
         }
     }
 
@@ -406,11 +450,12 @@ fn with_response(mut err: FlyError, status: u16, request_id: Option<String>) -> 
 }
 
 /// Sleep at least `Retry-After` when one was sent, but give up (return to the caller)
-/// rather than sleep longer than [`MAX_INLINE_RETRY_AFTER`].
+/// rather than sleep longer than [`MAX_INLINE_RETRY_AFTER`] (or the task's [`bounded_waits`]).
 fn honour_retry_after(err: &FlyError, next: Option<Duration>) -> Option<Duration> {
     let next = next?;
+    let most = max_wait().unwrap_or(MAX_INLINE_RETRY_AFTER).min(MAX_INLINE_RETRY_AFTER);
     match err.retry_after() {
-        Some(ra) if ra > MAX_INLINE_RETRY_AFTER => None,
+        Some(ra) if ra > most => None,
         Some(ra) => Some(ra.max(next)),
         None => Some(next),
     }

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub leader: IntGauge,
     /// 1 while the Fly API is considered down (the client's circuit breaker is open).
     pub fly_down: IntGauge,
+    /// Times the client's circuit breaker opened.
+    pub fly_breaker_trips: IntCounter,
     /// 1 while our own Fly configuration (token, org, runner image) is refused: no work.
     pub blocked: IntGauge,
     /// Preview apps on the org's shared private network (Fly cannot move them to their own).
@@ -225,6 +227,11 @@ impl Metrics {
                 &r,
                 "fly_preview_fly_unavailable",
                 "1 while the Fly API fails platform-wide and calls are down to probes.",
+            ),
+            fly_breaker_trips: counter(
+                &r,
+                "fly_preview_fly_breaker_trips_total",
+                "Times the Fly circuit breaker opened (platform failures in a row).",
             ),
             blocked: int_gauge(
                 &r,

@@ -58,7 +58,7 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
         reconciler: Arc::new(Previews { ctx: ctx.clone(), metrics: p.metrics.clone() }),
         timing: Timing {
             concurrency: s.concurrency,
-            poll_interval: s.poll_interval,
+            poll_interval: s.backstop_poll(),
             shutdown_timeout: s.shutdown_timeout,
         },
         metrics: p.metrics.clone(),

@@ -47,9 +47,10 @@ impl Deploy<'_> {
 
     async fn observe(&self) -> Result<Observed, ReconcileError> {
         let r = self.row;
-        if r.observed_generation == 0 && r.fly_machine_id.is_none() {
-            // Never acted on: assume nothing exists yet and let create-app find out (a taken
-            // name answers 422 and is then observed fully). Saves a call on the happy path.
+        if !r.fly_app_created || (r.observed_generation == 0 && r.fly_machine_id.is_none()) {
+            // Never had an app (never deployed, refused, invalid): assume nothing exists yet
+            // and let create-app find out (a taken name answers 422 and is then observed
+            // fully). Saves the observing calls on a first deploy.
             return Ok(Observed::missing());
         }
         let known = r.status == Status::Initializing && r.observed_generation == r.generation;
@@ -62,6 +63,11 @@ impl Deploy<'_> {
     }
 
     pub async fn run(mut self) -> Result<Outcome, ReconcileError> {
+        // Written ahead of any call that can create the app, so a row without the mark
+        // provably never had one.
+        if !self.row.fly_app_created && !self.ctx.store.note_app_created(self.row.id).await? {
+            return Err(ReconcileError::Fenced);
+        }
         let want = self.desired();
         let mut seen = self.observe().await?;
         for _ in 0..MAX_STEPS {

@@ -8,6 +8,8 @@
 //! which no row can fix and which must not churn rows. The gate's probe and drift's org
 //! listings use the same function for their Fly errors.
 
+use std::time::Duration;
+
 use crate::fly::FlyError;
 use crate::model::state::Reason;
 use crate::preview::plan::MachineRef;
@@ -55,6 +57,10 @@ pub enum Policy {
     /// Fly is failing platform-wide: the row keeps its status (reason `FlyUnavailable`),
     /// its attempts do not grow, and it is retried as soon as Fly answers again.
     FlyDown,
+    /// Fly's budget for a call is spent until this much later (its 429 `Retry-After`, or
+    /// our own bucket for Fly's limit, request not sent): the row keeps its status and its
+    /// attempts and comes back then, its worker slot given back meanwhile.
+    Wait(Duration),
 }
 
 /// Conditions that stop the whole controller, not one row.
@@ -120,6 +126,7 @@ pub fn classify_fly(e: &FlyError, fly_down: bool) -> Policy {
         FlyError::Permanent(_) | FlyError::Forbidden(_) | FlyError::Config(_) => {
             Policy::WaitForChange
         }
+        FlyError::RateLimited { retry_after: Some(after), .. } => Policy::Wait(*after),
         _ => Policy::Retry,
     }
 }
@@ -162,11 +169,6 @@ pub const KINDS: &[&str] = &[
 ];
 
 impl ReconcileError {
-    /// A Fly failure of the platform (5xx, timeout, lost connection, not sent by the breaker).
-    pub fn is_platform_failure(&self) -> bool {
-        matches!(self, ReconcileError::Fly(e) if e.is_platform_failure())
-    }
-
     /// `status_reason` for the row under `policy`.
     pub fn reason(&self, policy: Policy) -> Reason {
         match (self, policy) {
@@ -221,6 +223,7 @@ pub fn result_label(e: &ReconcileError, policy: Policy) -> &'static str {
     match (e, policy) {
         (ReconcileError::Fenced, _) => "fenced",
         (_, Policy::Retry) => "error",
+        (_, Policy::Wait(_)) => "requeue",
         (_, Policy::WaitForChange) => "permanent",
         (_, Policy::Global(_) | Policy::FlyDown) => "blocked",
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rand::Rng;
 
-use crate::model::state::{Reason, Status};
+use crate::model::state::{DesiredState, Reason, Status};
 use crate::model::{MachineState, naming};
 use crate::preview::error::{GlobalCondition, Policy, ReconcileError};
 use crate::preview::plan::MachineRef;
@@ -50,10 +50,6 @@ pub enum Outcome {
 /// Longest a row waits during an outage before it is looked at again (normally Fly's
 /// recovery makes every `FlyUnavailable` row due at once).
 pub const OUTAGE_RECHECK: Duration = Duration::from_secs(30);
-
-/// A platform failure (5xx, timeout) shows as `error` only from the third attempt in a row:
-/// the first ones are usually an outage starting (the breaker then takes over) or a blip.
-pub const PLATFORM_FAILURES_BEFORE_ERROR: i32 = 3;
 
 fn at(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
@@ -174,6 +170,10 @@ pub fn policy_action(
     match policy {
         Policy::Global(c) => Action::Block(c),
         Policy::FlyDown => Action::requeue(now, OUTAGE_RECHECK),
+        // Up to a tenth more, so rows refused together do not all come back at one instant.
+        Policy::Wait(after) => {
+            Action::requeue(now, after.mul_f64(1.0 + rng.random::<f64>() / 10.0))
+        }
         Policy::WaitForChange => Action::AwaitChange,
         Policy::Retry => {
             Action::requeue(now, backoff.delay(u32::try_from(attempts).unwrap_or(0), rng))
@@ -187,7 +187,6 @@ pub fn error_write(
     e: &ReconcileError,
     policy: Policy,
     action: PreviewAction,
-    now: DateTime<Utc>,
 ) -> StatusWrite {
     let attempts = row.attempts.saturating_add(1);
     let summary = e.summary(policy);
@@ -197,6 +196,13 @@ pub fn error_write(
         ..base(row, Status::Error, e.reason(policy))
     };
     match (e, policy) {
+        (_, Policy::Wait(_)) => StatusWrite {
+            status: row.status,
+            error_message: Some(retry_message(&summary, action.due_at(), None)),
+            attempts: row.attempts,
+            observed_generation: None,
+            ..write
+        },
         (_, Policy::FlyDown | Policy::Global(_)) => StatusWrite {
             status: row.status,
             error_message: Some(summary),
@@ -223,29 +229,38 @@ pub fn error_write(
             attempts,
             ..write
         },
-        (_, Policy::Retry) => {
-            let delay = action
-                .due_at()
-                .map_or(Duration::ZERO, |t| (t - now).to_std().unwrap_or(Duration::ZERO));
-            StatusWrite {
-                error_message: Some(format!(
-                    "{summary}; retrying automatically in {} (attempt {attempts})",
-                    humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
-                )),
-                attempts,
-                observed_generation: None,
-                status: retry_status(row, e, attempts),
-                ..write
-            }
-        }
+        (_, Policy::Retry) => StatusWrite {
+            error_message: Some(retry_message(&summary, action.due_at(), Some(attempts))),
+            attempts,
+            observed_generation: None,
+            status: retry_status(row, e),
+            ..write
+        },
     }
 }
 
-fn retry_status(row: &PreviewRow, e: &ReconcileError, attempts: i32) -> Status {
-    if e.is_platform_failure() && attempts < PLATFORM_FAILURES_BEFORE_ERROR {
-        row.status
-    } else {
-        Status::Error
+/// The message of a row retried after Fly's (or the controller's own) trouble: it names the
+/// time of the next attempt, the same instant the write stores in `next_attempt_at`.
+fn retry_message(summary: &str, due: Option<DateTime<Utc>>, attempt: Option<i32>) -> String {
+    let when = due.map_or_else(String::new, |t| format!(" at {} UTC", t.format("%H:%M:%S")));
+    let attempt = attempt.map_or_else(String::new, |n| format!(" (attempt {n})"));
+    format!("{summary}; retrying automatically{when}{attempt}")
+}
+
+/// The status a retried row shows. A retry is for trouble no user can fix (Fly's errors,
+/// its latency, our database): the row shows the work under way and says why in
+/// `status_reason` and `error_message`. A deploy that reached Fly (it was admitted: Fly is
+/// called only after the quota said yes) shows `initializing`, even if the row showed
+/// `pending` or an `error` of the user's before; anything else keeps its status. `error` is
+/// for what the user or their project can fix (invalid spec, a machine that exits, a dev
+/// server that never answers, the quota, a configuration Fly refuses).
+fn retry_status(row: &PreviewRow, e: &ReconcileError) -> Status {
+    let reached_fly = matches!(e, ReconcileError::Fly(_) | ReconcileError::NotVisibleYet(_));
+    match (row.status, row.desired_state) {
+        (Status::Pending | Status::Error, DesiredState::Running) if reached_fly => {
+            Status::Initializing
+        }
+        (status, _) => status,
     }
 }
 

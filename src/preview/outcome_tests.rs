@@ -26,7 +26,7 @@ fn failed(r: &PreviewRow, e: ReconcileError) -> Result<StatusWrite, GlobalCondit
     let policy = classify(&e, false);
     match error_action(&settings(), r, policy, now(), &mut StdRng::seed_from_u64(7)) {
         Action::Block(c) => Err(c),
-        action => Ok(error_write(r, &e, policy, action, now())),
+        action => Ok(error_write(r, &e, policy, action)),
     }
 }
 
@@ -136,13 +136,14 @@ fn transient_errors_back_off_deterministically() {
     let w = w1.unwrap();
     assert_eq!(
         (w.status, w.reason, w.attempts, w.observed_generation),
-        (Status::Error, Reason::FlyApiError, 4, None)
+        (Status::Initializing, Reason::FlyApiError, 4, None)
     );
     let at = w.next_attempt_at.unwrap();
     let cap = settings().backoff.ceiling(3);
     assert!(at > now() && at <= now() + chrono::Duration::from_std(cap).unwrap(), "{at}");
     let msg = w.error_message.unwrap();
-    assert!(msg.contains("retrying automatically") && msg.contains("attempt 4"), "{msg}");
+    let promised = format!("retrying automatically at {} UTC", at.format("%H:%M:%S"));
+    assert!(msg.contains(&promised) && msg.contains("attempt 4"), "{msg}");
     assert!(!msg.contains("01REQ-ID-SECRET"), "{msg}");
 
     let w = failed(&r, ReconcileError::NotVisibleYet("x")).unwrap();
@@ -150,12 +151,37 @@ fn transient_errors_back_off_deterministically() {
 }
 
 #[test]
-fn the_first_platform_failures_keep_the_status() {
-    let r = row(Status::Running, 0);
-    let w = failed(&r, FlyError::Transient(info(503)).into()).unwrap();
-    assert_eq!((w.status, w.attempts), (Status::Running, 1), "a blip is not an error yet");
-    let w = failed(&row(Status::Running, 2), FlyError::Transient(info(503)).into()).unwrap();
-    assert_eq!(w.status, Status::Error, "the third failure in a row shows");
+fn flys_trouble_is_never_an_error_of_the_row() {
+    let fly_errors: Vec<fn() -> ReconcileError> = vec![
+        || FlyError::Transient(info(503)).into(),
+        || FlyError::Timeout(info(408)).into(),
+        || FlyError::AmbiguousCreate(info(502)).into(),
+        || FlyError::RateLimited { retry_after: None, info: info(429) }.into(),
+        || ReconcileError::NotVisibleYet("machine create was ambiguous"),
+    ];
+    for attempts in [0, 1, 2, 5, 20] {
+        for e in &fly_errors {
+            for (before, after) in [
+                (Status::Running, Status::Running),
+                (Status::Initializing, Status::Initializing),
+                (Status::Pending, Status::Initializing),
+                (Status::Error, Status::Initializing),
+            ] {
+                let w = failed(&row(before, attempts), e()).unwrap();
+                assert_eq!(w.status, after, "{before} at attempt {attempts}: {:?}", e());
+                assert_eq!(w.attempts, attempts + 1, "it still backs off");
+            }
+        }
+    }
+    let w = failed(&row(Status::Error, 0), ReconcileError::NotVisibleYet("x")).unwrap();
+    assert_eq!(w.reason, Reason::WaitingForFly);
+    // Our own database is not the user's to fix either, but it does not say the deploy began.
+    let db = || ReconcileError::Store(crate::store::StoreError::Query(sqlx::Error::PoolTimedOut));
+    assert_eq!(failed(&row(Status::Pending, 0), db()).unwrap().status, Status::Pending);
+    let mut stopping = row(Status::Running, 4);
+    stopping.desired_state = DesiredState::Stopped;
+    let w = failed(&stopping, FlyError::Transient(info(503)).into()).unwrap();
+    assert_eq!(w.status, Status::Running, "truthful until the app is gone");
 }
 
 #[test]
@@ -175,4 +201,26 @@ fn a_rejected_token_is_global_and_writes_nothing() {
     let e: ReconcileError = FlyError::Unauthorized(info(401)).into();
     assert_eq!(failed(&r, e), Err(GlobalCondition::FlyTokenRejected));
     assert!(GlobalCondition::FlyTokenRejected.describe().contains("FLY_API_TOKEN"));
+}
+
+#[test]
+fn a_spent_fly_budget_gives_the_slot_back_without_counting() {
+    let r = row(Status::Initializing, 2);
+    let after = Duration::from_secs(5);
+    let e = FlyError::RateLimited { retry_after: Some(after), info: info(429) };
+    let w = failed(&r, e.into()).unwrap();
+    assert_eq!((w.status, w.reason, w.attempts), (Status::Initializing, Reason::FlyApiError, 2));
+    let at = w.next_attempt_at.unwrap();
+    let (lo, hi) =
+        (now() + chrono::Duration::seconds(5), now() + chrono::Duration::milliseconds(5500));
+    assert!(at >= lo && at <= hi, "{at}");
+    let msg = w.error_message.unwrap();
+    assert!(msg.contains(&format!("retrying automatically at {} UTC", at.format("%H:%M:%S"))));
+    assert!(!msg.contains("attempt"), "{msg}");
+    let policy = classify(
+        &FlyError::RateLimited { retry_after: Some(after), info: info(429) }.into(),
+        false,
+    );
+    assert_eq!(policy, Policy::Wait(after));
+    assert_eq!(crate::preview::error::result_label(&ReconcileError::Fenced, policy), "fenced");
 }

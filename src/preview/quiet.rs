@@ -66,6 +66,7 @@ mod tests {
             redeploys: 0,
             redeploy_window_start: None,
             redeploy_generation: 0,
+            fly_app_created: true,
             root_directory: None,
         }
     }

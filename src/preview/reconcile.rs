@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::fly::{FlyClient, FlyError};
+use crate::fly::{self, FlyClient, FlyError};
 use crate::model::state::Reason;
 use crate::model::state::{DesiredState, Status};
 use crate::ops::metrics::Metrics;
@@ -22,6 +22,12 @@ use crate::preview::timeline;
 use crate::runtime::{Claimed, Queue, QueueError, Reconciler};
 use crate::store::{Lease, PreviewRow, StatusWrite, Store};
 
+/// The longest a pass waits in its worker slot for Fly's budget (a client-side bucket, a
+/// 429's `Retry-After`); past it the pass ends and the row comes back when the budget has room
+/// ([`Policy::Wait`]). The happy path never waits at all (at most 2 calls of one action on one
+/// app or machine).
+pub const SLOT_WAIT: Duration = Duration::from_secs(1);
+
 /// One pass for one row: within the row's redeploy budget, desired `stopped` tears down,
 /// otherwise deploys if the user's quota has a slot for it.
 pub async fn pass(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError> {
@@ -29,8 +35,12 @@ pub async fn pass(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError
         return Ok(hold.into());
     }
     if row.desired_state == DesiredState::Stopped {
+        if !row.fly_app_created {
+            // It never had an app: nothing runs on Fly, nothing to ask Fly.
+            return Ok(Outcome::Stopped);
+        }
         ctx.fly_up()?;
-        return teardown(&ctx.fly, &row.fly_app_name).await;
+        return stop(&ctx.fly, &row.fly_app_name).await;
     }
     if let Err(e) = validate_row(row, &ctx.settings.rules) {
         let reason = Reason::InvalidSpec;
@@ -88,6 +98,48 @@ async fn teardown(fly: &FlyClient, app: &str) -> Result<Outcome, ReconcileError>
     }
 }
 
+/// Stops a preview: destroys every machine of its app and keeps the app (no machine runs,
+/// nothing is billed; an app without machines costs nothing on Fly). A stop so spends no
+/// app-delete budget (Fly's scarcest, 100 a minute org-wide) and a redeploy needs no app
+/// create; the app itself goes with the row (its tombstone) or the orphan sweep. An app on
+/// the org's shared private network (made before per-app networks) is deleted instead, so
+/// the redeploy recreates it on its own network.
+async fn stop(fly: &FlyClient, app: &str) -> Result<Outcome, ReconcileError> {
+    match fly.get_app(app).await {
+        // No app (or not ours to touch: another org's name): nothing of ours runs.
+        Err(FlyError::NotFound(_) | FlyError::Forbidden(_)) => return Ok(Outcome::Stopped),
+        Err(e) => return Err(e.into()),
+        Ok(a) if a.on_shared_network() => return teardown(fly, app).await,
+        Ok(_) => {}
+    }
+    let live = match live_machines(fly, app).await {
+        Ok(ids) => ids,
+        Err(FlyError::NotFound(_)) => return Ok(Outcome::Stopped),
+        Err(e) => return Err(e.into()),
+    };
+    if live.is_empty() {
+        return Ok(Outcome::Stopped);
+    }
+    for id in &live {
+        match fly.destroy_machine(app, id, true).await {
+            Ok(()) | Err(FlyError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match live_machines(fly, app).await {
+        Ok(ids) if ids.is_empty() => Ok(Outcome::Stopped),
+        Ok(_) => Ok(Outcome::TearingDown),
+        Err(FlyError::NotFound(_)) => Ok(Outcome::Stopped),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Ids of the app's machines that are not destroyed (or being destroyed).
+async fn live_machines(fly: &FlyClient, app: &str) -> Result<Vec<String>, FlyError> {
+    let ms = fly.list_machines(app, &[]).await?;
+    Ok(ms.into_iter().filter(|m| m.is_active()).map(|m| m.id).collect())
+}
+
 /// The preview reconciler of one replica.
 pub struct Previews {
     pub ctx: Arc<Ctx>,
@@ -128,7 +180,7 @@ impl Reconciler for Previews {
     type Block = GlobalCondition;
 
     async fn reconcile(&self, row: &PreviewRow) -> Result<PreviewAction, ReconcileError> {
-        let outcome = pass(&self.ctx, row).await?;
+        let outcome = fly::bounded_waits(SLOT_WAIT, pass(&self.ctx, row)).await?;
         let w = outcome::decide(&self.ctx.settings, row, &outcome, Utc::now());
         self.write(row, &w).await?;
         Ok(outcome::action_of(&w))
@@ -149,7 +201,7 @@ impl Reconciler for Previews {
             // Someone else's write won: there is nothing of ours to record.
             return Err(ReconcileError::Fenced);
         }
-        let w = outcome::error_write(row, e, self.policy(e), action, Utc::now());
+        let w = outcome::error_write(row, e, self.policy(e), action);
         self.write(row, &w).await
     }
 

@@ -55,6 +55,13 @@ impl Settings {
         i64::try_from(self.concurrency / 8).unwrap_or(i64::MAX).max(2)
     }
 
+    /// The loops' longest sleep between claims: `poll_interval`, but at most a third of a
+    /// lease, so rows a crashed replica held (their due times passed, their leases live, so no
+    /// due time wakes anyone) are claimed within a third of a lease of their leases' expiry.
+    pub fn backstop_poll(&self) -> Duration {
+        self.poll_interval.min(self.lease / 3).max(Duration::from_millis(100))
+    }
+
     /// Defaults suitable for tests and the demo (fast timings).
     pub fn for_tests(org: &str) -> Self {
         Self {

@@ -57,6 +57,7 @@ use crate::preview::ctx::Ctx;
 use crate::preview::error::{self, GlobalCondition, Policy, ReconcileError};
 use crate::preview::machine_config;
 use crate::preview::outcome;
+use crate::preview::reconcile::SLOT_WAIT;
 use crate::runtime::backoff::Backoff;
 use crate::runtime::driver::renew_leases;
 use crate::runtime::{Action, Claimed, InFlight, Queue, QueueError, Reconciler, Runtime, Timing};
@@ -119,6 +120,8 @@ impl Teardown {
             return Ok(Verdict::Kept(Keep::NotOurPrefix));
         }
         if ctx.store.app_name_exists(app).await? {
+            // The app (if any) is the new row's now: its own stop or delete must see it.
+            ctx.store.note_app_kept(app).await?;
             return Ok(Verdict::Kept(Keep::NameInUse));
         }
         ctx.fly_up()?;
@@ -181,7 +184,7 @@ impl Reconciler for Teardown {
     type Block = GlobalCondition;
 
     async fn reconcile(&self, t: &Tombstone) -> Result<Action<GlobalCondition>, ReconcileError> {
-        let verdict = self.verdict(t).await?;
+        let verdict = crate::fly::bounded_waits(SLOT_WAIT, self.verdict(t)).await?;
         if !self.tombstones.finish(t).await? {
             return Err(ReconcileError::Fenced);
         }
@@ -211,7 +214,7 @@ impl Reconciler for Teardown {
     ) -> Result<(), ReconcileError> {
         let Some(at) = action.due_at() else { return Ok(()) };
         // the error as the client reports it (redacted: no token, no secret)
-        let counts = self.policy(e) != Policy::FlyDown;
+        let counts = !matches!(self.policy(e), Policy::FlyDown | Policy::Wait(_));
         if !self.tombstones.retry(t.id, at, &e.to_string(), counts).await? {
             tracing::info!("the tombstone's lease was lost meanwhile; its new holder retries it");
         }
@@ -256,7 +259,7 @@ pub async fn run(
         reconciler: Arc::new(Teardown { ctx, metrics: metrics.clone(), tombstones }),
         timing: Timing {
             concurrency: PARALLEL,
-            poll_interval: s.poll_interval,
+            poll_interval: s.backstop_poll(),
             shutdown_timeout: s.shutdown_timeout,
         },
         metrics,

@@ -42,6 +42,7 @@ pub fn row(status: Status, attempts: i32) -> PreviewRow {
         redeploys: 0,
         redeploy_window_start: None,
         redeploy_generation: 0,
+        fly_app_created: true,
         root_directory: None,
     }
 }

@@ -4,6 +4,7 @@
 //! Every statement is runtime-checked and exercised by a test in `tests/it/` (`store.rs`,
 //! `store_tombstones.rs`, `controller_role.rs`, `supabase_*.rs`).
 
+mod apps;
 mod env;
 mod fleet;
 mod lanes;
@@ -141,6 +142,9 @@ pub struct PreviewRow {
     pub redeploy_window_start: Option<DateTime<Utc>>,
     /// The last generation counted against the budget.
     pub redeploy_generation: i64,
+    /// A Fly app may exist for this row (set before the first call that can create one);
+    /// false: it never had one, so stopping or deleting it needs no Fly call.
+    pub fly_app_created: bool,
     /// The app's folder inside the repository (`None`: the root); validated before use.
     pub root_directory: Option<String>,
 }

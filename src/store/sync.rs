@@ -54,6 +54,12 @@ impl Store {
             .await?)
     }
 
+    /// The owners (`user_id`) of the rows in `ids` that still exist: `(row, user)`.
+    pub async fn sync_owners(&self, ids: &[Uuid]) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+        let sql = named_query!("sync_owners");
+        Ok(sqlx::query_as::<_, (Uuid, Uuid)>(sql).bind(ids).fetch_all(self.pool()).await?)
+    }
+
     /// Records the machine's answer `served`. `Some((true, _))`: it confirmed the row's
     /// current `revision` (served_revision set, lease given back). `Some((false, now))`: not
     /// confirmed, the lease is still held and `now` is the row's revision. `None`: the lease

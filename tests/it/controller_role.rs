@@ -95,6 +95,7 @@ async fn run_exits_2_with_one_line_and_never_serves_readyz(pool: PgPool) {
 async fn the_documented_role_is_least_privilege_and_can_do_what_run_does(pool: PgPool) {
     let ids = insert_rows(&pool, 2).await;
     let (id, deleted) = (ids[0], ids[1]);
+    had_app(&pool, &[deleted]).await;
     sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
         .bind(deleted)
         .execute(&pool)

@@ -22,6 +22,7 @@ fn queue(pool: &PgPool, owner: &str) -> Tombstones {
 /// Inserts `n` rows and deletes them; returns their ids.
 async fn deleted_rows(pool: &PgPool, n: usize) -> Vec<Uuid> {
     let ids = insert_rows(pool, n).await;
+    had_app(pool, &ids).await;
     sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = ANY($1)")
         .bind(&ids)
         .execute(pool)
@@ -48,6 +49,7 @@ async fn one(pool: &PgPool, id: Uuid) -> Option<Tombstone> {
 #[sqlx::test]
 async fn deleting_a_row_leaves_a_due_tombstone_with_its_app_name(pool: PgPool) {
     let id = insert_rows(&pool, 1).await[0];
+    had_app(&pool, &[id]).await;
     let row = Store::new(pool.clone(), "x").get(id).await.unwrap().unwrap();
     assert!(all(&pool).await.is_empty(), "a live row has no tombstone");
     sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
@@ -64,6 +66,7 @@ async fn deleting_a_row_leaves_a_due_tombstone_with_its_app_name(pool: PgPool) {
 #[sqlx::test]
 async fn a_signed_in_user_deleting_their_row_leaves_a_tombstone_they_cannot_see(pool: PgPool) {
     let id = insert_rows(&pool, 1).await[0];
+    had_app(&pool, &[id]).await;
     let mut tx = pool.begin().await.unwrap();
     become_user(&mut tx, USER_A).await;
     let n = sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
@@ -105,6 +108,7 @@ async fn a_row_deleted_again_under_the_same_id_is_due_from_scratch(pool: PgPool)
     .execute(&pool)
     .await
     .unwrap();
+    had_app(&pool, &[id]).await;
     sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
         .bind(id)
         .execute(&pool)
@@ -133,6 +137,22 @@ async fn claim_leases_due_tombstones_to_one_replica(pool: PgPool) {
     assert!(a.claim(10).await.unwrap().is_empty(), "leased tombstones are not due");
     let claimed: HashSet<Uuid> = first.iter().chain(&rest).map(|t| t.id).collect();
     assert_eq!(claimed, ids.into_iter().collect());
+}
+
+#[sqlx::test]
+async fn one_users_bulk_delete_does_not_hold_back_another_users(pool: PgPool) {
+    deleted_rows(&pool, 20).await; // USER_A's, all due before USER_B's
+    let theirs =
+        insert_row(&pool, USER_B, "mine", Some("https://github.com/acme/site"), "main").await;
+    had_app(&pool, &[theirs]).await;
+    sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
+        .bind(theirs)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let first = queue(&pool, "a").claim(4).await.unwrap();
+    assert_eq!(first.len(), 4);
+    assert!(first.iter().any(|t| t.id == theirs), "every user's first before anyone's second");
 }
 
 #[sqlx::test]

@@ -216,6 +216,7 @@ async fn timeouts_and_missing_commits_have_their_own_reasons(pool: PgPool) {
         runner_timeout: Duration::from_secs(1),
         exec_timeout: Duration::from_secs(2),
         retry_base: Duration::from_secs(30),
+        timeout_retry_base: Duration::from_millis(300),
         ..Default::default()
     };
     let (h, r, id, app, _) = running(&pool, s).await;

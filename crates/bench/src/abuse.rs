@@ -114,13 +114,23 @@ async fn toggle(pool: sqlx::PgPool, id: Uuid) -> anyhow::Result<Duration> {
 }
 
 /// Waits until the row runs; its request → running time in seconds (database clock).
-async fn ttr(db: &BenchDb, id: Uuid) -> anyhow::Result<f64> {
-    let deadline = Instant::now() + Duration::from_secs(120);
+pub async fn ttr(db: &BenchDb, id: Uuid) -> anyhow::Result<f64> {
+    ttr_pool(&db.pool, id).await
+}
+
+/// [`ttr`] on a pool of the bench database (for spawned probes).
+pub async fn ttr_pool(pool: &sqlx::PgPool, id: Uuid) -> anyhow::Result<f64> {
+    let sql = "SELECT extract(epoch FROM last_transition_at - requested_at)::float8 \
+               FROM public.fly_preview_apps \
+               WHERE id = $1 AND status = $2 AND observed_generation = generation";
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
-        if let Some(t) = db.time_to_running(id).await? {
+        let t: Option<f64> =
+            sqlx::query_scalar(sql).bind(id).bind(Status::Running).fetch_optional(pool).await?;
+        if let Some(t) = t {
             return Ok(t);
         }
-        anyhow::ensure!(Instant::now() < deadline, "row {id} did not reach running in 120 s");
+        anyhow::ensure!(Instant::now() < deadline, "row {id} did not reach running in 300 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -6,6 +6,15 @@ use clap::Parser;
 
 pub use fly_preview_controller::cli::config::ConfigError;
 
+/// The churn scenarios (`--churn`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChurnKind {
+    /// Many users each toggling their running previews between stopped and pending.
+    Toggling,
+    /// Random inserts, branch changes, stops, redeploys and deletes at a steady rate.
+    Steady,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fly-preview-bench",
@@ -79,6 +88,27 @@ pub struct BenchArgs {
     /// Simulated run time of the runner's `sync` inside the machine (git fetch + reset).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20ms")]
     pub sync_time: Duration,
+    /// A churn scenario instead of the fleet runs (see BENCHMARKS.md, "Churn").
+    #[arg(long, value_enum)]
+    pub churn: Option<ChurnKind>,
+    /// How long the churn lasts.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3m")]
+    pub churn_duration: Duration,
+    /// Users taking part in the churn.
+    #[arg(long, default_value_t = 20)]
+    pub churn_users: usize,
+    /// `toggling`: running previews per user.
+    #[arg(long, default_value_t = 10)]
+    pub churn_previews: usize,
+    /// `toggling`: how often each preview flips between stopped and pending.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub churn_toggle_every: Duration,
+    /// `steady`: rows at the start (spread over `--churn-users`).
+    #[arg(long, default_value_t = 2000)]
+    pub churn_rows: usize,
+    /// `steady`: operations per second.
+    #[arg(long, default_value_t = 10.0)]
+    pub churn_ops_per_s: f64,
     /// The bench's own database on that server, dropped and recreated for every run.
     #[arg(long, default_value = "fly_preview_bench")]
     pub db_name: String,

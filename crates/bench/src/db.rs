@@ -150,6 +150,63 @@ impl BenchDb {
         Ok(r.rows_affected())
     }
 
+    /// `n` rows of one user (projects `{tag}-1..n`); returns their (id, app name).
+    pub async fn insert_user_ids(
+        &self,
+        user: Uuid,
+        tag: &str,
+        n: usize,
+    ) -> anyhow::Result<Vec<(Uuid, String)>> {
+        let mut out = Vec::with_capacity(n);
+        for i in 1..=n {
+            out.push(self.insert_one(user, &format!("{tag}-{user}-{i}")).await?);
+        }
+        Ok(out)
+    }
+
+    /// A status write as the web app sends it (`stopped` / `pending`: a request).
+    pub async fn set_status(&self, id: Uuid, status: &str) -> anyhow::Result<()> {
+        self.count(1);
+        sqlx::query("UPDATE public.fly_preview_apps SET status = $2 WHERE id = $1")
+            .bind(id)
+            .bind(status)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes one row (as the web app does).
+    pub async fn delete(&self, id: Uuid) -> anyhow::Result<()> {
+        self.count(1);
+        sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// (rows due now, rows due within a minute (work under way), rows in `error` for
+    /// anything but the quota).
+    pub async fn due_and_errors(&self) -> anyhow::Result<(i64, i64, i64)> {
+        let sql = "SELECT count(*) FILTER (WHERE next_attempt_at <= now()), \
+                          count(*) FILTER (WHERE next_attempt_at <= now() + interval '1 minute'), \
+                          count(*) FILTER (WHERE status = $1 AND status_reason IS DISTINCT FROM $2) \
+                   FROM public.fly_preview_apps";
+        self.count(1);
+        Ok(sqlx::query_as(sql)
+            .bind(Status::Error)
+            .bind(Reason::QuotaExceeded)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// Every row's app name.
+    pub async fn all_app_names(&self) -> anyhow::Result<Vec<String>> {
+        self.count(1);
+        let sql = "SELECT fly_app_name FROM public.fly_preview_apps";
+        Ok(sqlx::query_scalar(sql).fetch_all(&self.pool).await?)
+    }
+
     /// App names of one user's rows.
     pub async fn app_names_of(&self, user: Uuid) -> anyhow::Result<Vec<String>> {
         let sql = "SELECT fly_app_name FROM public.fly_preview_apps WHERE user_id = $1";
@@ -168,19 +225,6 @@ impl BenchDb {
             .bind(Status::Running)
             .bind(Reason::QuotaExceeded)
             .fetch_one(&self.pool)
-            .await?)
-    }
-
-    /// Request → running of one row in seconds, once it runs at its generation.
-    pub async fn time_to_running(&self, id: Uuid) -> anyhow::Result<Option<f64>> {
-        let sql = "SELECT extract(epoch FROM last_transition_at - requested_at)::float8 \
-                   FROM public.fly_preview_apps \
-                   WHERE id = $1 AND status = $2 AND observed_generation = generation";
-        self.count(1);
-        Ok(sqlx::query_scalar(sql)
-            .bind(id)
-            .bind(Status::Running)
-            .fetch_optional(&self.pool)
             .await?)
     }
 

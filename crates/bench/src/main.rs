@@ -12,6 +12,7 @@ mod abuse;
 mod args;
 mod baseline;
 mod child;
+mod churn;
 mod controller;
 mod db;
 mod fleet;
@@ -108,6 +109,9 @@ async fn run(a: BenchArgs) -> anyhow::Result<()> {
     if a.saves > 0 {
         return run_saves(&a, &admin, &env).await;
     }
+    if let Some(kind) = a.churn {
+        return run_churn(&a, &admin, &env, kind).await;
+    }
     let result = run_all(&a, &admin).await;
     let dropped = db::drop_db(&admin, &a.db_name).await;
     let all = result?;
@@ -136,6 +140,23 @@ async fn run_saves(a: &BenchArgs, admin: &sqlx::PgPool, env: &Environment) -> an
         env.cores, env.cpu, env.memory, env.postgres
     );
     print!("{}", saves::render(&run, a));
+    Ok(())
+}
+
+/// `--churn KIND`: one churn scenario only.
+async fn run_churn(
+    a: &BenchArgs,
+    admin: &sqlx::PgPool,
+    env: &Environment,
+    kind: args::ChurnKind,
+) -> anyhow::Result<()> {
+    let result = churn::run(a, admin, kind).await;
+    let dropped = db::drop_db(admin, &a.db_name).await;
+    let run = result?;
+    dropped.context("dropping the bench database")?;
+    println!("## fly-preview-controller bench (churn), {}\n", env.date);
+    println!("{} cores ({}), {}, PostgreSQL {}\n", env.cores, env.cpu, env.memory, env.postgres);
+    print!("{}", churn::render(&run, a));
     Ok(())
 }
 

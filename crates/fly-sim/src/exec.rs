@@ -107,6 +107,10 @@ pub(crate) async fn exec(shared: &Shared, app: &str, id: &str, body: &Value) -> 
         let st = lock(&shared.exec);
         (st.faults.get(app).copied(), st.sync_time.unwrap_or(DEFAULT_SYNC_TIME))
     };
+    if fault == Some(SyncFault::Wedged) {
+        tokio::time::sleep(call.timeout).await;
+        return Err(deadline(call.timeout));
+    }
     if fault == Some(SyncFault::Hang) {
         let wait = runner_timeout.min(call.timeout);
         tokio::time::sleep(wait).await;

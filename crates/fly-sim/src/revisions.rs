@@ -14,6 +14,10 @@ pub enum SyncFault {
     /// The fetch never finishes: the runner's `--timeout` answers (exit 1), or the exec's
     /// own timeout (408) when that is shorter.
     Hang,
+    /// The exec itself never returns (the tenant's code holds the machine, the runner's own
+    /// `--timeout` never answers): flyd's deadline answers **408** `deadline_exceeded` when
+    /// the exec's `timeout` passes.
+    Wedged,
     /// The fetch succeeds but the pushed commit is not there yet: answers the old revision.
     Stale,
     /// The pushed commit changed dependencies: answers the old revision plus

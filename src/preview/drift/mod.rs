@@ -16,10 +16,10 @@
 use crate::model::state::{DesiredState, Status};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::fly::{App, FlyError, OrgMachine};
 use crate::ops::metrics::Metrics;
@@ -27,6 +27,8 @@ use crate::preview::ctx::Ctx;
 use crate::preview::error::{self, Policy};
 use crate::preview::machine_config::{MANAGED_BY, MANAGED_BY_KEY};
 use crate::store::{BAD, Seen, StoreError};
+
+mod leader;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriftError {
@@ -62,15 +64,22 @@ impl Drift {
         format!("{}-", self.ctx.settings.rules.prefix)
     }
 
-    /// Leader election, then drift checks and full verifications, forever.
+    /// Leader election (its own loop, [`leader::hold`]), and on the leader drift checks and
+    /// full verifications, forever. A replica that becomes leader starts with a full one.
     pub async fn run(mut self) {
+        let (tx, rx) = watch::channel(false);
+        let (ctx, metrics) = (self.ctx.clone(), self.metrics.clone());
+        tokio::select! {
+            () = leader::hold(&ctx, &metrics, tx) => {}
+            () = self.work(rx) => {}
+        }
+    }
+
+    async fn work(&mut self, mut leader: watch::Receiver<bool>) {
         let s = self.ctx.settings.clone();
-        let ttl = (s.drift_interval * 3).max(Duration::from_secs(5));
         let mut last_full: Option<Instant> = None;
         loop {
-            let leader = self.lead(ttl).await;
-            self.metrics.leader.set(i64::from(leader));
-            if leader {
+            if *leader.borrow_and_update() {
                 let full_due = last_full.is_none_or(|t| t.elapsed() >= s.full_resync_interval);
                 let result = if full_due { self.full().await } else { self.tick().await };
                 match result {
@@ -78,30 +87,15 @@ impl Drift {
                     Ok(()) => {}
                     Err(e) => self.failed(&e),
                 }
+            } else {
+                last_full = None;
             }
             tokio::select! {
                 _ = tokio::time::sleep(s.drift_interval) => {}
+                Ok(()) = leader.changed() => {}
                 _ = self.resync.notified() => { last_full = None; self.metrics.resyncs.with_label_values(&["startup"]).inc(); }
             }
         }
-    }
-
-    /// Takes or renews leadership, unless the gate is shut (Fly not checked yet, or our
-    /// own configuration refused): then it steps down, so a healthy replica leads.
-    async fn lead(&self, ttl: Duration) -> bool {
-        if !self.ctx.gate.open() {
-            if self.metrics.leader.get() == 1 {
-                tracing::warn!("stepping down as leader while the controller is blocked");
-                if let Err(e) = self.ctx.store.resign().await {
-                    tracing::warn!(error = %e, "resigning leadership failed; it expires on its own");
-                }
-            }
-            return false;
-        }
-        self.ctx.store.try_lead(ttl).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "leader election failed");
-            false
-        })
     }
 
     /// A drift check that failed; an org-scoped refusal is our configuration's fault.

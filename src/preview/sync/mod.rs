@@ -6,6 +6,10 @@
 //! retries after a failure). Each attempt is [`sync_once`]: one Fly call (exec of the runner's
 //! `sync`) on the happy path. At most one attempt per row is in flight; saves arriving
 //! meanwhile coalesce: when it finishes, the row is tried once more if its revision moved on.
+//! A sync is the preview's own business: the exec runs the tenant's code, so a hang is that
+//! row's failure (`SyncTimedOut`, its own backoff that new saves do not cut short), never
+//! Fly's (`crate::fly::breaker` ignores exec timeouts), and [`fair`] bounds what one row and
+//! one user can hold of the lane.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -17,16 +21,28 @@ use uuid::Uuid;
 
 use crate::model::SyncFailureKind;
 
+mod fair;
 mod once;
 mod settings;
+
+use self::fair::Fair;
 
 pub use self::once::{Answer, Done, parse_answer, sync_once};
 pub use self::settings::{RUNNER_ENTRYPOINT, SyncCtx, SyncSettings};
 
-/// A row waiting for its next try after a failure.
+/// A row waiting for its next try after a failure (or for its save budget).
 struct Retry {
     at: Instant,
     attempts: u32,
+    /// New saves wait for `at` too (a timeout's backoff, the save budget) instead of
+    /// cancelling the backoff; they coalesce into the try at `at`.
+    hold: bool,
+}
+
+impl Retry {
+    fn holds(&self, now: Instant) -> bool {
+        self.hold && self.at > now
+    }
 }
 
 /// The lane's bookkeeping (single task; attempts run in a `JoinSet`).
@@ -39,11 +55,13 @@ pub struct SyncLane {
     queue: VecDeque<Uuid>,
     queued: HashSet<Uuid>,
     retries: HashMap<Uuid, Retry>,
+    fair: Fair,
 }
 
 impl SyncLane {
     pub fn new(ctx: SyncCtx, ids: mpsc::Receiver<Uuid>) -> Self {
         Self {
+            fair: Fair::new(&ctx.settings),
             ctx: Arc::new(ctx),
             ids,
             tasks: JoinSet::new(),
@@ -60,11 +78,7 @@ impl SyncLane {
         let mut next_sweep = Instant::now();
         loop {
             tokio::select! {
-                Some(id) = self.ids.recv() => {
-                    // A new save: any backoff was for an older revision.
-                    self.retries.remove(&id);
-                    self.request(id);
-                }
+                Some(id) = self.ids.recv() => self.saved(id),
                 Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
                     Ok((id, done)) => self.finished(id, done),
                     Err(e) => tracing::error!(error = %e, "sync attempt panicked"),
@@ -74,8 +88,17 @@ impl SyncLane {
                     next_sweep = Instant::now() + self.sweep_every();
                 }
             }
-            self.start_queued();
+            self.start_queued().await;
         }
+    }
+
+    /// A new save: a failure's backoff was for an older revision, except a held one.
+    fn saved(&mut self, id: Uuid) {
+        if self.retries.get(&id).is_some_and(|r| r.holds(Instant::now())) {
+            return;
+        }
+        self.retries.remove(&id);
+        self.request(id);
     }
 
     /// Sweep often while retries are pending, else only as a backstop.
@@ -93,24 +116,59 @@ impl SyncLane {
         }
     }
 
-    fn start_queued(&mut self) {
+    /// Starts queued rows while slots are free, skipping (for now) rows whose user holds its
+    /// share and deferring rows that spent their save budget.
+    async fn start_queued(&mut self) {
+        self.learn_owners().await;
+        let now = Instant::now();
+        let mut waiting = VecDeque::new();
         while self.tasks.len() < self.ctx.settings.concurrency.max(1) {
-            let Some(id) = self.queue.pop_front() else { return };
+            let Some(id) = self.queue.pop_front() else { break };
+            if self.fair.user_full(id) {
+                waiting.push_back(id);
+                continue;
+            }
             self.queued.remove(&id);
-            self.inflight.insert(id);
-            let ctx = self.ctx.clone();
-            self.tasks.spawn(async move {
-                let done = sync_once(&ctx, id).await.unwrap_or_else(|e| {
-                    tracing::warn!(%id, error = %e, kind = e.kind(), "sync on save: database error");
-                    Done::Failed(SyncFailureKind::Db)
-                });
-                (id, done)
-            });
+            if let Err(at) = self.fair.take(id, now) {
+                let attempts = self.retries.get(&id).map_or(0, |r| r.attempts);
+                self.retries.insert(id, Retry { at, attempts, hold: true });
+                continue;
+            }
+            self.spawn(id);
         }
+        while let Some(id) = waiting.pop_back() {
+            self.queue.push_front(id);
+        }
+    }
+
+    /// Looks up the owners of queued rows the lane has not seen yet (one query).
+    async fn learn_owners(&mut self) {
+        let unknown = self.fair.unknown(self.queue.iter().copied());
+        if unknown.is_empty() {
+            return;
+        }
+        match self.ctx.store.sync_owners(&unknown).await {
+            Ok(pairs) => pairs.into_iter().for_each(|(row, user)| self.fair.learn(row, user)),
+            Err(e) => tracing::warn!(error = %e, "sync on save: owner lookup failed"),
+        }
+    }
+
+    fn spawn(&mut self, id: Uuid) {
+        self.inflight.insert(id);
+        self.fair.started(id);
+        let ctx = self.ctx.clone();
+        self.tasks.spawn(async move {
+            let done = sync_once(&ctx, id).await.unwrap_or_else(|e| {
+                tracing::warn!(%id, error = %e, kind = e.kind(), "sync on save: database error");
+                Done::Failed(SyncFailureKind::Db)
+            });
+            (id, done)
+        });
     }
 
     fn finished(&mut self, id: Uuid, done: Done) {
         self.inflight.remove(&id);
+        self.fair.finished(id);
         let again = self.dirty.remove(&id);
         match done {
             Done::Confirmed | Done::Skipped => {
@@ -124,12 +182,13 @@ impl SyncLane {
             Done::Failed(kind) => {
                 let attempts = self.retries.get(&id).map_or(0, |r| r.attempts + 1);
                 let delay = self.ctx.settings.retry_after(kind, attempts);
+                let hold = kind == SyncFailureKind::Timeout;
                 let kind = kind.as_str();
                 tracing::info!(%id, kind, ?delay, "sync on save did not confirm the revision");
-                self.retries.insert(id, Retry { at: Instant::now() + delay, attempts });
+                self.retries.insert(id, Retry { at: Instant::now() + delay, attempts, hold });
             }
         }
-        if again {
+        if again && !self.retries.get(&id).is_some_and(|r| r.holds(Instant::now())) {
             self.retries.remove(&id);
             self.request(id);
         }
@@ -147,10 +206,14 @@ impl SyncLane {
         };
         let now = Instant::now();
         self.retries.retain(|id, r| r.at > now || ids.contains(id));
-        for id in ids {
-            if self.retries.get(&id).is_none_or(|r| r.at <= now) {
-                self.request(id);
+        for id in &ids {
+            if self.retries.get(id).is_none_or(|r| r.at <= now) {
+                self.request(*id);
             }
         }
+        let (retries, queued, inflight) = (&self.retries, &self.queued, &self.inflight);
+        let tracked =
+            |id: &Uuid| retries.contains_key(id) || queued.contains(id) || inflight.contains(id);
+        self.fair.prune(now, tracked);
     }
 }

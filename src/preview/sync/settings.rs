@@ -15,6 +15,13 @@ pub const RUNNER_ENTRYPOINT: &str = "/usr/local/lib/runner/entrypoint.mjs";
 pub struct SyncSettings {
     /// Syncs in flight at once (per replica).
     pub concurrency: usize,
+    /// Syncs of one user's rows in flight at once (per replica): a user whose syncs hang
+    /// holds at most this many of the `concurrency` slots.
+    pub per_user: usize,
+    /// Execs one row gets per `save_window` (a token bucket); saves beyond it coalesce into
+    /// the latest revision. `0` = no limit.
+    pub save_budget: u32,
+    pub save_window: Duration,
     /// The runner's own `sync --timeout` (it answers `{"ok":false,"error":"timeout"}`).
     pub runner_timeout: Duration,
     /// The exec's `timeout`; longer than the runner's, so the runner's answer comes first.
@@ -30,6 +37,10 @@ pub struct SyncSettings {
     /// First retry delay after a failed attempt (doubles, capped by `retry_cap`).
     pub retry_base: Duration,
     pub retry_cap: Duration,
+    /// First retry delay after a sync that did not answer in time (doubles, capped by
+    /// `retry_cap`). A new save does not cut it short: the sync that hung will likely hang
+    /// again, and each try holds a slot for up to `exec_timeout`.
+    pub timeout_retry_base: Duration,
     /// Retry delay when Fly says the machine is not started (suspended or stopped by
     /// autostop while the row still says `started`): exec never wakes it, and the runner
     /// fetches by itself on resume; the next try after it resumed confirms the revision.
@@ -40,6 +51,9 @@ impl Default for SyncSettings {
     fn default() -> Self {
         Self {
             concurrency: 32,
+            per_user: 4,
+            save_budget: 30,
+            save_window: Duration::from_secs(60),
             runner_timeout: Duration::from_secs(10),
             exec_timeout: Duration::from_secs(12),
             sweep_interval: Duration::from_secs(1),
@@ -47,6 +61,7 @@ impl Default for SyncSettings {
             sweep_limit: 256,
             retry_base: Duration::from_secs(1),
             retry_cap: Duration::from_secs(60),
+            timeout_retry_base: Duration::from_secs(10),
             idle_retry: Duration::from_secs(30),
         }
     }
@@ -69,10 +84,12 @@ impl SyncSettings {
     }
 
     pub(crate) fn retry_after(&self, kind: SyncFailureKind, attempts: u32) -> Duration {
-        if kind == SyncFailureKind::MachineNotStarted {
-            return self.idle_retry;
-        }
-        Backoff { base: self.retry_base, cap: self.retry_cap }.ceiling(attempts)
+        let base = match kind {
+            SyncFailureKind::MachineNotStarted => return self.idle_retry,
+            SyncFailureKind::Timeout => self.timeout_retry_base,
+            _ => self.retry_base,
+        };
+        Backoff { base, cap: self.retry_cap.max(base) }.ceiling(attempts)
     }
 }
 

@@ -70,6 +70,16 @@ pub async fn insert_rows(pool: &PgPool, n: usize) -> Vec<Uuid> {
     ids
 }
 
+/// Marks rows as the controller does before its first call that can create their Fly app
+/// (`fly_app_created`): their deletes leave tombstones.
+pub async fn had_app(pool: &PgPool, ids: &[Uuid]) {
+    sqlx::query("UPDATE public.fly_preview_apps SET fly_app_created = true WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 /// Switches a transaction to a signed-in Supabase user (`authenticated` + JWT claims).
 pub async fn become_user(conn: &mut PgConnection, user: &str) {
     sqlx::query("SET LOCAL ROLE authenticated").execute(&mut *conn).await.unwrap();
