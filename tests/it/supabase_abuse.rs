@@ -168,7 +168,7 @@ async fn the_row_cap_refuses_a_whole_insert_with_a_clear_error() {
 async fn mark_running(pool: &PgPool, user: Uuid, n: i64) {
     let sql = "UPDATE public.fly_preview_apps SET status = 'running', status_reason = 'Ready', \
          observed_generation = generation, fly_machine_id = 'm-' || left(id::text, 8), \
-         next_attempt_at = 'infinity' \
+         fly_app_created = true, next_attempt_at = 'infinity' \
          WHERE id IN (SELECT id FROM public.fly_preview_apps WHERE user_id = $1 ORDER BY created_at LIMIT $2) \
            AND (SELECT set_config('fly_preview.controller', 'on', true)) IS NOT NULL";
     sqlx::query(sql).bind(user).bind(n).execute(pool).await.unwrap();

@@ -68,6 +68,7 @@ async fn events_land_with_the_write_and_stay_bounded(pool: PgPool) {
     let all = kinds(&pool, id).await;
     assert_eq!(all.len(), 50, "bounded: the oldest are pruned");
     assert!(all.iter().all(|k| k == "machine_started"));
+    had_app(&pool, &[id]).await; // a row that had an app leaves a tombstone and its timeline
     sqlx::query("DELETE FROM public.fly_preview_apps WHERE id = $1")
         .bind(id)
         .execute(&pool)
