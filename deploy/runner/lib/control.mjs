@@ -175,20 +175,27 @@ export function request(socketPath, req, timeoutMs, isOk = (reply) => reply.ok =
   });
 }
 
-/** `node entrypoint.mjs sync [--timeout 10s]`: prints one JSON line on stdout, returns the exit code. */
-export async function syncCommand({ args, env, stdout }) {
-  const print = (obj) => stdout.write(`${JSON.stringify(obj)}\n`);
-  let socketPath;
-  let timeoutMs;
+/**
+ * The control socket and `--timeout` of a `sync` / `status` command, or null after printing
+ * the usage error (bad arguments or environment).
+ */
+function commandTarget(args, env, print) {
   try {
-    ({ timeoutMs } = parseSyncArgs(args));
-    socketPath = controlSocketPath(env);
+    const { timeoutMs } = parseSyncArgs(args);
+    return { socketPath: controlSocketPath(env), timeoutMs };
   } catch (e) {
     if (!(e instanceof InputError)) throw e;
     print({ ok: false, error: 'usage', message: e.message });
-    return SYNC_USAGE;
+    return null;
   }
-  const { exitCode, reply } = await request(socketPath, { op: 'sync' }, timeoutMs);
+}
+
+/** `node entrypoint.mjs sync [--timeout 10s]`: prints one JSON line on stdout, returns the exit code. */
+export async function syncCommand({ args, env, stdout }) {
+  const print = (obj) => stdout.write(`${JSON.stringify(obj)}\n`);
+  const target = commandTarget(args, env, print);
+  if (target === null) return SYNC_USAGE;
+  const { exitCode, reply } = await request(target.socketPath, { op: 'sync' }, target.timeoutMs);
   print(reply);
   return exitCode;
 }
@@ -199,17 +206,10 @@ export async function syncCommand({ args, env, stdout }) {
  */
 export async function statusCommand({ args, env, stdout }) {
   const print = (obj) => stdout.write(`${JSON.stringify(obj)}\n`);
-  let socketPath;
-  let timeoutMs;
-  try {
-    ({ timeoutMs } = parseSyncArgs(args));
-    socketPath = controlSocketPath(env);
-  } catch (e) {
-    if (!(e instanceof InputError)) throw e;
-    print({ ok: false, error: 'usage', message: e.message });
-    return SYNC_USAGE;
-  }
-  const { exitCode, reply } = await request(socketPath, { op: 'state' }, timeoutMs, (r) => r.phase === 'serving');
+  const target = commandTarget(args, env, print);
+  if (target === null) return SYNC_USAGE;
+  const serving = (r) => r.phase === 'serving';
+  const { exitCode, reply } = await request(target.socketPath, { op: 'state' }, target.timeoutMs, serving);
   print(reply);
   return exitCode;
 }
