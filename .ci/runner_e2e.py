@@ -35,7 +35,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from runner_e2e_support import (  # noqa: E402
     GIT, PREFIX, Failed, MemorySampler, Poller, Runner, check, figure, free_port, get, git_server, log, push,
-    run, until,
+    finish, run, until,
 )
 
 
@@ -312,13 +312,7 @@ def main():
         print(f"{PREFIX[0]}: FAILED: {e}", file=sys.stderr, flush=True)
         return 1
     finally:
-        for p in procs:
-            p.terminate()
-            p.wait()
-        if os.environ.get("KEEP_WORK") == "1":
-            log(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        finish(procs, work)
 
 
 if __name__ == "__main__":

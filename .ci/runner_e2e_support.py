@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -248,6 +249,17 @@ class Poller:
         oks = [t for t, s in self.samples if s == 200]
         gaps = [b - a for a, b in zip(oks, oks[1:])]
         return (max(gaps) if gaps else float("inf")), sum(1 for _, s in self.samples if s != 200)
+
+
+def finish(procs, work):
+    """Stops the servers a run started and removes its work directory (kept with KEEP_WORK=1)."""
+    for p in procs:
+        p.terminate()
+        p.wait()
+    if os.environ.get("KEEP_WORK") == "1":
+        log(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def until(fn, timeout, step=0.1):

@@ -33,7 +33,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from runner_e2e import scaffold  # noqa: E402
 from runner_e2e_support import (  # noqa: E402
-    ENTRYPOINT, GIT, HERE, PREFIX, Failed, Runner, TlsFront, check, figure, free_port, get_via, git_server, log,
+    ENTRYPOINT, GIT, HERE, PREFIX, Failed, Runner, finish, TlsFront, check, figure, free_port, get_via, git_server, log,
     outside_address, push, run, until,
 )
 
@@ -336,13 +336,7 @@ def main():
     finally:
         if front:
             front.stop()
-        for p in procs:
-            p.terminate()
-            p.wait()
-        if os.environ.get("KEEP_WORK") == "1":
-            log(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        finish(procs, work)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from runner_e2e_support import (  # noqa: E402
-    GIT, PREFIX, Failed, Runner, check, figure, free_port, get, git_server, log, push, run, until,
+    GIT, PREFIX, Failed, Runner, finish, check, figure, free_port, get, git_server, log, push, run, until,
 )
 
 GIT_TOKEN = "ghp_GITCANARY0123456789abcdefghij"
@@ -201,8 +201,7 @@ def main():
         print(f"runner-private: FAILED: {e}", file=sys.stderr, flush=True)
         return 1
     finally:
-        for p in procs:
-            p.terminate()
+        finish(procs, work)
 
 
 if __name__ == "__main__":

@@ -78,19 +78,7 @@ async fn a_role_without_schema_usage_is_told_the_grant_to_run() {
         .execute(&postgres)
         .await
         .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_fly-preview-controller"))
-        .arg("run")
-        .env_clear()
-        .env("DATABASE_URL", db.url(PORT, ROLE))
-        .env("FLY_API_TOKEN", "fo1_x")
-        .env("FLY_API_URL", "http://127.0.0.1:9")
-        .env("LISTEN_ADDR", "127.0.0.1:0")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = run_refused(&db, &[]);
     let grant = "grant usage on schema fly_preview_controller to \"fly_preview_reconciler\";";
     assert!(stderr.contains(grant), "{stderr}");
     sqlx::raw_sql(CONTROLLER_ROLE_SQL).execute(&postgres).await.unwrap();
@@ -110,19 +98,26 @@ async fn a_role_without_schema_usage_is_told_the_grant_to_run() {
 #[ignore = "needs the Supabase cluster: bash .ci/supabase/setup.sh"]
 async fn an_app_prefix_other_than_the_databases_is_refused() {
     let db = migrated().await;
+    let stderr = run_refused(&db, &[("APP_PREFIX", "other")]);
+    assert!(stderr.contains("APP_PREFIX") && stderr.contains("'roseram'"), "{stderr}");
+}
+
+/// `run` as the controller's role (Fly unreachable, never asked): refused with exit 2 and
+/// exactly one line on stderr, which is returned.
+fn run_refused(db: &SupaDb, env: &[(&str, &str)]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_fly-preview-controller"))
         .arg("run")
         .env_clear()
         .env("DATABASE_URL", db.url(PORT, ROLE))
-        .env("APP_PREFIX", "other")
         .env("FLY_API_TOKEN", "fo1_x")
         .env("FLY_API_URL", "http://127.0.0.1:9")
         .env("LISTEN_ADDR", "127.0.0.1:0")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("APP_PREFIX") && stderr.contains("'roseram'"), "{stderr}");
+    stderr
 }
