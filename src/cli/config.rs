@@ -120,6 +120,11 @@ pub struct ControllerArgs {
     pub redeploy_budget: u32,
     #[arg(long, env = "REDEPLOY_WINDOW", value_parser = humantime::parse_duration, default_value = "10m")]
     pub redeploy_window: Duration,
+    /// A running preview nobody opened (`opened_at`, else its last deploy) for this long is
+    /// torn down (its Fly app deleted; status `stopped`, reason `Expired`); opening it deploys
+    /// it again. `0` = never.
+    #[arg(long, env = "PREVIEW_IDLE_TTL", value_parser = crate::preview::expiry::parse_ttl, default_value = "7d")]
+    pub preview_idle_ttl: Duration,
     /// Lease on a claimed row; renewed every third of it while working. Short, so a crashed
     /// replica's rows are worked again within 1.5 leases.
     #[arg(long, env = "LEASE_DURATION", value_parser = humantime::parse_duration, default_value = "8s")]
@@ -355,6 +360,7 @@ pub fn settings(fly: &FlyArgs, c: &ControllerArgs) -> Result<Settings, ConfigErr
         shutdown_timeout: c.shutdown_timeout,
         stats_interval: Duration::from_secs(30),
         prices: c.size.price_table,
+        idle_ttl: c.preview_idle_ttl,
         sync: crate::preview::sync::SyncSettings::default(),
     })
 }

@@ -190,6 +190,12 @@ text_enum! {
         /// cause a code fix repairs (crash loop, install, no dev script, never served, out of
         /// memory); the controller starts its machine again.
         RestartOnSave = "RestartOnSave",
+        /// Nobody opened the preview for `PREVIEW_IDLE_TTL`: its Fly app was deleted (status
+        /// `stopped`); writing `opened_at` (or status 'pending') deploys it again.
+        Expired = "Expired",
+        /// Written by the open trigger: the user opened a running preview; the controller
+        /// starts its machine if Fly's autostop suspended or stopped it.
+        WakeRequested = "WakeRequested",
     }
 }
 

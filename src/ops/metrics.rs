@@ -90,6 +90,12 @@ pub struct Metrics {
     pub sync_duration: Histogram,
     /// Sync on save attempts that did not confirm the revision, by a fixed kind.
     pub sync_failures: IntCounterVec,
+    /// Previews torn down after PREVIEW_IDLE_TTL unused (status `stopped`, reason `Expired`).
+    pub expired: IntCounter,
+    /// Opened previews whose machine, suspended or stopped by autostop, was started.
+    pub wakes: IntCounter,
+    /// From the user's open (`opened_at`) to the woken machine started (seconds).
+    pub wake_seconds: Histogram,
     pub build_info: IntGaugeVec,
     /// Machines by state and size, and what they cost.
     pub fleet: super::fleet_metrics::Fleet,
@@ -117,6 +123,13 @@ fn gauge(r: &Registry, name: &str, help: &str) -> Gauge {
     let g = Gauge::new(name, help).unwrap_or_else(|e| bug(name, e));
     reg(r, name, Box::new(g.clone()));
     g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, b: &[f64]) -> Histogram {
+    let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(b.to_vec()))
+        .unwrap_or_else(|e| bug(name, e));
+    reg(r, name, Box::new(h.clone()));
+    h
 }
 
 fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64]) -> HistogramVec {
@@ -300,6 +313,22 @@ impl Metrics {
                 "fly_preview_reconcile_errors_total",
                 "Reconcile passes that ended in an error, by error kind.",
                 &["kind"],
+            ),
+            expired: counter(
+                &r,
+                "fly_preview_expired_total",
+                "Previews torn down because nobody opened them for PREVIEW_IDLE_TTL.",
+            ),
+            wakes: counter(
+                &r,
+                "fly_preview_wakes_total",
+                "Opened previews whose machine, asleep by autostop, was started at once.",
+            ),
+            wake_seconds: histogram(
+                &r,
+                "fly_preview_wake_seconds",
+                "From the user's open (opened_at) to the woken machine started.",
+                FAST,
             ),
             sync_duration: {
                 let opts = HistogramOpts::new(

@@ -89,7 +89,7 @@ pub fn build(settings: &RunnerSettings, spec: &PreviewSpec<'_>) -> MachineConfig
     MachineConfig {
         image: settings.image.clone(),
         env: env(settings, spec),
-        services: vec![service(settings.port)],
+        services: vec![service(settings.port, autostop(settings.memory_mb))],
         checks: BTreeMap::from([(DEV_CHECK.to_owned(), dev_check(settings.port))]),
         restart: Some(RestartPolicy { policy: "no".to_owned(), max_retries: None }),
         guest: Some(Guest {
@@ -144,7 +144,17 @@ fn metadata(spec: &PreviewSpec<'_>) -> BTreeMap<String, String> {
     ])
 }
 
-fn service(port: u16) -> MachineService {
+/// Fly can suspend (snapshot memory, resume in well under a second) only machines with at
+/// most this much memory; larger ones must stop (a cold boot on the next request).
+pub const SUSPEND_MAX_MEMORY_MB: u32 = 2048;
+
+/// The proxy's idle action for a machine of `memory_mb`: `suspend` when Fly can suspend it,
+/// else `stop`.
+pub fn autostop(memory_mb: u32) -> &'static str {
+    if memory_mb > SUSPEND_MAX_MEMORY_MB { "stop" } else { "suspend" }
+}
+
+fn service(port: u16, autostop: &str) -> MachineService {
     let handlers = |h: &[&str]| h.iter().map(|s| (*s).to_owned()).collect();
     MachineService {
         protocol: "tcp".to_owned(),
@@ -153,7 +163,7 @@ fn service(port: u16) -> MachineService {
             ServicePort { port: 80, handlers: handlers(&["http"]), force_https: Some(true) },
             ServicePort { port: 443, handlers: handlers(&["tls", "http"]), force_https: None },
         ],
-        autostop: Some(Value::String("suspend".to_owned())),
+        autostop: Some(Value::String(autostop.to_owned())),
         autostart: Some(true),
         min_machines_running: Some(0),
         // The runner answers this itself while it runs, so routing to the machine (and its
@@ -255,6 +265,18 @@ mod tests {
         assert_eq!(v["checks"]["dev"]["port"], 8080);
         assert_eq!(v["services"][0]["internal_port"], 8080);
         assert_eq!(v["guest"], json!({"cpu_kind": "performance", "cpus": 2, "memory_mb": 4096}));
+    }
+
+    #[test]
+    fn machines_above_2_gb_stop_instead_of_suspending() {
+        let with = |memory_mb| {
+            let s = RunnerSettings { memory_mb, ..RunnerSettings::default() };
+            serde_json::to_value(build(&s, &spec("m"))).unwrap()["services"][0]["autostop"].clone()
+        };
+        assert_eq!(with(1024), "suspend");
+        assert_eq!(with(2048), "suspend", "2 GB is the largest Fly suspends");
+        assert_eq!(with(2049), "stop");
+        assert_eq!(with(4096), "stop");
     }
 
     #[test]

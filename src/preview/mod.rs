@@ -7,7 +7,8 @@
 //! only) notices changes behind our back and sweeps orphans; [`sync`] pushes saves to running
 //! previews; [`gate`] decides what may run while Fly is down or our own Fly settings are
 //! refused; [`local_lane`] gives verdicts that need no Fly call; [`limits`] holds the per-user
-//! quota and redeploy budget; [`machine_config`] is what a row asks Fly to run; [`quiet`]
+//! quota and redeploy budget; [`expiry`] (pure) and [`idle`] expire unused previews and wake
+//! opened ones; [`machine_config`] is what a row asks Fly to run; [`quiet`]
 //! counts passes that changed nothing; [`timeline`] decides the events a write records; [`daemon`] wires one replica together.
 
 pub(crate) mod background;
@@ -18,8 +19,10 @@ pub(crate) mod deploy;
 pub(crate) mod drift;
 pub(crate) mod env;
 pub(crate) mod error;
+pub(crate) mod expiry;
 pub(crate) mod failure;
 pub(crate) mod gate;
+pub(crate) mod idle;
 pub(crate) mod limits;
 pub(crate) mod local_lane;
 pub mod machine_config;

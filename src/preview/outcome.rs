@@ -10,6 +10,7 @@ use rand::Rng;
 use crate::model::state::{DesiredState, Reason, Status};
 use crate::model::{MachineState, naming};
 use crate::preview::error::{GlobalCondition, Policy, ReconcileError};
+use crate::preview::expiry;
 use crate::preview::plan::MachineRef;
 use crate::preview::settings::Settings;
 use crate::runtime::Action;
@@ -44,6 +45,13 @@ pub enum Outcome {
     /// or the re-check after the refusal's write).
     Refused {
         message: String,
+    },
+    /// Nobody opened it for `PREVIEW_IDLE_TTL`: its app is gone; it waits to be opened again.
+    Expired,
+    /// The user opened it and its machine, asleep (`from`), was started.
+    Woken {
+        machine: MachineRef,
+        from: MachineState,
     },
 }
 
@@ -94,10 +102,12 @@ pub fn decide(
     now: DateTime<Utc>,
 ) -> StatusWrite {
     match outcome {
-        Outcome::Running { machine } => StatusWrite {
+        Outcome::Running { machine } | Outcome::Woken { machine, .. } => StatusWrite {
             preview_url: Some(naming::preview_url(&row.fly_app_name)),
             fly_machine_id: Some(machine.id.clone()),
             machine_state: Some(machine.state.clone()),
+            // Looked at again when it expires, unless it is opened or changed before.
+            next_attempt_at: expiry::due(s.idle_ttl, row),
             ..base(
                 row,
                 Status::Running,
@@ -130,6 +140,12 @@ pub fn decide(
             next_attempt_at: Some(*until),
             observed_generation: None,
             ..base(row, row.status, Reason::RedeployThrottled)
+        },
+        Outcome::Expired => StatusWrite {
+            error_message: Some(expiry::message(s.idle_ttl)),
+            fly_machine_id: None,
+            machine_state: None,
+            ..base(row, Status::Stopped, Reason::Expired)
         },
         Outcome::Refused { message } => {
             let attempts = row.attempts.saturating_add(1);

@@ -224,3 +224,26 @@ fn a_spent_fly_budget_gives_the_slot_back_without_counting() {
     assert_eq!(policy, Policy::Wait(after));
     assert_eq!(crate::preview::error::result_label(&ReconcileError::Fenced, policy), "fenced");
 }
+
+#[test]
+fn a_settled_preview_is_due_when_it_expires_and_an_expired_one_waits_to_be_opened() {
+    let mut s = settings();
+    s.idle_ttl = Duration::from_secs(7 * 86_400);
+    let r = PreviewRow { opened_at: Some(now()), ..row(Status::Initializing, 0) };
+    let m = MachineRef { id: "m1".into(), state: MachineState::Started };
+    let week = now() + chrono::Duration::days(7);
+    let w = decide(&s, &r, &Outcome::Running { machine: m.clone() }, now());
+    assert_eq!((w.status, w.next_attempt_at), (Status::Running, Some(week)));
+    let woken = Outcome::Woken { machine: m, from: MachineState::Suspended };
+    let w = decide(&s, &r, &woken, now());
+    assert_eq!(
+        (w.status, w.reason, w.next_attempt_at),
+        (Status::Running, Reason::Ready, Some(week))
+    );
+    let w = decide(&s, &row(Status::Running, 0), &Outcome::Expired, now());
+    assert_eq!((w.status, w.reason), (Status::Stopped, Reason::Expired));
+    assert_eq!((w.fly_machine_id, w.machine_state, w.next_attempt_at), (None, None, None));
+    assert_eq!(w.observed_generation, Some(3));
+    let msg = "stopped after 7 days unused; opening the project starts it again";
+    assert_eq!(w.error_message.as_deref(), Some(msg));
+}

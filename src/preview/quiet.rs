@@ -68,6 +68,7 @@ mod tests {
             redeploy_generation: 0,
             fly_app_created: true,
             root_directory: None,
+            opened_at: None,
         }
     }
 

@@ -11,10 +11,12 @@ use chrono::Utc;
 use crate::fly::{self, FlyClient, FlyError};
 use crate::model::state::Reason;
 use crate::model::state::{DesiredState, Status};
+use crate::model::timeline::Event;
 use crate::ops::metrics::Metrics;
 use crate::preview::ctx::Ctx;
 use crate::preview::deploy::{Deploy, validate_row};
 use crate::preview::error::{self, GlobalCondition, Policy, ReconcileError, Rejection};
+use crate::preview::idle;
 use crate::preview::limits;
 use crate::preview::outcome::{self, Outcome, PreviewAction};
 use crate::preview::quiet;
@@ -51,6 +53,9 @@ pub async fn pass(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError
             machine: None,
         }));
     }
+    if let Some(outcome) = idle::pass(ctx, row).await? {
+        return Ok(outcome);
+    }
     ctx.fly_up()?;
     let admitted = match limits::admit(&ctx.store, &ctx.settings, row).await? {
         limits::Admit::Refused(hold) => return refuse(&ctx.fly, row, hold).await,
@@ -84,7 +89,7 @@ async fn refuse(
 }
 
 /// Deletes the app and confirms it is gone.
-async fn teardown(fly: &FlyClient, app: &str) -> Result<Outcome, ReconcileError> {
+pub(crate) async fn teardown(fly: &FlyClient, app: &str) -> Result<Outcome, ReconcileError> {
     match fly.delete_app(app).await {
         Ok(()) => {}
         // Gone already, or not ours to delete (another org's name): nothing of ours remains.
@@ -152,10 +157,14 @@ impl Previews {
     }
 
     /// The fenced write of a pass's result; the lease goes back with it.
-    async fn write(&self, row: &PreviewRow, w: &StatusWrite) -> Result<(), ReconcileError> {
+    async fn write(
+        &self,
+        row: &PreviewRow,
+        w: &StatusWrite,
+        events: &[Event],
+    ) -> Result<(), ReconcileError> {
         let store = &self.ctx.store;
-        let events = timeline::events(row, w);
-        let written = store.write_status_with(row.id, row.generation, w, Lease::Release, &events);
+        let written = store.write_status_with(row.id, row.generation, w, Lease::Release, events);
         let Some(landed) = written.await? else {
             tracing::info!("row changed meanwhile; result discarded, it will be reconciled again");
             return Err(ReconcileError::Fenced);
@@ -170,6 +179,9 @@ impl Previews {
             self.metrics.phase_seconds.with_label_values(&[kind.as_str()]).observe(*secs);
         }
         limits::after_write(store, &self.ctx.settings, &self.metrics, row, w.reason).await;
+        if w.reason == Reason::Expired && row.status != Status::Stopped {
+            self.metrics.expired.inc();
+        }
         Ok(())
     }
 }
@@ -182,7 +194,15 @@ impl Reconciler for Previews {
     async fn reconcile(&self, row: &PreviewRow) -> Result<PreviewAction, ReconcileError> {
         let outcome = fly::bounded_waits(SLOT_WAIT, pass(&self.ctx, row)).await?;
         let w = outcome::decide(&self.ctx.settings, row, &outcome, Utc::now());
-        self.write(row, &w).await?;
+        let mut events = timeline::events(row, &w);
+        timeline::note_wake(&mut events, &outcome, &w);
+        self.write(row, &w, &events).await?;
+        if let Outcome::Woken { .. } = outcome {
+            self.metrics.wakes.inc();
+            let since = row.opened_at.unwrap_or(row.updated_at);
+            let secs = (Utc::now() - since).num_milliseconds().max(0) as f64 / 1e3;
+            self.metrics.wake_seconds.observe(secs);
+        }
         Ok(outcome::action_of(&w))
     }
 
@@ -202,7 +222,7 @@ impl Reconciler for Previews {
             return Err(ReconcileError::Fenced);
         }
         let w = outcome::error_write(row, e, self.policy(e), action);
-        self.write(row, &w).await
+        self.write(row, &w, &timeline::events(row, &w)).await
     }
 
     fn error_kind(e: &ReconcileError) -> &'static str {

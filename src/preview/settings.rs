@@ -46,6 +46,9 @@ pub struct Settings {
     pub sync: SyncSettings,
     /// Prices for the fleet's estimated cost (`preview::cost`).
     pub prices: PriceTable,
+    /// A running preview nobody opened for this long is torn down (`preview::expiry`);
+    /// zero = never.
+    pub idle_ttl: Duration,
 }
 
 impl Settings {
@@ -87,6 +90,7 @@ impl Settings {
             shutdown_timeout: Duration::from_secs(5),
             stats_interval: Duration::from_millis(500),
             prices: PriceTable::default(),
+            idle_ttl: Duration::ZERO,
             sync: SyncSettings {
                 sweep_interval: Duration::from_millis(200),
                 idle_sweep_interval: Duration::from_millis(200),

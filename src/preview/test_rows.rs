@@ -44,5 +44,6 @@ pub fn row(status: Status, attempts: i32) -> PreviewRow {
         redeploy_generation: 0,
         fly_app_created: true,
         root_directory: None,
+        opened_at: None,
     }
 }

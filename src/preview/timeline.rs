@@ -8,6 +8,7 @@ use crate::model::MachineState;
 use crate::model::runner_output::clip_bytes;
 use crate::model::state::{Reason, Status};
 use crate::model::timeline::{Event, EventKind, MAX_EVENT_MESSAGE};
+use crate::preview::outcome::Outcome;
 use crate::store::{PreviewRow, StatusWrite};
 
 /// Machine states a started machine is restarted from.
@@ -65,10 +66,29 @@ pub fn events(row: &PreviewRow, w: &StatusWrite) -> Vec<Event> {
                 ..Event::of(kind)
             });
         }
+        Status::Stopped if entered && w.reason == Reason::Expired => out.push(Event {
+            reason: Some(w.reason),
+            message: w
+                .error_message
+                .as_deref()
+                .map(|m| clip_bytes(m, MAX_EVENT_MESSAGE).to_owned()),
+            ..Event::of(EventKind::Stopped)
+        }),
         Status::Stopped if entered => out.push(Event::of(EventKind::Stopped)),
         _ => {}
     }
     out
+}
+
+/// A wake records one `machine_started` event, reason `WakeRequested`, with the state the
+/// machine woke from (in place of the plain milestone, which only sees the row's record).
+pub fn note_wake(events: &mut Vec<Event>, outcome: &Outcome, w: &StatusWrite) {
+    let Outcome::Woken { from, .. } = outcome else { return };
+    events.retain(|e| e.kind != EventKind::MachineStarted);
+    let mut detail = machine(w);
+    detail["woken_from"] = json!(from);
+    let reason = Some(Reason::WakeRequested);
+    events.insert(0, Event { reason, detail, ..Event::of(EventKind::MachineStarted) });
 }
 
 #[cfg(test)]

@@ -90,3 +90,39 @@ fn crash_loop_restart_stop_and_errors() {
     let stopping = row(Status::Running, 0);
     assert_eq!(kinds(&stopping, &write(&stopping, &Outcome::Stopped)), [Stopped]);
 }
+
+#[test]
+fn an_expiry_says_why_and_a_wake_records_one_start() {
+    let running = PreviewRow {
+        observed_generation: 3,
+        machine_state: Some(MachineState::Started),
+        ..row(Status::Running, 0)
+    };
+    let w = write(&running, &Outcome::Expired);
+    let ev = events(&running, &w);
+    assert_eq!(ev.len(), 1);
+    assert_eq!((ev[0].kind, ev[0].reason), (EventKind::Stopped, Some(Reason::Expired)));
+    assert!(ev[0].message.as_deref().is_some_and(|m| m.starts_with("stopped after")));
+    let expired = PreviewRow { status: Status::Stopped, ..running.clone() };
+    assert!(events(&expired, &write(&expired, &Outcome::Expired)).is_empty(), "once");
+
+    // The row may still say `started` (autostop is not recorded): the wake says so itself.
+    let machine = MachineRef { id: "m-old".into(), state: MachineState::Started };
+    for recorded in [MachineState::Started, MachineState::Suspended] {
+        let r = PreviewRow { machine_state: Some(recorded), ..running.clone() };
+        let woken = Outcome::Woken { machine: machine.clone(), from: MachineState::Suspended };
+        let w = write(&r, &woken);
+        let mut ev = events(&r, &w);
+        note_wake(&mut ev, &woken, &w);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(
+            (ev[0].kind, ev[0].reason),
+            (EventKind::MachineStarted, Some(Reason::WakeRequested))
+        );
+        assert_eq!(ev[0].detail["woken_from"], "suspended");
+        let awake = Outcome::Running { machine: machine.clone() };
+        let mut none = events(&r, &write(&r, &awake));
+        note_wake(&mut none, &awake, &write(&r, &awake));
+        assert!(none.iter().all(|e| e.reason != Some(Reason::WakeRequested)));
+    }
+}

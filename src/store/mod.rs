@@ -147,6 +147,8 @@ pub struct PreviewRow {
     pub fly_app_created: bool,
     /// The app's folder inside the repository (`None`: the root); validated before use.
     pub root_directory: Option<String>,
+    /// When the user last opened the project (the web app writes it): idle expiry and wake.
+    pub opened_at: Option<DateTime<Utc>>,
 }
 
 /// Marks the statement as the controller's own write, so the request-translation trigger

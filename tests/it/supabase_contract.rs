@@ -292,8 +292,8 @@ async fn anon_and_users_hold_exactly_the_contracts_privileges() {
     assert_eq!(
         columns,
         [
-            "INSERT desired_state,error_message,fly_app_name,github_branch,github_repo_url,preview_url,project_id,revision,root_directory,status,user_id",
-            "UPDATE desired_state,error_message,github_branch,github_repo_url,preview_url,revision,root_directory,status",
+            "INSERT desired_state,error_message,fly_app_name,github_branch,github_repo_url,opened_at,preview_url,project_id,revision,root_directory,status,user_id",
+            "UPDATE desired_state,error_message,github_branch,github_repo_url,opened_at,preview_url,revision,root_directory,status",
         ]
     );
     // functions: none for anon (no /rest/v1/rpc), only the triggers' helper for users

@@ -1,0 +1,84 @@
+use std::time::Duration;
+
+use chrono::Duration as Span;
+
+use super::*;
+use crate::preview::test_rows::{now, row};
+
+const WEEK: Duration = Duration::from_secs(7 * 86_400);
+
+/// A settled running preview, last deployed `deployed_ago` and opened `opened_ago` before now.
+fn running(deployed_ago: i64, opened_ago: Option<i64>, reason: Reason) -> PreviewRow {
+    PreviewRow {
+        observed_generation: 3,
+        status_reason: Some(reason),
+        requested_at: now() - Span::hours(deployed_ago),
+        opened_at: opened_ago.map(|h| now() - Span::hours(h)),
+        ..row(Status::Running, 0)
+    }
+}
+
+#[test]
+fn a_preview_expires_a_ttl_after_its_last_open_or_deploy() {
+    let r = running(24 * 30, Some(24 * 8), Reason::Ready);
+    assert_eq!(due(WEEK, &r), Some(now() - Span::hours(24)), "opened 8 days ago");
+    assert_eq!(step(WEEK, &r, now()), Idle::Expire);
+    let r = running(24 * 30, Some(24 * 6), Reason::Idle);
+    assert_eq!(step(WEEK, &r, now()), Idle::Active, "opened 6 days ago");
+    let r = running(24 * 8, None, Reason::Ready);
+    assert_eq!(step(WEEK, &r, now()), Idle::Expire, "never opened: its last deploy counts");
+    let r = running(24 * 6, None, Reason::Ready);
+    assert_eq!(step(WEEK, &r, now()), Idle::Active);
+    let r = running(24, Some(24 * 30), Reason::Ready);
+    assert_eq!(step(WEEK, &r, now()), Idle::Active, "deployed yesterday: in use");
+    assert_eq!(due(WEEK, &r), Some(now() + Span::hours(24 * 6)));
+}
+
+#[test]
+fn a_zero_ttl_never_expires() {
+    let r = running(24 * 365, Some(24 * 365), Reason::Ready);
+    assert_eq!(due(Duration::ZERO, &r), None);
+    assert_eq!(step(Duration::ZERO, &r, now()), Idle::Active);
+    let asked = PreviewRow { status_reason: Some(Reason::WakeRequested), ..r };
+    assert_eq!(step(Duration::ZERO, &asked, now()), Idle::Wake, "a wake needs no TTL");
+}
+
+#[test]
+fn only_a_settled_running_row_expires_or_wakes() {
+    let old = running(24 * 30, None, Reason::WakeRequested);
+    assert_eq!(step(WEEK, &old, now()), Idle::Expire, "expired before it was opened");
+    let asked = running(1, Some(0), Reason::WakeRequested);
+    assert_eq!(step(WEEK, &asked, now()), Idle::Wake);
+    let redeploying = PreviewRow { observed_generation: 2, ..old.clone() };
+    assert_eq!(step(WEEK, &redeploying, now()), Idle::Active, "a deploy is requested");
+    for status in [Status::Initializing, Status::Error, Status::Pending] {
+        let r = PreviewRow { status, ..old.clone() };
+        assert_eq!(step(WEEK, &r, now()), Idle::Active, "{status}");
+    }
+    let stopping = PreviewRow { desired_state: DesiredState::Stopped, ..old.clone() };
+    assert_eq!(step(WEEK, &stopping, now()), Idle::Active, "a teardown is the stop's");
+    let expired =
+        PreviewRow { status: Status::Stopped, status_reason: Some(Reason::Expired), ..old };
+    assert_eq!(step(WEEK, &expired, now()), Idle::StayExpired);
+    let reopened = PreviewRow { generation: 4, ..expired.clone() };
+    assert_eq!(step(WEEK, &reopened, now()), Idle::Active, "reopened: deploy it");
+    let stopped = PreviewRow { status_reason: Some(Reason::Stopped), ..expired };
+    assert_eq!(step(WEEK, &stopped, now()), Idle::Active);
+}
+
+#[test]
+fn the_message_says_the_ttl_as_people_do() {
+    assert_eq!(message(WEEK), "stopped after 7 days unused; opening the project starts it again");
+    assert!(message(Duration::from_secs(86_400)).contains("after 1 day unused"));
+    assert!(message(Duration::from_secs(36 * 3_600)).contains("after 36 hours unused"));
+    assert!(message(Duration::from_secs(120)).contains("after 2 minutes unused"));
+    assert!(message(Duration::from_secs(2)).contains("after 2 seconds unused"));
+}
+
+#[test]
+fn the_ttl_parses_humantime_or_zero() {
+    assert_eq!(parse_ttl("7d"), Ok(WEEK));
+    assert_eq!(parse_ttl("2s"), Ok(Duration::from_secs(2)));
+    assert_eq!(parse_ttl("0"), Ok(Duration::ZERO));
+    assert!(parse_ttl("soon").is_err());
+}
