@@ -34,6 +34,7 @@ const TYPES: &[(&str, &str)] = &[
     ("requested_at", "timestamptz"),
     ("created_at", "timestamptz"),
     ("updated_at", "timestamptz"),
+    ("opened_at", "timestamptz"),
     ("secret", "boolean"),
 ];
 
