@@ -11,14 +11,13 @@
 //! other than suspended, stopped or started is left to the deploy path, which knows how to
 //! repair it; so is a row whose machine is gone.
 
-use crate::fly::{FlyError, WaitOutcome};
+use crate::fly::{FlyClient, FlyError, WaitOutcome};
 use crate::model::MachineState;
 use crate::preview::ctx::Ctx;
 use crate::preview::error::ReconcileError;
 use crate::preview::expiry::{self, Idle};
 use crate::preview::outcome::Outcome;
 use crate::preview::plan::{MachineRef, MachineSeen, runner_exit};
-use crate::preview::reconcile::teardown;
 use crate::store::PreviewRow;
 
 /// The idle part of a pass: `Some(outcome)` ends the pass; `None` lets it go on (deploy).
@@ -35,9 +34,25 @@ pub(crate) async fn pass(ctx: &Ctx, row: &PreviewRow) -> Result<Option<Outcome>,
 async fn expire(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError> {
     ctx.fly_up()?;
     tracing::info!(ttl = ?ctx.settings.idle_ttl, "unused for its idle TTL: deleting its app");
-    match teardown(&ctx.fly, &row.fly_app_name).await? {
+    match delete_app(&ctx.fly, &row.fly_app_name).await? {
         Outcome::Stopped => Ok(Outcome::Expired),
         other => Ok(other),
+    }
+}
+
+/// Deletes the app and confirms it is gone (an expiry, a refusal, a stop of an app on the
+/// org's shared network): `Stopped`, else `TearingDown` (the next pass confirms).
+pub(crate) async fn delete_app(fly: &FlyClient, app: &str) -> Result<Outcome, ReconcileError> {
+    match fly.delete_app(app).await {
+        Ok(()) => {}
+        // Gone already, or not ours to delete (another org's name): nothing of ours remains.
+        Err(FlyError::NotFound(_) | FlyError::Forbidden(_)) => return Ok(Outcome::Stopped),
+        Err(e) => return Err(e.into()),
+    }
+    match fly.get_app(app).await {
+        Err(FlyError::NotFound(_)) => Ok(Outcome::Stopped),
+        Ok(_) => Ok(Outcome::TearingDown),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::ops::metrics::Metrics;
 use crate::preview::ctx::Ctx;
 use crate::preview::deploy::{Deploy, validate_row};
 use crate::preview::error::{self, GlobalCondition, Policy, ReconcileError, Rejection};
-use crate::preview::idle;
+use crate::preview::idle::{self, delete_app};
 use crate::preview::limits;
 use crate::preview::outcome::{self, Outcome, PreviewAction};
 use crate::preview::quiet;
@@ -83,24 +83,9 @@ async fn refuse(
     hold: limits::Hold,
 ) -> Result<Outcome, ReconcileError> {
     if row.fly_machine_id.is_some() {
-        teardown(fly, &row.fly_app_name).await?;
+        delete_app(fly, &row.fly_app_name).await?;
     }
     Ok(hold.into())
-}
-
-/// Deletes the app and confirms it is gone.
-pub(crate) async fn teardown(fly: &FlyClient, app: &str) -> Result<Outcome, ReconcileError> {
-    match fly.delete_app(app).await {
-        Ok(()) => {}
-        // Gone already, or not ours to delete (another org's name): nothing of ours remains.
-        Err(FlyError::NotFound(_) | FlyError::Forbidden(_)) => return Ok(Outcome::Stopped),
-        Err(e) => return Err(e.into()),
-    }
-    match fly.get_app(app).await {
-        Err(FlyError::NotFound(_)) => Ok(Outcome::Stopped),
-        Ok(_) => Ok(Outcome::TearingDown),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Stops a preview: destroys every machine of its app and keeps the app (no machine runs,
@@ -114,7 +99,7 @@ async fn stop(fly: &FlyClient, app: &str) -> Result<Outcome, ReconcileError> {
         // No app (or not ours to touch: another org's name): nothing of ours runs.
         Err(FlyError::NotFound(_) | FlyError::Forbidden(_)) => return Ok(Outcome::Stopped),
         Err(e) => return Err(e.into()),
-        Ok(a) if a.on_shared_network() => return teardown(fly, app).await,
+        Ok(a) if a.on_shared_network() => return delete_app(fly, app).await,
         Ok(_) => {}
     }
     let live = match live_machines(fly, app).await {
