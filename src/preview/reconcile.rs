@@ -30,8 +30,9 @@ use crate::store::{Lease, PreviewRow, StatusWrite, Store};
 /// app or machine).
 pub const SLOT_WAIT: Duration = Duration::from_secs(1);
 
-/// One pass for one row: within the row's redeploy budget, desired `stopped` tears down,
-/// otherwise deploys if the user's quota has a slot for it.
+/// One pass for one row: within the row's redeploy budget, desired `stopped` tears down; a
+/// settled preview unused for its idle TTL expires and an opened one wakes (`idle`);
+/// otherwise it deploys if the user's quota has a slot for it.
 pub async fn pass(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError> {
     if let Some(hold) = limits::budget(&ctx.store, &ctx.settings, row).await? {
         return Ok(hold.into());
