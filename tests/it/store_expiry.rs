@@ -137,3 +137,25 @@ async fn an_expired_preview_gives_its_slot_to_the_oldest_refused_row(pool: PgPoo
     let still = Store::new(pool.clone(), "x").get(ids[1]).await.unwrap().unwrap();
     assert_eq!(still.next_attempt_at, None);
 }
+
+#[sqlx::test(migrations = false)]
+async fn previews_running_before_the_migration_get_the_default_expiry(pool: PgPool) {
+    use fly_preview_controller::store;
+    let before: Vec<_> =
+        store::MIGRATOR.iter().filter(|m| m.version < 20261208000100).cloned().collect();
+    sqlx::migrate::Migrator::with_migrations(before).run(&pool).await.unwrap();
+    let ids = insert_rows(&pool, 2).await;
+    running(&pool, ids[0], "Ready", "started").await;
+    store::migrate::run(&pool).await.unwrap();
+    let (settled, waiting): (PreviewRow, PreviewRow) = {
+        let s = Store::new(pool.clone(), "x");
+        (s.get(ids[0]).await.unwrap().unwrap(), s.get(ids[1]).await.unwrap().unwrap())
+    };
+    let week = settled.requested_at + chrono::Duration::days(7);
+    assert_eq!(settled.next_attempt_at, Some(week), "7 days after its last deploy request");
+    assert_eq!(settled.opened_at, None);
+    assert!(
+        waiting.next_attempt_at.is_some_and(|t| t <= chrono::Utc::now()),
+        "work is left as it was"
+    );
+}
