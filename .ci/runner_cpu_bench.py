@@ -6,11 +6,11 @@ Each case starts the runner image with podman (runc, host network, 2 GB memory) 
 project served at https://git.test/ci/<project> (git_https.py, TLS from a CA made per run) under
 one CPU limit of its container's cgroup (v2):
 
-  shared    Fly's shared vCPU: every 80 ms a controller rewrites `cpu.max` from a burst balance.
-            Baseline 5 ms per 80 ms per vCPU (6.25 % of a core); unused baseline accrues, up to
-            500 s; while the balance is positive the quota is the full period (all the vCPUs);
-            spending is what `cpu.stat` usage_usec grew by. --burst is the balance at start
-            (0 = cold, a new machine).
+  shared    Fly's shared vCPU: every 80 ms a controller rewrites the CFS quota (`cpu.max` on
+            cgroup v2, `cpu.cfs_quota_us` on a v1 cpu controller) from a burst balance. Baseline
+            5 ms per 80 ms per vCPU (6.25 % of a core); unused baseline accrues, up to 500 s; the
+            next period may use its baseline plus the balance, at most all its vCPUs; spending is
+            what usage_usec grew by. --burst is the balance at start (0 = cold, a new machine).
   1, 2      dedicated cores: `--cpus 1` / `--cpus 2` (the host's cores are shared with whatever
             else runs; the quota is a ceiling, not a reservation).
 
@@ -105,11 +105,13 @@ class SharedCpu:
                 self.error = "no cpu.stat"
                 return
             used, last = now - last, now
-            self.balance = min(MAX_BALANCE_US, max(0, self.balance + BASELINE_US * self.cpus - used))
-            base = self.balance <= 0
-            self.throttled_periods += base
+            baseline = BASELINE_US * self.cpus
+            self.balance = min(MAX_BALANCE_US, max(0, self.balance + baseline - used))
+            # The next period may spend its baseline plus the balance, up to all its vCPUs.
+            quota = min(PERIOD_US * self.cpus, self.balance + baseline)
+            self.throttled_periods += quota < PERIOD_US * self.cpus
             try:
-                self.cgroup.set_quota((BASELINE_US if base else PERIOD_US) * self.cpus)
+                self.cgroup.set_quota(quota)
             except OSError as e:
                 self.error = f"cannot set the quota: {e}"
                 return
