@@ -147,7 +147,8 @@ def fetch(port, path, timeout=120):
 def load_assets(port, html, cap=600):
     """Fetch everything the page references (same origin), following JS imports; (count, failed)."""
     seen, failed = set(), 0
-    todo = [p for p in ASSET_RE.findall(html) if not p.startswith("//")]
+    # Tags with src/href, and modules an inline <script type="module"> imports (SvelteKit's entry).
+    todo = [p for p in ASSET_RE.findall(html) + IMPORT_RE.findall(html) if not p.startswith("//")]
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         while todo and len(seen) < cap:
             batch = [p for p in dict.fromkeys(todo) if p not in seen][: cap - len(seen)]
