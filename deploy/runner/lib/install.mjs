@@ -69,7 +69,7 @@ function watchProgress(ctx, child, windowMs, onTimeout) {
 }
 
 /**
- * Run `plan.install` in `plan.installDir` (see planTree). Resolves to { ok: true } or
+ * Run `plan.install` in `plan.installDir` (see planTree). Resolves to { ok: true, seconds } (also logged) or
  * { ok: false, timedOut, reason, cause } with one-line reason (what exited how) and cause (why,
  * from the output, or null). A stuck install's whole process group is killed when a window of
  * INSTALL_TIMEOUT passes without progress (watchProgress).
@@ -96,6 +96,7 @@ export async function install(ctx, plan) {
     throw e;
   }
   let timedOut = false;
+  const started = Date.now();
   const watch = watchProgress(ctx, child, cfg.installTimeoutMs, () => {
     timedOut = true;
     if (child.pid !== undefined) ctx.procs.kill(child.pid, 2_000);
@@ -107,7 +108,11 @@ export async function install(ctx, plan) {
   if (timedOut) {
     return { ok: false, timedOut: true, reason: timeoutReason(cfg.installTimeoutMs, watch.windows()), cause: null };
   }
-  if (result.code === 0) return { ok: true };
+  if (result.code === 0) {
+    const seconds = (Date.now() - started) / 1000;
+    ctx.log.runner(`dependencies installed in ${seconds.toFixed(1)}s (${argv.slice(0, 2).join(' ')})`);
+    return { ok: true, seconds };
+  }
   const shown = argv.slice(0, argv[0] === 'corepack' ? 3 : 2).join(' ');
   const hints = { npmToken: Boolean(ctx.env.NPM_TOKEN), scopedDeps: scopedDependencies(plan.pkg) };
   const cause = installFailureCause(lines.map((l) => ctx.redact(l)), plan.pm, hints);
