@@ -170,10 +170,14 @@ class Case:
         self.lines, self.edges, self.lock = [], {}, threading.Lock()
 
     def limits(self):
+        # The quota is what the machine may use; the highest CPU weight makes it get that much on
+        # a host where other work runs (without it a loaded host starves the container below
+        # its quota, and the figures measure the host instead of the machine size).
+        weight = ["--cpu-shares", "262144"]
         if self.cpu == "shared":
             start = PERIOD_US if self.args.burst > 0 else BASELINE_US
-            return ["--cpu-period", str(PERIOD_US), "--cpu-quota", str(start * self.args.shared_cpus)]
-        return ["--cpus", self.cpu]
+            return weight + ["--cpu-period", str(PERIOD_US), "--cpu-quota", str(start * self.args.shared_cpus)]
+        return weight + ["--cpus", self.cpu]
 
     def _read(self, proc):
         for raw in proc.stdout:
@@ -218,7 +222,7 @@ class Case:
                 first = (time.monotonic(), self.cgroup.usage())
                 break
             time.sleep(0.2)
-        row = {"project": self.project, "cpu": self.cpu, "image": self.image}
+        row = {"project": self.project, "cpu": self.cpu, "image": self.image, "load": round(os.getloadavg()[0], 1)}
         if first is None:
             time.sleep(1)
             row["failed"] = f"no 200 within {self.args.deadline}s" if proc.poll() is None else f"exit {proc.returncode}"
@@ -301,6 +305,8 @@ def table(paths):
         cpu = lambda *ks: sum(r.get(f"cpu_{k}", 0) for k in ks)  # noqa: E731
         if "failed" in r:
             cells = ["—"] * 3 + [f"**never** ({r['failed']})", "—"]
+            print(f"| {r['project']} | {CPU_NAMES.get(r['cpu'], r['cpu'])} | {r['label']} | " + " | ".join(cells) + " | — | — |")
+            continue
         else:
             cells = [f"{r['clone']:.1f} s", f"{r['install']:.1f} s", f"{r['dev_ready']:.1f} s", f"**{r['first_200']:.1f} s**",
                      f"{r['loaded']:.1f} s ({r['assets']})"]
