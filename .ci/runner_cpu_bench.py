@@ -26,6 +26,7 @@ import http.client
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tarfile
@@ -68,8 +69,27 @@ class Cgroup:
         v1 = next((p for c, p in rel.items() if "cpu" in c.split(",")), None)
         if v1 is not None:
             self.quota_file, self.v1 = os.path.join("/sys/fs/cgroup/cpu", v1, "cpu.cfs_quota_us"), True
+            self.weight_file, self.top_weight = os.path.join("/sys/fs/cgroup/cpu", os.path.dirname(v1), "cpu.shares"), "262144"
         else:
             self.quota_file, self.v1 = os.path.join(unified, rel[""], "cpu.max"), False
+            self.weight_file, self.top_weight = os.path.join(unified, os.path.dirname(rel[""]), "cpu.weight"), "10000"
+        self.saved_weight = None
+
+    def prioritize(self):
+        """The highest weight for the parent of the container's cgroup too (the container's own
+        weight only counts among its siblings); restore() puts the old one back."""
+        try:
+            with open(self.weight_file) as f:
+                self.saved_weight = f.read().strip()
+            with open(self.weight_file, "w") as f:
+                f.write(self.top_weight)
+        except OSError as e:
+            log(f"warning: cannot raise the CPU weight of {self.weight_file}: {e}")
+
+    def restore(self):
+        if self.saved_weight is not None:
+            with open(self.weight_file, "w") as f:
+                f.write(self.saved_weight)
 
     def usage(self):
         try:
@@ -128,6 +148,15 @@ def container_cgroup(name, deadline=30):
     raise RuntimeError(f"container {name} has no pid after {deadline}s")
 
 
+def port_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("0.0.0.0", port))
+            return True
+        except OSError:
+            return False
+
+
 ASSET_RE = re.compile(r'''(?:src|href)=["'](/[^"'#]*)["']''')
 IMPORT_RE = re.compile(r'''(?:\bfrom\s*|\bimport\s*\(?\s*)["'](/[^"'#]+)["']''')
 
@@ -170,9 +199,9 @@ class Case:
         self.lines, self.edges, self.lock = [], {}, threading.Lock()
 
     def limits(self):
-        # The quota is what the machine may use; the highest CPU weight makes it get that much on
-        # a host where other work runs (without it a loaded host starves the container below
-        # its quota, and the figures measure the host instead of the machine size).
+        # The quota is what the machine may use; the highest CPU weight (here and on the parent
+        # cgroup, Cgroup.prioritize) makes it get that much on a host where other work runs
+        # (else a loaded host starves it below its quota: the figures would measure the host).
         weight = ["--cpu-shares", "262144"]
         if self.cpu == "shared":
             start = PERIOD_US if self.args.burst > 0 else BASELINE_US
@@ -191,6 +220,8 @@ class Case:
 
     def run(self):
         port = free_port()
+        while not port_free(port + 1):  # the runner's dev server takes PORT + 1 (host network)
+            port = free_port()
         cmd = self.env["podman_run"] + ["--name", self.name, "--memory", "2g", *self.limits(),
                                         *self.env["mounts"], "-e", f"REPO_URL=https://git.test/ci/{self.project}",
                                         "-e", f"PORT={port}", self.image]
@@ -199,6 +230,7 @@ class Case:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         try:
             self.cgroup = container_cgroup(self.name)
+            self.cgroup.prioritize()
             u0 = 0
             shared = SharedCpu(self.cgroup, self.args.shared_cpus, self.args.burst) if self.cpu == "shared" else None
             threading.Thread(target=self._read, args=(proc,), daemon=True).start()
@@ -210,6 +242,8 @@ class Case:
                     row["emulation_error"] = shared.error
             return row
         finally:
+            if self.cgroup is not None:
+                self.cgroup.restore()
             subprocess.run(["podman", "rm", "-f", "-t", "3", self.name], capture_output=True)
             proc.wait()
 
