@@ -119,6 +119,16 @@ test('a matching lockfile is checked out into the prebuilt tree: npm ci skipped'
   assert.equal(fx.git(dir, ['status', '--porcelain', '--untracked-files=no']), '', 'tracked files are the commit');
   assert.ok(fs.existsSync(path.join(dir, 'server.js')));
   assert.ok(!fs.existsSync(path.join(fx.workdir, 'trees', '1')), 'the clone moved into the prebuilt tree');
+
+  // A later dependency change installs in a new tree as usual and leaves the prebuilt one.
+  fx.write('package.json', pkg({ version: '1.0.1', dependencies: { dep: 'file:./vendor/dep' } }));
+  fs.rmSync(path.join(fx.work, 'package-lock.json'));
+  const next = fx.commitAndPush('dependencies changed');
+  const s = await r.sync();
+  assert.equal(s.code, 0, s.stdout);
+  await r.waitForBody('installed-from-repo', START_MS);
+  assert.equal(fs.readlinkSync(repo), path.join('trees', '2'));
+  assert.equal(fx.git(repo, ['rev-parse', 'HEAD']), next);
 });
 
 test('a lockfile that differs by one byte installs as usual', { timeout: 180_000 }, async (t) => {
