@@ -325,33 +325,22 @@ def serve(work, projects, cache):
     return port, f"{tls}/ca.pem", srv
 
 
-CPU_NAMES = {"shared": "shared vCPU, cold", "1": "1 core", "2": "2 cores"}
-
-
-def table(paths):
-    """The markdown table of BENCHMARKS.md from result files (--table a.json b.json ...)."""
-    rows = [r for p in paths for r in json.load(open(p))]
-    print("| project | CPU | image | cloned | installed | dev server ready | first 200 | page assets loaded (n) "
-          "| CPU-s: start+clone / install / dev start / first page + assets | CPU-s to first 200 |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    order = {"vite": 0, "next": 1, "sveltekit": 2}
-    for r in sorted(rows, key=lambda r: (order.get(r["project"], 9), r["cpu"], r["label"])):
-        cpu = lambda *ks: sum(r.get(f"cpu_{k}", 0) for k in ks)  # noqa: E731
-        if "failed" in r:
-            cells = ["—"] * 3 + [f"**never** ({r['failed']})", "—"]
-            print(f"| {r['project']} | {CPU_NAMES.get(r['cpu'], r['cpu'])} | {r['label']} | " + " | ".join(cells) + " | — | — |")
-            continue
-        else:
-            cells = [f"{r['clone']:.1f} s", f"{r['install']:.1f} s", f"{r['dev_ready']:.1f} s", f"**{r['first_200']:.1f} s**",
-                     f"{r['loaded']:.1f} s ({r['assets']})"]
-        used = f"{cpu('start', 'clone'):.2f} / {cpu('install'):.2f} / {cpu('dev_ready'):.2f} / {cpu('first_200', 'loaded'):.2f}"
-        to_first = cpu("start", "clone", "install", "dev_ready", "first_200")
-        print(f"| {r['project']} | {CPU_NAMES.get(r['cpu'], r['cpu'])} | {r['label']} | " + " | ".join(cells)
-              + f" | {used} | {to_first:.1f} |")
+def container_env(args, git_port, ca):
+    """The podman run prefix and the mounts / environment every case shares."""
+    return {
+        "podman_run": args.podman_run.split(),
+        "mounts": ["--add-host", "git.test:127.0.0.1", "-v", f"{ca}:/ci/ca.pem:ro", "-v", f"{args.npm_cache}:/ci/npm-cache",
+                   "-e", "npm_config_cache=/ci/npm-cache", "-e", "GIT_SSL_CAINFO=/ci/ca.pem", "-e", "REPO_BRANCH=main",
+                   "-e", "ALLOWED_HOSTS=git.test", "-e", "GIT_CONFIG_COUNT=1",
+                   # npm trusts what the host trusts (a network that intercepts TLS), as in .ci/images/run.sh.
+                   "-v", f"{os.path.realpath(args.host_ca)}:/ci/host-ca.pem:ro", "-e", "NODE_EXTRA_CA_CERTS=/ci/host-ca.pem",
+                   "-e", f"GIT_CONFIG_KEY_0=url.https://git.test:{git_port}/.insteadOf", "-e", "GIT_CONFIG_VALUE_0=https://git.test/"],
+    }
 
 
 def main():
     if sys.argv[1:2] == ["--table"]:
+        from runner_cpu_table import table
         table(sys.argv[2:])
         return
     ap = argparse.ArgumentParser()
@@ -370,15 +359,7 @@ def main():
     projects = args.projects.split(",")
     work = tempfile.mkdtemp(prefix="cpu-bench.")
     git_port, ca, srv = serve(work, projects, args.cache)
-    env = {
-        "podman_run": args.podman_run.split(),
-        "mounts": ["--add-host", "git.test:127.0.0.1", "-v", f"{ca}:/ci/ca.pem:ro", "-v", f"{args.npm_cache}:/ci/npm-cache",
-                   "-e", "npm_config_cache=/ci/npm-cache", "-e", "GIT_SSL_CAINFO=/ci/ca.pem", "-e", "REPO_BRANCH=main",
-                   "-e", "ALLOWED_HOSTS=git.test", "-e", "GIT_CONFIG_COUNT=1",
-                   # npm trusts what the host trusts (a network that intercepts TLS), as in .ci/images/run.sh.
-                   "-v", f"{os.path.realpath(args.host_ca)}:/ci/host-ca.pem:ro", "-e", "NODE_EXTRA_CA_CERTS=/ci/host-ca.pem",
-                   "-e", f"GIT_CONFIG_KEY_0=url.https://git.test:{git_port}/.insteadOf", "-e", "GIT_CONFIG_VALUE_0=https://git.test/"],
-    }
+    env = container_env(args, git_port, ca)
     rows = []
     try:
         for spec in args.image:
