@@ -15,10 +15,13 @@
 #    Postgres (127.0.0.1:5432, user postgres) and the Fly API simulator on the host ($FLY_SIM_BIN,
 #    default fly-sim next to the binary); /readyz must answer 200; one preview row must reach
 #    status `running`; SIGTERM must stop it with exit code 0.
-# 4. Runner image: a Vite react-ts app scaffolded with create-vite (in the node base image),
-#    committed to a bare repo served over HTTPS with a token (git_https.py, a CA made here, the
-#    runner told to trust it through GIT_SSL_CAINFO); the container, as uid 10001 under tini, must
-#    clone it, `npm ci` and answer HTTP 200 from Vite's dev server; SIGTERM must stop it with 0.
+# 4. Runner image (built with the prebuilt tree of the vite-react-ts template only): a Vite
+#    react-ts app scaffolded with create-vite (in the node base image) with the template's
+#    package.json and lockfile (so npm ci is skipped: the prebuilt tree is used), committed to a
+#    bare repo served over HTTPS with a token (git_https.py, a CA made here, the runner told to
+#    trust it through GIT_SSL_CAINFO); the container, as uid 10001 under tini, must
+#    clone it, check it out into the prebuilt tree and answer HTTP 200 from Vite's dev server;
+#    SIGTERM must stop it with 0.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -100,8 +103,15 @@ log "podman run: ${PODMAN_RUN[*]:1}"
 
 # ---- 2. images ---------------------------------------------------------------------------------
 BUILD=(podman build --isolation=chroot --network=host)
+# The runner image with one small prebuilt template (the shipped default builds all of
+# deploy/runner/templates.json); its npm ci trusts the host's CA bundle, as npm in containers does.
+host_ca="${NODE_EXTRA_CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}"
+RUNNER_BUILD_ARGS=(--build-arg "RUNNER_TEMPLATES=${RUNNER_TEMPLATES:-vite-react-ts}")
+if [ -r "$host_ca" ]; then
+    RUNNER_BUILD_ARGS+=(-v "$(readlink -f "$host_ca"):/ci/host-ca.pem:ro" --build-arg NODE_EXTRA_CA_CERTS=/ci/host-ca.pem)
+fi
 t=$(date +%s)
-"${BUILD[@]}" -t "$RUNNER_TAG" -f deploy/runner/Dockerfile deploy/runner >"$WORK/build-runner.log" 2>&1 \
+"${BUILD[@]}" -t "$RUNNER_TAG" "${RUNNER_BUILD_ARGS[@]}" -f deploy/runner/Dockerfile deploy/runner >"$WORK/build-runner.log" 2>&1 \
     || { show_log "$WORK/build-runner.log"; die "building the runner image failed"; }
 log "runner image $RUNNER_TAG built in $(since "$t")s ($(podman image inspect -f '{{.Size}}' "$RUNNER_TAG" | numfmt --to=si)B)"
 
@@ -213,6 +223,10 @@ t=$(date +%s)
 "${PODMAN_RUN[@]}" --rm --entrypoint sh "$RUNNER_TAG" -c \
     'test -f /usr/local/lib/runner/entrypoint.mjs && test -d /usr/local/lib/runner/lib && test ! -e /usr/local/lib/runner/test && test "$NEXT_TELEMETRY_DISABLED" = 1' \
     || die "runner image: layout (entrypoint.mjs, lib/, no test/, NEXT_TELEMETRY_DISABLED) is wrong"
+prebuilt="$("${PODMAN_RUN[@]}" --rm --entrypoint sh "$RUNNER_TAG" -c 'cat /opt/prebuilt/*/.prebuilt.json; du -sm /opt/prebuilt | cut -f1')" \
+    || die "runner image: no prebuilt dependency tree in /opt/prebuilt"
+case "$prebuilt" in *'"template":"vite-react-ts"'*) ;; *) die "runner image: /opt/prebuilt has no vite-react-ts tree: $prebuilt" ;; esac
+log "runner image: prebuilt dependency tree vite-react-ts ($(printf '%s' "$prebuilt" | tail -n 1) MB)"
 
 # Containers that reach the npm registry trust what the host trusts: a network that intercepts TLS
 # has its CA in the host's bundle (NODE_EXTRA_CA_CERTS), not in the image's.
@@ -233,6 +247,9 @@ mkdir -p "$NPM_CACHE" "$WORK/scaffold"
     || { show_log "$WORK/scaffold.log"; die "scaffolding the Vite app failed"; }
 APP="$WORK/scaffold/app"
 [ -f "$APP/package.json" ] && [ -f "$APP/package-lock.json" ] || die "scaffold has no package.json/package-lock.json"
+# The builder's starter: the template's package.json and lockfile, so the image's prebuilt tree
+# matches and npm ci is skipped (deploy/runner/README.md, "Prebuilt dependencies").
+cp deploy/runner/templates/vite-react-ts/package.json deploy/runner/templates/vite-react-ts/package-lock.json "$APP/"
 vite_spec="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["devDependencies"]["vite"])' "$APP/package.json")"
 log "runner: scaffolded Vite react-ts app (vite $vite_spec) with package-lock.json in $(since "$t")s"
 
@@ -314,8 +331,9 @@ if [ -z "$first" ]; then
 fi
 grep -q 'id="root"' "$WORK/page.html" || die "runner image: the 200 page is not the Vite app's index.html"
 podman logs "$runner" >"$WORK/runner.log" 2>&1
-install_line="$(grep -m1 -E '^\[install\] (added|up to date)' "$WORK/runner.log" || true)"
-log "runner image: first HTTP 200 from Vite's dev server ${first}s after start (clone, npm ci, vite)${install_line:+; $install_line}"
+grep -q 'matches the prebuilt tree of template vite-react-ts: checked out into /opt/prebuilt/.*, npm ci skipped' "$WORK/runner.log" \
+    || { show_log "$WORK/runner.log"; die "runner image: the template's lockfile did not use the prebuilt tree"; }
+log "runner image: first HTTP 200 from Vite's dev server ${first}s after start (clone, prebuilt tree: npm ci skipped, vite)"
 if [ "${#server_token[@]}" -gt 0 ]; then
     grep -q 'POST /ci/app/git-upload-pack HTTP/1.1" 200' "$WORK/git-https.log" \
         || { show_log "$WORK/git-https.log"; die "git server: no authorized clone seen"; }

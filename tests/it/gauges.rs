@@ -72,6 +72,8 @@ async fn cost_gauges_follow_the_machines_and_status_lists_users_by_cost(pool: Pg
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_fly-preview-controller"))
         .args(["status", "--by-user", "--json"])
         .env("DATABASE_URL", url)
+        // the size the harness's machines have (the CLI's default is performance-1x)
+        .env("RUNNER_CPU_KIND", "shared")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -3,6 +3,8 @@
 
 import path from 'node:path';
 
+import { DEFAULT_PREBUILT_DIR } from './prebuilt.mjs';
+
 export class InputError extends Error {
   /**
    * @param {string} variable the environment variable
@@ -290,6 +292,7 @@ export function readConfig(env) {
   const syncIntervalMs = parseDuration(env.SYNC_INTERVAL, 'SYNC_INTERVAL', DEFAULT_SYNC_INTERVAL);
   const installTimeoutMs = parseDuration(env.INSTALL_TIMEOUT, 'INSTALL_TIMEOUT', DEFAULT_INSTALL_TIMEOUT);
   const workdir = absolutePath(env, 'WORKDIR', '/app');
+  const prebuiltDir = env.PREBUILT_DIR === undefined ? DEFAULT_PREBUILT_DIR : env.PREBUILT_DIR === '' ? null : absolutePath(env, 'PREBUILT_DIR', DEFAULT_PREBUILT_DIR);
   const controlSocket = controlSocketPath(env);
   const token = env.GIT_TOKEN === undefined || env.GIT_TOKEN === '' ? null : env.GIT_TOKEN;
   if (token !== null && CONTROL_OR_SPACE.test(token)) {
@@ -305,6 +308,7 @@ export function readConfig(env) {
     syncIntervalMs,
     installTimeoutMs,
     workdir,
+    prebuiltDir,
     controlSocket,
     token,
   };

@@ -5,7 +5,7 @@ export const EXIT_INVALID = 2; // invalid input
 export const EXIT_CLONE = 3; // clone failed
 export const EXIT_INSTALL = 4; // install failed, no package.json, or neither "dev" nor "start" script
 export const EXIT_DEV_CRASHLOOP = 5; // dev server never served at start (keeps dying or never answers)
-export const EXIT_INSTALL_TIMEOUT = 6; // first install exceeded INSTALL_TIMEOUT
+export const EXIT_INSTALL_TIMEOUT = 6; // first install made no progress for INSTALL_TIMEOUT (or ran 6 × it)
 export const EXIT_CRASHLOOP = 7; // dev server failed 5 times within 2 minutes after it once served
 
 // Exit codes of `node entrypoint.mjs sync`.

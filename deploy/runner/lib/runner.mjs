@@ -15,10 +15,11 @@ import {
   EXIT_INVALID,
   EXIT_STOPPED,
 } from './exitcodes.mjs';
-import { clone, effectiveBase, gitEnvFor, revParse } from './git.mjs';
+import { clone, effectiveBase, gitEnvFor, resetHard, revParse } from './git.mjs';
 import { install, installFailureMessage } from './install.mjs';
 import { SECRET_ENV, createLogger, makeRedactor } from './log.mjs';
 import { planTree } from './pkgmanager.mjs';
+import { adoptPrebuilt, findPrebuilt } from './prebuilt.mjs';
 import { ProcessGroups } from './procgroup.mjs';
 import { startFrontProxy, stopFrontProxy } from './proxy.mjs';
 import { PreviewState } from './state.mjs';
@@ -206,8 +207,9 @@ export async function main(ctx = createContext()) {
   if (ctx.shuttingDown) return;
   const cloned = await cloneFirst(ctx);
   if (cloned === null) return;
-  const plan = await installFirst(ctx, cloned.dir);
-  if (plan === null) return;
+  const prebuilt = await usePrebuilt(ctx, cloned.dir);
+  if (prebuilt !== null) cloned.dir = prebuilt;
+  else if ((await installFirst(ctx, cloned.dir)) === null) return;
   const dev = new DevServer(ctx, cloned.dir);
   const cannot = dev.start();
   if (cannot) {
@@ -256,6 +258,27 @@ async function installFirst(ctx, dir) {
     return null;
   }
   return plan;
+}
+
+/**
+ * The clone checked out into the image's prebuilt dependency tree for its lockfile (prebuilt.mjs):
+ * that tree's folder, or null (no match, or the move failed: install as usual).
+ */
+async function usePrebuilt(ctx, dir) {
+  const plan = planTree(dir, ctx.cfg);
+  if (plan.error || ctx.cfg.rootDirectory !== null) return null;
+  const found = findPrebuilt(ctx.cfg.prebuiltDir, dir, plan);
+  if (found === null) return null;
+  const what = found.template ? `template ${found.template}` : `lockfile ${found.key.slice(0, 12)}`;
+  ctx.state.set('installing', `dependencies prebuilt in the image (${what}): npm ci skipped`);
+  const why = await adoptPrebuilt(dir, found, (d) => resetHard(ctx, d, 'HEAD'));
+  if (why !== null) {
+    ctx.log.runner(`prebuilt dependencies not used: ${why}; installing`);
+    return null;
+  }
+  pointRepoLink(ctx.cfg.workdir, found.dir);
+  ctx.log.runner(`package-lock.json matches the prebuilt tree of ${what}: checked out into ${found.dir}, npm ci skipped`);
+  return found.dir;
 }
 
 /** main() with unexpected errors turned into a fatal exit. */
