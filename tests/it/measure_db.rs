@@ -81,13 +81,32 @@ fn expanded(claim: &str) -> String {
     )
 }
 
-/// Median of 11 `Execution Time`s of EXPLAIN ANALYZE (each rolled back): the database's own
-/// time for the claim, without the client and the network.
-async fn server_time(pool: &PgPool, claim: &str) -> Duration {
-    let mut times = Vec::new();
-    for _ in 0..11 {
-        let mut tx = pool.begin().await.unwrap();
-        let explain = format!("EXPLAIN (ANALYZE) {claim}");
+/// The triggers as they were before migration 20261208000300 (no WHEN clauses), recreated
+/// inside the measuring transaction (rolled back): the claim's cost with them, for comparison.
+const TRIGGERS_BEFORE: &str = "\
+DROP TRIGGER fly_preview_apps_10_update ON public.fly_preview_apps;
+CREATE TRIGGER fly_preview_apps_10_update BEFORE UPDATE ON public.fly_preview_apps
+  FOR EACH ROW EXECUTE FUNCTION public.fly_preview_apps_on_update();
+DROP TRIGGER fly_preview_apps_15_derived ON public.fly_preview_apps;
+CREATE TRIGGER fly_preview_apps_15_derived BEFORE INSERT OR UPDATE ON public.fly_preview_apps
+  FOR EACH ROW EXECUTE FUNCTION public.fly_preview_apps_derived();
+DROP TRIGGER fly_preview_apps_90_notify_update ON public.fly_preview_apps;
+DROP TRIGGER fly_preview_apps_90_notify ON public.fly_preview_apps;
+CREATE TRIGGER fly_preview_apps_90_notify AFTER INSERT OR DELETE OR UPDATE ON public.fly_preview_apps
+  FOR EACH ROW EXECUTE FUNCTION public.fly_preview_apps_notify();";
+
+/// Median of 11 `Execution Time`s of EXPLAIN (ANALYZE, BUFFERS), each rolled back, after
+/// `prelude` in the same transaction: the database's own time for the claim, without the
+/// client and the network; and the shared buffers the claim touched (its median run's).
+/// The connection runs one untimed claim first (PL/pgSQL functions are compiled once per
+/// session, as in the daemon's pooled connections).
+async fn server_time(pool: &PgPool, claim: &str, prelude: &str) -> (Duration, u64) {
+    let mut conn = pool.acquire().await.unwrap();
+    let mut runs = Vec::new();
+    for i in 0..12 {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(prelude.to_string())).execute(&mut *tx).await.unwrap();
+        let explain = format!("EXPLAIN (ANALYZE, BUFFERS) {claim}");
         let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
             .bind("measure")
             .bind(16i64)
@@ -100,9 +119,14 @@ async fn server_time(pool: &PgPool, claim: &str) -> Duration {
         tx.rollback().await.unwrap();
         let ms = plan.iter().find_map(|l| l.strip_prefix("Execution Time: "));
         let ms: f64 = ms.and_then(|m| m.trim_end_matches(" ms").parse().ok()).unwrap();
-        times.push(Duration::from_secs_f64(ms / 1000.0));
+        let hits = plan.iter().find_map(|l| l.trim().strip_prefix("Buffers: shared hit="));
+        let hits = hits.and_then(|h| h.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+        if i > 0 {
+            runs.push((Duration::from_secs_f64(ms / 1000.0), hits));
+        }
     }
-    median(times)
+    runs.sort();
+    runs[runs.len() / 2]
 }
 
 async fn measure_claim(pool: PgPool, n: i64) {
@@ -113,11 +137,17 @@ async fn measure_claim(pool: PgPool, n: i64) {
         .unwrap();
     println!("claim of 16 at {due} due rows: median {:?}", claim_time(&pool, None).await);
     let new = expanded(include_str!("../../src/store/sql/claim.sql"));
-    println!("  server-side execution: median {:?}", server_time(&pool, &new).await);
+    for _ in 0..2 {
+        let (t, hits) = server_time(&pool, &new, "").await;
+        println!("  server-side execution: median {t:?}, {hits} shared buffers");
+        let (t, hits) = server_time(&pool, &new, TRIGGERS_BEFORE).await;
+        println!("  with the triggers before 20261208000300: median {t:?}, {hits} shared buffers");
+    }
     if let Some(old) = old_claim() {
         let t = claim_time(&pool, Some(&old)).await;
         println!("  the claim of 5bfd9a4 at {due} due rows: median {t:?}");
-        println!("  server-side execution: median {:?}", server_time(&pool, &old).await);
+        let (t, hits) = server_time(&pool, &old, "").await;
+        println!("  server-side execution: median {t:?}, {hits} shared buffers");
     }
 }
 
