@@ -93,3 +93,14 @@ create trigger fly_preview_apps_90_notify_update after update on public.fly_prev
   for each row
   when (new.generation <> old.generation or new.revision is distinct from old.revision)
   execute function public.fly_preview_apps_notify();
+
+-- The rows holding a quota slot (src/store/sql/active_previews.sql, the same predicate written
+-- out literally): admitting or refusing a row counts only these, not the user's pending or
+-- parked rows, so a refusal costs the same with 20 or 20,000 rows waiting.
+create index if not exists fly_preview_apps_slot_idx
+  on public.fly_preview_apps (user_id)
+  where (desired_state = 'running'
+         and status_reason is distinct from 'QuotaExceeded'
+         and (status in ('initializing', 'running', 'error')
+              or (status = 'pending' and fly_machine_id is not null)))
+     or (desired_state = 'stopped' and fly_machine_id is not null);
