@@ -149,9 +149,11 @@ async fn idle_cost(admin: &PgPool, db: &str, secs: u64) -> (f64, i64, f64, Vec<S
 }
 
 /// The daemon's production intervals (POLL_INTERVAL 30 s, DRIFT_INTERVAL 15 s,
-/// FULL_RESYNC_INTERVAL 10 min, stats every 30 s, LEASE_DURATION 8 s), quota 10.
+/// FULL_RESYNC_INTERVAL 10 min, stats every 30 s, LEASE_DURATION 8 s, the sync lane's
+/// defaults: a sweep every 30 s when idle), quota 10.
 fn production_intervals() -> Settings {
     let mut s = Settings::for_tests("personal");
+    s.sync = Default::default();
     s.max_previews_per_user = 10;
     s.poll_interval = Duration::from_secs(30);
     s.drift_interval = Duration::from_secs(15);
