@@ -32,6 +32,10 @@ pub async fn migrate(a: &MigrateArgs) -> Result<(), CliError> {
         print!("{}", store::migrate::dry_run(&pool).await?);
         return Ok(());
     }
+    if a.rehearse {
+        print!("{}", store::migrate::rehearse(&pool).await?);
+        return Ok(());
+    }
     let applied = store::migrate::run(&pool).await?;
     if applied.is_empty() {
         println!("migrate: database is up to date (nothing applied)");

@@ -191,9 +191,13 @@ pub struct RunArgs {
 pub struct MigrateArgs {
     #[command(flatten)]
     pub db: DbArgs,
-    /// Print what would change, change nothing.
-    #[arg(long)]
+    /// Print the pending migrations and the tables they change; read only, takes no lock.
+    #[arg(long, conflicts_with = "rehearse")]
     pub dry_run: bool,
+    /// Print the exact schema difference and the backfilled rows, by applying the pending
+    /// migrations in a transaction and rolling back (takes their locks, at most 100 ms each).
+    #[arg(long)]
+    pub rehearse: bool,
 }
 
 #[derive(Debug, Args)]

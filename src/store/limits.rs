@@ -34,13 +34,6 @@ async fn active(
     let n = sqlx::query_scalar::<_, i64>(named_query!("active_previews"))
         .bind(user)
         .bind(except)
-        .bind(DesiredState::Running)
-        .bind(Status::Initializing)
-        .bind(Status::Running)
-        .bind(Status::Error)
-        .bind(Reason::QuotaExceeded)
-        .bind(Status::Pending)
-        .bind(DesiredState::Stopped)
         .fetch_one(&mut **tx)
         .await?;
     Ok(n)

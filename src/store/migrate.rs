@@ -1,5 +1,6 @@
-//! Applying the embedded migrations, and a dry run that applies them inside a transaction,
-//! reports the difference in the schema and the backfilled rows, and rolls everything back.
+//! Applying the embedded migrations; a dry run that only reads ([`dry_run`]); and a rehearsal
+//! that applies them inside a transaction, reports the difference in the schema and the
+//! backfilled rows, and rolls everything back ([`rehearse`]).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -10,6 +11,9 @@ use sqlx::postgres::{PgConnection, PgPool};
 
 use super::{MIGRATOR, StoreError};
 
+mod dry;
+pub use dry::{dry_run, tables_changed};
+
 /// Where the migration bookkeeping lives (set in `sqlx.toml`, which `sqlx::migrate!()` and
 /// `#[sqlx::test]` read): a schema PostgREST does not expose.
 pub const MIGRATIONS_TABLE: &str = "fly_preview_controller._sqlx_migrations";
@@ -18,7 +22,7 @@ pub const LEGACY_MIGRATIONS_TABLE: &str = "public._sqlx_migrations";
 
 /// Moves `public._sqlx_migrations` of an existing install into the controller's schema, with
 /// its history, so the migrator finds it there. Runs on the caller's connection (inside the
-/// dry run's transaction too); serialized by a transaction-level advisory lock.
+/// rehearsal's transaction too); serialized by a transaction-level advisory lock.
 const MOVE_LEGACY: &str = "\
 DO $$
 BEGIN
@@ -174,17 +178,18 @@ async fn snapshot(conn: &mut sqlx::PgConnection) -> Result<BTreeSet<String>, Sto
     Ok(rows.into_iter().flatten().collect())
 }
 
-/// The dry run never queues behind the web app: a lock that is not free at once (100 ms) ends
-/// it, and the web app's queries queue behind it at most that long.
-const DRY_RUN_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '100ms'";
+/// The rehearsal never queues behind the web app for long: a lock that is not free within
+/// 100 ms ends it, and the web app's queries queue behind it at most that long.
+const REHEARSAL_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '100ms'";
 
-/// Applies the pending migrations in a transaction, reports, and rolls back. It holds the
-/// migrations' locks only while it applies and rolls back, and only takes locks that are free
-/// (see [`DRY_RUN_LOCK_TIMEOUT`]).
-pub async fn dry_run(pool: &PgPool) -> Result<String, StoreError> {
+/// `migrate --rehearse`: applies the pending migrations in a transaction, reports the schema
+/// difference and the backfilled rows, and rolls back. Unlike [`dry_run`] it takes the
+/// migrations' locks (only while it applies and rolls back, and only locks that are free within
+/// 100 ms, see [`REHEARSAL_LOCK_TIMEOUT`]).
+pub async fn rehearse(pool: &PgPool) -> Result<String, StoreError> {
     let pending: Vec<String> =
         pending(pool).await?.iter().map(|m| format!("{} {}", m.version, m.description)).collect();
-    let mut out = String::from("migrate --dry-run: nothing below has been changed.\n");
+    let mut out = String::from("migrate --rehearse: nothing below has been changed.\n");
     if pending.is_empty() {
         out.push_str("All migrations are applied; `migrate` would change nothing.\n");
         return Ok(out);
@@ -193,7 +198,7 @@ pub async fn dry_run(pool: &PgPool) -> Result<String, StoreError> {
     pending.iter().for_each(|p| out.push_str(&format!("  {p}\n")));
     let mut conn = pool.acquire().await?;
     let mut tx = conn.begin().await?;
-    sqlx::raw_sql(DRY_RUN_LOCK_TIMEOUT).execute(&mut *tx).await?;
+    sqlx::raw_sql(REHEARSAL_LOCK_TIMEOUT).execute(&mut *tx).await?;
     let before = snapshot(&mut tx).await?;
     move_legacy(&mut tx).await?;
     match MIGRATOR.run(&mut *tx).await {

@@ -25,6 +25,7 @@ mod fly_client_wait;
 mod fly_outage;
 mod gauges;
 mod isolation;
+mod legacy_bounds;
 mod limits;
 mod measure_db;
 mod measure_expiry;

@@ -81,13 +81,32 @@ fn expanded(claim: &str) -> String {
     )
 }
 
-/// Median of 11 `Execution Time`s of EXPLAIN ANALYZE (each rolled back): the database's own
-/// time for the claim, without the client and the network.
-async fn server_time(pool: &PgPool, claim: &str) -> Duration {
-    let mut times = Vec::new();
-    for _ in 0..11 {
-        let mut tx = pool.begin().await.unwrap();
-        let explain = format!("EXPLAIN (ANALYZE) {claim}");
+/// The triggers as they were before migration 20261208000300 (no WHEN clauses): the claim's
+/// cost with them, for comparison (recreated in the measurement's own database, after the
+/// figures of the current ones).
+const TRIGGERS_BEFORE: &str = "\
+DROP TRIGGER fly_preview_apps_10_update ON public.fly_preview_apps;
+CREATE TRIGGER fly_preview_apps_10_update BEFORE UPDATE ON public.fly_preview_apps
+  FOR EACH ROW EXECUTE FUNCTION public.fly_preview_apps_on_update();
+DROP TRIGGER fly_preview_apps_15_derived ON public.fly_preview_apps;
+CREATE TRIGGER fly_preview_apps_15_derived BEFORE INSERT OR UPDATE ON public.fly_preview_apps
+  FOR EACH ROW EXECUTE FUNCTION public.fly_preview_apps_derived();
+DROP TRIGGER fly_preview_apps_90_notify_update ON public.fly_preview_apps;
+DROP TRIGGER fly_preview_apps_90_notify ON public.fly_preview_apps;
+CREATE TRIGGER fly_preview_apps_90_notify AFTER INSERT OR DELETE OR UPDATE ON public.fly_preview_apps
+  FOR EACH ROW EXECUTE FUNCTION public.fly_preview_apps_notify();";
+
+/// Median of 11 `Execution Time`s of EXPLAIN (ANALYZE, BUFFERS), each rolled back: the
+/// database's own time for the claim, without the
+/// client and the network; and the shared buffers the claim touched (its median run's).
+/// The connection runs one untimed claim first (PL/pgSQL functions are compiled once per
+/// session, as in the daemon's pooled connections).
+async fn server_time(pool: &PgPool, claim: &str) -> (Duration, u64) {
+    let mut conn = pool.acquire().await.unwrap();
+    let mut runs = Vec::new();
+    for i in 0..12 {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+        let explain = format!("EXPLAIN (ANALYZE, BUFFERS) {claim}");
         let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
             .bind("measure")
             .bind(16i64)
@@ -100,9 +119,57 @@ async fn server_time(pool: &PgPool, claim: &str) -> Duration {
         tx.rollback().await.unwrap();
         let ms = plan.iter().find_map(|l| l.strip_prefix("Execution Time: "));
         let ms: f64 = ms.and_then(|m| m.trim_end_matches(" ms").parse().ok()).unwrap();
-        times.push(Duration::from_secs_f64(ms / 1000.0));
+        let top = plan.iter().find_map(|l| l.trim().strip_prefix("Buffers: shared "));
+        let hits = top.unwrap_or("").split_whitespace().filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            if matches!(k, "hit" | "read") { v.parse::<u64>().ok() } else { None }
+        });
+        let hits = hits.sum();
+        if i > 0 {
+            runs.push((Duration::from_secs_f64(ms / 1000.0), hits));
+        }
     }
-    median(times)
+    runs.sort();
+    runs[runs.len() / 2]
+}
+
+/// CPU seconds (user + system) the backend process `pid` has used (the database runs on this
+/// machine); 10 ms resolution.
+fn backend_cpu(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// The backend's CPU time per claim (as the daemon runs it: a prepared statement on a pooled
+/// connection), averaged over 300 claims, each rolled back: unlike the
+/// execution time, the CPU the claim costs does not grow with the load of the machine.
+async fn cpu_per_claim(pool: &PgPool, claim: &str) -> Duration {
+    const N: u32 = 300;
+    let mut conn = pool.acquire().await.unwrap();
+    let pid: i32 =
+        sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *conn).await.unwrap();
+    let mut cpu = 0.0;
+    for i in 0..=N {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+        let before = backend_cpu(pid);
+        let ids: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(claim.to_string()))
+            .bind("measure")
+            .bind(16i64)
+            .bind(300.0f64)
+            .bind(Status::Initializing)
+            .bind(2i64)
+            .fetch_all(&mut *tx)
+            .await
+            .unwrap();
+        if i > 0 {
+            cpu += backend_cpu(pid) - before;
+        }
+        assert_eq!(ids.len(), 16);
+        tx.rollback().await.unwrap();
+    }
+    Duration::from_secs_f64(cpu / f64::from(N))
 }
 
 async fn measure_claim(pool: PgPool, n: i64) {
@@ -113,11 +180,22 @@ async fn measure_claim(pool: PgPool, n: i64) {
         .unwrap();
     println!("claim of 16 at {due} due rows: median {:?}", claim_time(&pool, None).await);
     let new = expanded(include_str!("../../src/store/sql/claim.sql"));
-    println!("  server-side execution: median {:?}", server_time(&pool, &new).await);
+    let (t, hits) = server_time(&pool, &new).await;
+    println!("  server-side execution: median {t:?}, {hits} shared buffers");
+    let cpu = cpu_per_claim(&pool, &new).await;
+    println!("  the backend's CPU per claim (300 claims): {cpu:?}");
+    sqlx::raw_sql(TRIGGERS_BEFORE).execute(&pool).await.unwrap();
+    let (t, hits) = server_time(&pool, &new).await;
+    let cpu = cpu_per_claim(&pool, &new).await;
+    println!(
+        "  with the triggers before 20261208000300: median {t:?}, {hits} shared buffers; \
+         CPU per claim {cpu:?}"
+    );
     if let Some(old) = old_claim() {
         let t = claim_time(&pool, Some(&old)).await;
         println!("  the claim of 5bfd9a4 at {due} due rows: median {t:?}");
-        println!("  server-side execution: median {:?}", server_time(&pool, &old).await);
+        let (t, hits) = server_time(&pool, &old).await;
+        println!("  server-side execution: median {t:?}, {hits} shared buffers");
     }
 }
 

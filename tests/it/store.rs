@@ -274,8 +274,11 @@ async fn migrate_twice_is_a_no_op(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = false)]
-async fn dry_run_changes_nothing(pool: PgPool) {
-    let report = store::migrate::dry_run(&pool).await.unwrap();
+async fn dry_run_and_rehearsal_change_nothing(pool: PgPool) {
+    let dry = store::migrate::dry_run(&pool).await.unwrap();
+    assert!(dry.contains(&format!("Pending migrations ({})", migration_count())), "{dry}");
+    assert!(dry.contains("  20261125000002 fly preview apps\n"), "{dry}");
+    let report = store::migrate::rehearse(&pool).await.unwrap();
     assert!(report.contains("+ column desired_state text not null"), "{report}");
     assert!(report.contains("+ policy \"fly_preview_apps_select_own\""), "{report}");
     let exists: bool =

@@ -22,14 +22,14 @@ async fn seed(pool: &PgPool) {
 async fn migrate_upgrades_the_existing_table_in_place(pool: PgPool) {
     seed(&pool).await;
     let before: String = sqlx::query_scalar(ORIGINAL).fetch_one(&pool).await.unwrap();
-    let report = store::migrate::dry_run(&pool).await.unwrap();
+    let report = store::migrate::rehearse(&pool).await.unwrap();
     assert!(report.contains("+ column desired_state"), "{report}");
     assert!(report.contains("- policy \"Users can view their own preview apps\""), "{report}");
     assert!(report.contains("stopped -> desired_state stopped: 1"), "{report}");
     assert_eq!(
         sqlx::query_scalar::<_, String>(ORIGINAL).fetch_one(&pool).await.unwrap(),
         before,
-        "dry run changed nothing"
+        "the rehearsal changed nothing"
     );
     assert_eq!(store::migrate::run(&pool).await.unwrap().len(), store::MIGRATOR.iter().count());
     assert!(store::migrate::run(&pool).await.unwrap().is_empty(), "second run is a no-op");
@@ -183,7 +183,7 @@ async fn migrate_moves_the_previous_releases_bookkeeping_out_of_public(pool: PgP
         crate::support::migrations_from(SEAM),
         "the previous release's database lacks the seam and what came after it"
     );
-    let report = store::migrate::dry_run(&pool).await.unwrap();
+    let report = store::migrate::rehearse(&pool).await.unwrap();
     assert!(report.contains("- table public._sqlx_migrations"), "{report}");
     assert!(report.contains("+ table fly_preview_controller._sqlx_migrations"), "{report}");
     assert!(report.contains("+ table fly_preview_controller.leader"), "{report}");
@@ -192,7 +192,7 @@ async fn migrate_moves_the_previous_releases_bookkeeping_out_of_public(pool: PgP
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert!(still, "the dry run moved nothing");
+    assert!(still, "the rehearsal moved nothing");
 
     assert_eq!(
         store::migrate::run(&pool).await.unwrap(),

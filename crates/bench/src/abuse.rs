@@ -2,7 +2,8 @@
 //! redeploy budget on): one user inserts 2,000 rows at once and toggles one row between
 //! `stopped` and `pending` 500 times within a minute; a second user inserts one row during
 //! it. Reported: that row's time to `running` against the same kind of row on the idle
-//! system, and the Fly calls the abuser caused.
+//! system, the second user's stop (request → machine destroyed, row `stopped`) idle and during
+//! the abuse, and the Fly calls the abuser caused.
 
 use std::time::Duration;
 
@@ -39,7 +40,15 @@ pub struct AbuseRun {
     pub quota_refusals: f64,
     pub throttled: f64,
     pub rate_limited: u64,
+    /// The victim's stop on the idle system: request → `stopped` (machine destroyed), seconds
+    /// (database clock).
+    pub idle_stop: f64,
+    /// The victim's stop during the abuse (toggles still running).
+    pub victim_stop: f64,
 }
+
+/// The stop goal of issue 23: another user's stop during the abuse.
+pub const STOP_GOAL_SECS: f64 = 0.1;
 
 pub async fn run(a: &BenchArgs, admin: &sqlx::PgPool) -> anyhow::Result<AbuseRun> {
     let db = BenchDb::recreate(admin, &a.database_url, &a.db_name).await?;
@@ -57,6 +66,7 @@ async fn scenario(
 ) -> anyhow::Result<AbuseRun> {
     let (idle, _) = db.insert_one(VICTIM, "idle-reference").await?;
     let idle_ttr = ttr(db, idle).await?;
+    let idle_stop = stop(db, idle).await?;
     let (toggled, _) = db.insert_one(ABUSER, "toggled").await?;
     ttr(db, toggled).await?;
     let log_from = sim.request_log().len();
@@ -67,6 +77,9 @@ async fn scenario(
     tokio::time::sleep(VICTIM_AFTER).await;
     let (victim, _) = db.insert_one(VICTIM, "during-abuse").await?;
     let victim_ttr = ttr(db, victim).await?;
+    anyhow::ensure!(!toggler.is_finished(), "the abuse ended before the victim's stop");
+    let victim_stop = stop(db, victim).await?;
+    eprintln!("bench: abuse: victim's stop {victim_stop:.3} s (idle {idle_stop:.3} s)");
     let toggles_sent_in = toggler.await.context("toggler")??;
     eprintln!("bench: abuse: toggles sent in {:.1} s", toggles_sent_in.as_secs_f64());
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(started.elapsed())).await;
@@ -94,6 +107,8 @@ async fn scenario(
         quota_refusals: metric_sum(&metrics, "fly_preview_quota_refusals_total", None),
         throttled: metric_sum(&metrics, "fly_preview_redeploys_throttled_total", None),
         rate_limited: sim.stats().rate_limited_total,
+        idle_stop,
+        victim_stop,
     })
 }
 
@@ -120,17 +135,39 @@ pub async fn ttr(db: &BenchDb, id: Uuid) -> anyhow::Result<f64> {
 
 /// [`ttr`] on a pool of the bench database (for spawned probes).
 pub async fn ttr_pool(pool: &sqlx::PgPool, id: Uuid) -> anyhow::Result<f64> {
+    until(pool, id, Status::Running).await
+}
+
+/// The web app's stop of a running row (`status = 'stopped'`); its request → `stopped` time in
+/// seconds (database clock; the controller writes `stopped` once the machine is destroyed).
+async fn stop(db: &BenchDb, id: Uuid) -> anyhow::Result<f64> {
+    db.set_status(id, "stopped").await?;
+    until(&db.pool, id, Status::Stopped).await
+}
+
+/// Waits until the row has `status` at its generation; request → that status, in seconds.
+async fn until(pool: &sqlx::PgPool, id: Uuid, status: Status) -> anyhow::Result<f64> {
     let sql = "SELECT extract(epoch FROM last_transition_at - requested_at)::float8 \
                FROM public.fly_preview_apps \
                WHERE id = $1 AND status = $2 AND observed_generation = generation";
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let t: Option<f64> =
-            sqlx::query_scalar(sql).bind(id).bind(Status::Running).fetch_optional(pool).await?;
+            sqlx::query_scalar(sql).bind(id).bind(status).fetch_optional(pool).await?;
         if let Some(t) = t {
             return Ok(t);
         }
-        anyhow::ensure!(Instant::now() < deadline, "row {id} did not reach running in 300 s");
+        anyhow::ensure!(Instant::now() < deadline, "row {id} did not reach {status:?} in 300 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The report lines of the stops (appended to the abuse section).
+pub fn stop_report(a: &AbuseRun) -> String {
+    let met = if a.victim_stop < STOP_GOAL_SECS { "met" } else { "**missed**" };
+    format!(
+        "The second user's stop (request → machine destroyed, row `stopped`; database clock): \
+         {:.3} s on the idle system, {:.3} s during the abuse (goal < {STOP_GOAL_SECS} s: {met}).\n\n",
+        a.idle_stop, a.victim_stop
+    )
 }

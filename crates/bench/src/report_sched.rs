@@ -65,7 +65,7 @@ pub fn abuse(a: Option<&AbuseRun>) -> String {
         a.rate_limited,
         a.toggles_sent_in.as_secs_f64()
     );
-    o
+    o + "\n" + &super::abuse::stop_report(a)
 }
 
 fn line(o: &mut String, target: &str, value: impl std::fmt::Display, ok: bool) {
