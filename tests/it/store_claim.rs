@@ -42,6 +42,34 @@ async fn one_users_backlog_does_not_starve_another_users_first_row(pool: PgPool)
     assert!(ids.contains(&backlog[0]), "and the backlog's oldest row: {ids:?}");
 }
 
+/// Scenario "three users at the row cap, then a newcomer": 4 × 80 earlier-due new rows fill
+/// both due-order windows (256 rows each); the newcomer's first row is still claimed at once.
+#[sqlx::test]
+async fn a_newcomers_first_row_is_claimed_behind_more_than_a_window_of_other_users_rows(
+    pool: PgPool,
+) {
+    for u in 0..4 {
+        sqlx::query(
+            "INSERT INTO public.fly_preview_apps (user_id, project_id, fly_app_name, status, github_repo_url, github_branch) \
+             SELECT md5('backlog-' || $1::int)::uuid, 'p-' || g, 'x', 'pending', $2, 'main' \
+             FROM generate_series(1, 80) g",
+        )
+        .bind(u)
+        .bind(REPO)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE public.fly_preview_apps SET next_attempt_at = now() - interval '1 minute'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let newcomer = insert_row(&pool, USER_B, "first", Some(REPO), "main").await;
+    let s = Store::new(pool.clone(), "a");
+    let ids: Vec<Uuid> = s.claim(5, LEASE, NO_CAP).await.unwrap().iter().map(|r| r.id).collect();
+    assert!(ids.contains(&newcomer), "the newcomer's row is among the first five: {ids:?}");
+}
+
 #[sqlx::test]
 async fn work_people_wait_for_goes_before_retries_and_verification(pool: PgPool) {
     let retry = insert_row(&pool, USER_A, "r", Some(REPO), "main").await;

@@ -8,14 +8,17 @@
 -- cannot starve another's first preview. Then by due time. A user never has more than $5
 -- rows leased at once (counting leases already held), so one account cannot fill every
 -- worker and database connection either.
--- The cost is bounded by two windows, never by the number of due rows: the 256 earliest-due
+-- The cost is bounded by three windows, never by the number of due rows: the 256 earliest-due
 -- rows people wait for (a new row, a spec change, a status request, a deploy in progress with
 -- no failure yet; read in order from the partial index fly_preview_apps_wanted_due_idx, whose
 -- predicate is written out literally below so the planner can use it), and the 256
--- earliest-due rows of any kind (fly_preview_apps_due_idx). Ranking and round-robin happen
--- within those windows; rows beyond them are reached as the front is worked off.
+-- earliest-due rows of any kind (fly_preview_apps_due_idx), and each user's earliest row people
+-- wait for (a skip scan over fly_preview_apps_wanted_user_idx: two probes per user that has such
+-- rows, at most 64 users from a random start), so a newcomer's first row is a candidate however many earlier rows
+-- other users have due. Ranking and round-robin happen within those windows; rows beyond them
+-- are reached as the front is worked off.
 -- $1 owner, $2 limit, $3 lease seconds, $4 the 'initializing' status, $5 per-user cap
-WITH wanted AS (
+WITH RECURSIVE wanted AS (
     SELECT id, user_id, next_attempt_at, attempts, status, generation, observed_generation
     FROM public.fly_preview_apps
     WHERE next_attempt_at <= now()
@@ -32,6 +35,65 @@ oldest AS (
     ORDER BY next_attempt_at
     LIMIT 256
 ),
+-- Users with rows people wait for, in user_id order from a random starting point, wrapping
+-- around once, at most 64 per claim: every such user is visited when there are at most 64,
+-- and a random 64 of them otherwise.
+start AS (SELECT gen_random_uuid() AS user_id),
+users (user_id, n, wrapped) AS (
+    (SELECT f.user_id, 1, f.wrapped
+     FROM (
+        (SELECT a.user_id, false AS wrapped
+         FROM public.fly_preview_apps a
+         WHERE a.attempts = 0 AND (a.observed_generation < a.generation OR a.status = 'initializing')
+           AND a.user_id >= (SELECT user_id FROM start)
+         ORDER BY a.user_id
+         LIMIT 1)
+        UNION ALL
+        (SELECT a.user_id, true
+         FROM public.fly_preview_apps a
+         WHERE a.attempts = 0 AND (a.observed_generation < a.generation OR a.status = 'initializing')
+         ORDER BY a.user_id
+         LIMIT 1)
+    ) f
+     LIMIT 1)
+    UNION ALL
+    SELECT nxt.user_id, u.n + 1, nxt.wrapped
+    FROM users u
+    CROSS JOIN LATERAL (
+        SELECT * FROM (
+            (SELECT a.user_id, u.wrapped AS wrapped
+             FROM public.fly_preview_apps a
+             WHERE a.attempts = 0 AND (a.observed_generation < a.generation OR a.status = 'initializing')
+               AND a.user_id > u.user_id
+             ORDER BY a.user_id
+             LIMIT 1)
+            UNION ALL
+            (SELECT a.user_id, true
+             FROM public.fly_preview_apps a
+             WHERE NOT u.wrapped
+               AND a.attempts = 0 AND (a.observed_generation < a.generation OR a.status = 'initializing')
+             ORDER BY a.user_id
+             LIMIT 1)
+        ) candidates
+        LIMIT 1
+    ) nxt
+    WHERE u.n < 64
+      AND NOT (nxt.wrapped AND nxt.user_id >= (SELECT user_id FROM start))
+),
+firsts AS (
+    SELECT f.*
+    FROM users u
+    CROSS JOIN LATERAL (
+        SELECT id, user_id, next_attempt_at, attempts, status, generation, observed_generation
+        FROM public.fly_preview_apps a
+        WHERE a.user_id = u.user_id
+          AND a.attempts = 0 AND (a.observed_generation < a.generation OR a.status = 'initializing')
+          AND a.next_attempt_at <= now()
+          AND (a.lease_expires_at IS NULL OR a.lease_expires_at < now())
+        ORDER BY a.next_attempt_at
+        LIMIT 1
+    ) f
+),
 due AS (
     SELECT id,
            user_id,
@@ -40,7 +102,7 @@ due AS (
                 WHEN status = $4 AND observed_generation = generation THEN 0
                 WHEN observed_generation < generation THEN 1
                 ELSE 2 END AS priority
-    FROM (SELECT * FROM wanted UNION SELECT * FROM oldest) AS window_rows
+    FROM (SELECT * FROM wanted UNION SELECT * FROM oldest UNION SELECT * FROM firsts) AS window_rows
 ),
 leased AS (
     SELECT user_id, count(*) AS n
