@@ -1,7 +1,8 @@
 //! Idle expiry and wake on open, decided (pure): a settled running preview nobody opened for
 //! `PREVIEW_IDLE_TTL` is torn down (status `stopped`, reason `Expired`); a user's open of a
 //! running preview (the open trigger's `WakeRequested`) starts its machine if Fly's autostop
-//! suspended or stopped it. The executor is [`idle`](crate::preview::idle).
+//! suspended or stopped it, and a wake whose Fly call failed is retried until it succeeds
+//! (within [`WAKE_RETRY_WINDOW`] of the open). The executor is [`idle`](crate::preview::idle).
 //!
 //! # Guarantees
 //! A settled running row is due exactly when it expires ([`due`]), so no sweep reads the
@@ -60,9 +61,23 @@ pub fn step(ttl: Duration, row: &PreviewRow, now: DateTime<Utc>) -> Idle {
     match row.status {
         Status::Stopped if row.status_reason == Some(Reason::Expired) => Idle::StayExpired,
         Status::Running if due(ttl, row).is_some_and(|d| d <= now) => Idle::Expire,
-        Status::Running if row.status_reason == Some(Reason::WakeRequested) => Idle::Wake,
+        Status::Running if wake_asked(row, now) => Idle::Wake,
         _ => Idle::Active,
     }
+}
+
+/// How long after an open a retried pass still wakes the machine (a wake whose Fly call failed
+/// is retried with the failure's reason in place of `WakeRequested`).
+pub const WAKE_RETRY_WINDOW: Duration = Duration::from_secs(300);
+
+/// The user opened the preview (`WakeRequested`), or opened it within [`WAKE_RETRY_WINDOW`]
+/// and the wake is being retried after a failure.
+fn wake_asked(row: &PreviewRow, now: DateTime<Utc>) -> bool {
+    if row.status_reason == Some(Reason::WakeRequested) {
+        return true;
+    }
+    let window = chrono::Duration::from_std(WAKE_RETRY_WINDOW).unwrap_or_default();
+    row.attempts > 0 && row.opened_at.is_some_and(|o| now - o <= window)
 }
 
 /// What the builder shows on an expired preview.

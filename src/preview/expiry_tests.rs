@@ -67,6 +67,16 @@ fn only_a_settled_running_row_expires_or_wakes() {
 }
 
 #[test]
+fn a_wake_that_failed_is_retried_within_the_window_after_the_open() {
+    let failed = PreviewRow { attempts: 1, ..running(1, Some(0), Reason::FlyUnavailable) };
+    assert_eq!(step(WEEK, &failed, now()), Idle::Wake, "opened just now, retrying");
+    let later = now() + Span::seconds(301);
+    assert_eq!(step(WEEK, &failed, later), Idle::Active, "past the window: the deploy path");
+    let settled = PreviewRow { attempts: 0, ..failed };
+    assert_eq!(step(WEEK, &settled, now()), Idle::Active, "no retry: nothing to wake");
+}
+
+#[test]
 fn the_message_says_the_ttl_as_people_do() {
     assert_eq!(message(WEEK), "stopped after 7 days unused; opening the project starts it again");
     assert!(message(Duration::from_secs(86_400)).contains("after 1 day unused"));

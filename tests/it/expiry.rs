@@ -188,6 +188,39 @@ async fn opening_a_preview_asleep_by_autostop_starts_it_with_one_call(pool: PgPo
     r.stop().await;
 }
 
+/// Scenario "Fly fails the wake's start once": the retry (with the failure's reason in place
+/// of `WakeRequested`) still starts the machine; nothing is redeployed.
+#[sqlx::test]
+async fn a_wake_whose_start_fails_once_is_retried_until_the_machine_runs(pool: PgPool) {
+    let s = without_drift(Duration::from_secs(3600));
+    let h = Harness::with_settings(pool.clone(), SimConfig::default(), s).await;
+    let id = insert_row(&pool, USER_A, "site", Some(REPO), "main").await;
+    let r = h.start("a");
+    let before = h
+        .wait_row(id, "running and ready", |r| {
+            is_running(r) && r.machine_state == Some(MachineState::Started)
+        })
+        .await;
+    let (app, machine) = (before.fly_app_name.clone(), before.fly_machine_id.clone().unwrap());
+    assert!(h.sim.idle_stop(&app, &machine, true), "autostop suspended it");
+    h.sim.add_fault("start_machine:503:first=1".parse().unwrap());
+    let from = h.sim.request_log().len();
+    open(&pool, id).await;
+    h.wait_row(id, "woken after a retry", |r| {
+        r.status_reason == Some(Reason::Ready)
+            && r.updated_at > before.updated_at
+            && r.attempts == 0
+    })
+    .await;
+    assert_eq!(h.sim.machines(&app)[0]["state"], "started");
+    let made = calls(&h, &app, from);
+    let starts = made.iter().filter(|c| c.starts_with("start_machine")).count();
+    assert_eq!(starts, 2, "the failed start and its retry: {made:?}");
+    assert!(made.iter().all(|c| !c.starts_with("create")), "no redeploy: {made:?}");
+    assert_eq!(h.row(id).await.generation, before.generation);
+    r.stop().await;
+}
+
 #[sqlx::test]
 async fn a_zero_ttl_never_schedules_an_expiry(pool: PgPool) {
     let h = Harness::with_settings(pool.clone(), SimConfig::default(), settings(Duration::ZERO, 0))

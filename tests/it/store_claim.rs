@@ -42,12 +42,8 @@ async fn one_users_backlog_does_not_starve_another_users_first_row(pool: PgPool)
     assert!(ids.contains(&backlog[0]), "and the backlog's oldest row: {ids:?}");
 }
 
-/// Scenario "three users at the row cap, then a newcomer": 4 × 80 earlier-due new rows fill
-/// both due-order windows (256 rows each); the newcomer's first row is still claimed at once.
-#[sqlx::test]
-async fn a_newcomers_first_row_is_claimed_behind_more_than_a_window_of_other_users_rows(
-    pool: PgPool,
-) {
+/// 4 users × 80 new rows, due a minute ago: more than each due-order window (256 rows).
+async fn earlier_backlog(pool: &PgPool) {
     for u in 0..4 {
         sqlx::query(
             "INSERT INTO public.fly_preview_apps (user_id, project_id, fly_app_name, status, github_repo_url, github_branch) \
@@ -56,18 +52,49 @@ async fn a_newcomers_first_row_is_claimed_behind_more_than_a_window_of_other_use
         )
         .bind(u)
         .bind(REPO)
-        .execute(&pool)
+        .execute(pool)
         .await
         .unwrap();
     }
     sqlx::query("UPDATE public.fly_preview_apps SET next_attempt_at = now() - interval '1 minute'")
-        .execute(&pool)
+        .execute(pool)
         .await
         .unwrap();
+}
+
+/// Scenario "three users at the row cap, then a newcomer": the newcomer's first row is
+/// claimed at once behind more earlier-due rows than a window holds.
+#[sqlx::test]
+async fn a_newcomers_first_row_is_claimed_behind_more_than_a_window_of_other_users_rows(
+    pool: PgPool,
+) {
+    earlier_backlog(&pool).await;
     let newcomer = insert_row(&pool, USER_B, "first", Some(REPO), "main").await;
     let s = Store::new(pool.clone(), "a");
     let ids: Vec<Uuid> = s.claim(5, LEASE, NO_CAP).await.unwrap().iter().map(|r| r.id).collect();
     assert!(ids.contains(&newcomer), "the newcomer's row is among the first five: {ids:?}");
+}
+
+/// Scenario "a burst of new rows, then a booting machine's re-check and a user's open": both
+/// fall due after the burst and are claimed before it (a 100k burst once kept every re-check
+/// out until the last machine was created).
+#[sqlx::test]
+async fn a_re_check_and_a_wake_go_before_an_earlier_burst_of_new_rows(pool: PgPool) {
+    earlier_backlog(&pool).await;
+    let booting = insert_row(&pool, USER_B, "boot", Some(REPO), "main").await;
+    let set = "observed_generation = generation, status = 'initializing', next_attempt_at = now()";
+    controller_set(&pool, booting, set).await;
+    let woken = insert_row(&pool, USER_A, "open", Some(REPO), "main").await;
+    let set = "observed_generation = generation, status = 'running', \
+               status_reason = 'WakeRequested', next_attempt_at = now()";
+    controller_set(&pool, woken, set).await;
+    let s = Store::new(pool.clone(), "a");
+    let mut ids: Vec<Uuid> =
+        s.claim(2, LEASE, NO_CAP).await.unwrap().iter().map(|r| r.id).collect();
+    ids.sort();
+    let mut want = vec![booting, woken];
+    want.sort();
+    assert_eq!(ids, want, "the re-check and the wake first");
 }
 
 #[sqlx::test]

@@ -1,25 +1,32 @@
 -- claim: lease up to $2 due, unleased rows to replica $1 for $3 seconds, people first.
--- priority 0: a deploy in progress (status $4 'initializing' at its generation: the re-check
--- of a booting machine; finishing started work first is what gets previews running soonest);
--- 1: other work someone waits for (a new row, a spec change, a status request); 2: periodic
--- verification and retries (attempts > 0).
+-- priority 0: a wake (the user opened the preview: one Fly start while the frame waits) and a
+-- deploy in progress (status $4 'initializing' at its generation: the re-check of a booting
+-- machine; finishing started work first is what gets previews running soonest); 1: other work
+-- someone waits for (a new row, a spec change, a status request); 2: periodic verification and
+-- retries (attempts > 0).
 -- Within a priority, round-robin over users: each user's due rows are ranked (priority, due
 -- time) and every user's first row goes before anyone's second, so one account's backlog
 -- cannot starve another's first preview. Then by due time. A user never has more than $5
 -- rows leased at once (counting leases already held), so one account cannot fill every
 -- worker and database connection either.
--- The cost is bounded by three windows, never by the number of due rows: the 256 earliest-due
--- rows people wait for (a new row, a spec change, a status request, a deploy in progress with
--- no failure yet; read in order from the partial index fly_preview_apps_wanted_due_idx, whose
--- predicate is written out literally below so the planner can use it), and the 256
--- earliest-due rows of any kind (fly_preview_apps_due_idx), and each user's earliest row people
--- wait for (a skip scan over fly_preview_apps_wanted_user_idx: two probes per user that has such
--- rows, at most 64 users from a random start), so a newcomer's first row is a candidate however many earlier rows
--- other users have due. Ranking and round-robin happen within those windows; rows beyond them
--- are reached as the front is worked off.
+-- The cost is bounded by four windows, never by the number of due rows:
+-- - the 256 earliest-due rows people wait for (a new row, a spec change, a status request, a
+--   deploy in progress with no failure yet; read in order from the partial index
+--   fly_preview_apps_wanted_due_idx, whose predicate is written out literally below so the
+--   planner can use it);
+-- - the 256 earliest-due priority-0 rows (re-checks of booting machines, wakes;
+--   fly_preview_apps_urgent_due_idx): a re-check falls due seconds after the rows that queued
+--   before it, and without its own window a large burst of new rows kept every re-check out
+--   until the last machine was created (a 100k fleet ran nothing for 15 minutes);
+-- - the 256 earliest-due rows of any kind (fly_preview_apps_due_idx);
+-- - each user's earliest row people wait for (a skip scan over fly_preview_apps_wanted_user_idx:
+--   two probes per user with such rows, at most 64 users from a random start), so a newcomer's
+--   first row is a candidate however many earlier rows other users have due.
+-- Ranking and round-robin happen within those windows; rows beyond them are reached as the
+-- front is worked off.
 -- $1 owner, $2 limit, $3 lease seconds, $4 the 'initializing' status, $5 per-user cap
 WITH RECURSIVE wanted AS (
-    SELECT id, user_id, next_attempt_at, attempts, status, generation, observed_generation
+    SELECT id, user_id, next_attempt_at, attempts, status, generation, observed_generation, status_reason
     FROM public.fly_preview_apps
     WHERE next_attempt_at <= now()
       AND attempts = 0 AND (observed_generation < generation OR status = 'initializing')
@@ -27,8 +34,18 @@ WITH RECURSIVE wanted AS (
     ORDER BY next_attempt_at
     LIMIT 256
 ),
+urgent AS (
+    SELECT id, user_id, next_attempt_at, attempts, status, generation, observed_generation, status_reason
+    FROM public.fly_preview_apps
+    WHERE next_attempt_at <= now()
+      AND attempts = 0
+      AND ((status = 'initializing' AND observed_generation = generation) OR status_reason = 'WakeRequested')
+      AND (lease_expires_at IS NULL OR lease_expires_at < now())
+    ORDER BY next_attempt_at
+    LIMIT 256
+),
 oldest AS (
-    SELECT id, user_id, next_attempt_at, attempts, status, generation, observed_generation
+    SELECT id, user_id, next_attempt_at, attempts, status, generation, observed_generation, status_reason
     FROM public.fly_preview_apps
     WHERE next_attempt_at <= now()
       AND (lease_expires_at IS NULL OR lease_expires_at < now())
@@ -84,7 +101,7 @@ firsts AS (
     SELECT f.*
     FROM users u
     CROSS JOIN LATERAL (
-        SELECT id, user_id, next_attempt_at, attempts, status, generation, observed_generation
+        SELECT id, user_id, next_attempt_at, attempts, status, generation, observed_generation, status_reason
         FROM public.fly_preview_apps a
         WHERE a.user_id = u.user_id
           AND a.attempts = 0 AND (a.observed_generation < a.generation OR a.status = 'initializing')
@@ -99,10 +116,12 @@ due AS (
            user_id,
            next_attempt_at,
            CASE WHEN attempts > 0 THEN 2
+                WHEN status_reason = 'WakeRequested' THEN 0
                 WHEN status = $4 AND observed_generation = generation THEN 0
                 WHEN observed_generation < generation THEN 1
                 ELSE 2 END AS priority
-    FROM (SELECT * FROM wanted UNION SELECT * FROM oldest UNION SELECT * FROM firsts) AS window_rows
+    FROM (SELECT * FROM wanted UNION SELECT * FROM urgent UNION SELECT * FROM oldest
+          UNION SELECT * FROM firsts) AS window_rows
 ),
 leased AS (
     SELECT user_id, count(*) AS n
