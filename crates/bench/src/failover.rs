@@ -73,7 +73,8 @@ async fn measure(
     heir: &Daemon,
 ) -> anyhow::Result<FailoverRun> {
     let n = db.insert_fleet(TAG, a.scenario_rows).await?;
-    let want = (n / 20).clamp(1, 50);
+    // Half the dead replica's worker slots busy: it dies mid-pass on that many rows.
+    let want = (n / 20).min(u64::from(a.concurrency / 2)).max(1);
     let deadline = Instant::now() + Duration::from_secs(60);
     while (leased_by(db, DEAD).await?.len() as u64) < want {
         anyhow::ensure!(Instant::now() < deadline, "{DEAD} never held {want} leases");
