@@ -61,7 +61,7 @@ pub async fn run(a: &BenchArgs, admin: &sqlx::PgPool) -> anyhow::Result<Failover
         Err(e) => return child::finish(Err(e), dead, &sim, db).await,
     };
     let result = measure(a, &db, &sim, &mut dead, &heir).await;
-    let _ = dead.stop().await;
+    drop(dead); // killed and reaped: nothing to stop
     child::finish(result, heir, &sim, db).await
 }
 
