@@ -7,8 +7,9 @@
 //!    due now, and a NOTIFY (`{"op":"delete","id":…}`) wakes [`run`].
 //! 2. [`run`] drives the queue runtime over [`Tombstones`] (claims with `FOR UPDATE SKIP
 //!    LOCKED` and a lease, at most [`PARALLEL`] at once) and [`Teardown`]: each pass checks
-//!    that the app is still the deleted row's (see Assumptions), deletes it, and requires Fly
-//!    to answer 404 for it.
+//!    that the app is still the deleted row's (see Assumptions), destroys its machines (no
+//!    org-wide budget: nothing runs from the first pass on), deletes the app (Fly's org-wide
+//!    100 a minute: may wait for a later pass), and requires Fly to answer 404 for it.
 //! 3. Finished (destroyed, already gone, or not the deleted row's to destroy): the tombstone is
 //!    deleted, fenced by the lease ([`Action::Done`]). Failed: [`action`] decides when to look
 //!    again, and the tombstone keeps the attempt count, the due time and the error for
@@ -134,6 +135,7 @@ impl Teardown {
         if !all_ours(&machines, t.id) {
             return Ok(Verdict::Kept(Keep::ForeignMachines));
         }
+        destroy_machines(ctx, app, &machines).await?;
         let verdict = match ctx.fly.delete_app(app).await {
             Ok(()) => Verdict::Destroyed,
             Err(FlyError::NotFound(_)) => Verdict::Absent,
@@ -148,6 +150,20 @@ impl Teardown {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Destroys the deleted row's active machines before its app is deleted: the app delete
+/// spends Fly's org-wide budget (100 a minute) and may wait for it, the machine destroys do
+/// not, so nothing of a deleted row runs (or is billed beyond an empty app) from its first
+/// pass on, however long the app delete waits. A machine already gone is fine.
+async fn destroy_machines(ctx: &Ctx, app: &str, machines: &[Machine]) -> Result<(), FlyError> {
+    for m in machines.iter().filter(|m| m.is_active()) {
+        match ctx.fly.destroy_machine(app, &m.id, true).await {
+            Ok(()) | Err(FlyError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Every active machine carries our metadata for the deleted row (true for none at all).

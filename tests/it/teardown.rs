@@ -197,3 +197,27 @@ async fn tombstones_never_destroy_an_app_that_is_not_the_deleted_rows(pool: PgPo
     assert!(h.calls_for("someone-else-app").is_empty(), "no Fly call outside our prefix");
     r.stop().await;
 }
+
+/// Fly's org-wide app-delete budget (100 a minute) is spent: every app delete answers 429. The
+/// deleted row's machine is destroyed anyway, on the tombstone's first pass: nothing runs
+/// while the empty app waits for the budget, and the app goes once the budget is back.
+#[sqlx::test]
+async fn a_deleted_rows_machine_is_destroyed_while_its_app_delete_waits_for_the_budget(
+    pool: PgPool,
+) {
+    let h = harness(&pool).await;
+    let id = insert_row(&pool, USER_A, "budget", Some(REPO), "main").await;
+    let r = h.start("a");
+    let app = h.wait_row(id, "running", is_running).await.fly_app_name;
+    assert_eq!(h.sim.machines(&app).len(), 1);
+    h.sim.add_fault("delete_app:429:always".parse().unwrap());
+    delete_row(&pool, id).await;
+    h.eventually("the machine destroyed", || h.sim.machines(&app).is_empty()).await;
+    assert!(h.sim.app_names().contains(&app), "the app waits for the delete budget");
+    let waiting = wait_tombstone(&pool, id, "a refused delete", |t| t.last_error.is_some()).await;
+    assert!(waiting.last_error.as_deref().unwrap_or("").contains("429"), "{waiting:?}");
+    h.sim.clear_faults();
+    h.eventually("the app deleted", || !h.sim.app_names().contains(&app)).await;
+    h.eventually("the tombstone finished", || teardowns(&r, "destroyed") == 1).await;
+    r.stop().await;
+}

@@ -15,6 +15,17 @@ pub enum ChurnKind {
     Steady,
 }
 
+/// The Fly-in-trouble scenarios (`--scenario`; see BENCHMARKS.md, "Fly in trouble").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScenarioKind {
+    /// Rows deploying while the simulator answers a share of calls 5xx, all of them slowly.
+    PartialDegradation,
+    /// A few tenants' syncs outlive exec's timeout while another user saves.
+    HangingSync,
+    /// Two replicas on one database; the leader is killed (SIGKILL) under deploying rows.
+    Failover,
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "fly-preview-bench",
@@ -109,6 +120,24 @@ pub struct BenchArgs {
     /// `steady`: operations per second.
     #[arg(long, default_value_t = 10.0)]
     pub churn_ops_per_s: f64,
+    /// A Fly-in-trouble scenario instead of the fleet runs (see BENCHMARKS.md).
+    #[arg(long, value_enum)]
+    pub scenario: Option<ScenarioKind>,
+    /// `partial-degradation` / `failover`: rows deploying when the fault starts.
+    #[arg(long, default_value_t = 300)]
+    pub scenario_rows: usize,
+    /// `partial-degradation` / `hanging-sync`: how long the fault lasts.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    pub fault_duration: Duration,
+    /// `partial-degradation`: share of Fly calls answered 503 during the fault.
+    #[arg(long, default_value_t = 0.2)]
+    pub fault_error_rate: f64,
+    /// `partial-degradation`: latency added to every Fly call during the fault.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    pub fault_latency: Duration,
+    /// `hanging-sync`: previews (of one user) whose `sync` never answers.
+    #[arg(long, default_value_t = 6)]
+    pub hanging_rows: usize,
     /// The bench's own database on that server, dropped and recreated for every run.
     #[arg(long, default_value = "fly_preview_bench")]
     pub db_name: String,

@@ -114,6 +114,13 @@ impl Daemon {
         Ok(self.http.get(&url).send().await?.error_for_status()?.text().await?)
     }
 
+    /// SIGKILL: the process dies at once, leases and leadership held (the failover scenario).
+    pub async fn kill9(&mut self) -> anyhow::Result<()> {
+        self.child.start_kill().context("SIGKILL of the controller")?;
+        self.child.wait().await?;
+        Ok(())
+    }
+
     pub fn proc_stats(&self) -> anyhow::Result<ProcStats> {
         proc_stats(self.pid)
     }

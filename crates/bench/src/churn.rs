@@ -8,9 +8,9 @@
 //!
 //! Meanwhile a new user inserts one preview every [`PROBE_EVERY`]: its request → running
 //! time against the same on the idle system. Sampled every second: rows waiting for work
-//! (due now). After D: how long until none is due, and apps of deleted rows still alive.
+//! (due now); every [`BACKLOG_EVERY`] s, the deleted rows' backlog ([`drain`]). After D: how
+//! long until none is due, and the backlog watched until it is gone ([`drain::observe`]).
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::child::{self, Daemon, metric_sum};
 use super::db::BenchDb;
+use super::drain::{self, Backlog, Drain};
 use super::fleet::{pct, sorted};
 use crate::args::{BenchArgs, ChurnKind};
 use fly_sim::{SimHandle, Simulator};
@@ -27,6 +28,10 @@ use fly_sim::{SimHandle, Simulator};
 const PROBE_EVERY: Duration = Duration::from_secs(10);
 /// Longest wait for the initial fleet, and for the backlog to clear after the churn.
 const SETTLE_LIMIT: Duration = Duration::from_secs(300);
+/// The deleted rows' backlog is sampled with every this many samples (seconds).
+const BACKLOG_EVERY: u32 = 10;
+/// A deleted row's machine counts as still running only this long after the delete.
+const DESTROY_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Default)]
 pub struct ChurnRun {
@@ -41,7 +46,7 @@ pub struct ChurnRun {
     pub drained_in: Option<Duration>,
     /// Churn end → nothing due within a minute either (every preview converged).
     pub settled_in: Option<Duration>,
-    pub deleted_apps_left: usize,
+    pub drain: Drain,
     pub rows_in_error_max: i64,
     pub fly_requests: u64,
     pub app_deletes: u64,
@@ -82,17 +87,14 @@ async fn scenario(
     eprintln!("bench: churn: {} rows settled in {settled:?}", ids.len());
     let log_from = sim.request_log().len();
     let started = Instant::now();
-    let driver = Driver { db, users: &users, ids, deleted: Vec::new(), ops: 0 };
+    let driver = Driver { db, sim, users: &users, ids, deleted: Vec::new(), ops: 0 };
     let (driver, samples) = drive(a, kind, driver).await?;
     let wall = started.elapsed();
     let drained_in = wait_drained(db, false).await.ok();
     let settled_in = wait_drained(db, true).await.ok().map(|s| s + drained_in.unwrap_or_default());
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let log = sim.request_log();
-    let alive: HashSet<String> = sim.app_names().into_iter().collect();
-    let live_names: HashSet<String> = db.all_app_names().await?.into_iter().collect();
-    let deleted_apps_left =
-        driver.deleted.iter().filter(|n| alive.contains(*n) && !live_names.contains(*n)).count();
+    let deleted: Vec<String> = driver.deleted.iter().map(|(n, _)| n.clone()).collect();
+    let drain = drain::observe(db, sim, &deleted, samples.backlog).await?;
     let new = &log[log_from.min(log.len())..];
     let count = |action: &str| new.iter().filter(|r| r.action == action).count() as u64;
     let metrics = daemon.metrics().await?;
@@ -105,7 +107,7 @@ async fn scenario(
         due_at_end: samples.due_at_end,
         drained_in,
         settled_in,
-        deleted_apps_left,
+        drain,
         rows_in_error_max: samples.max_errors,
         fly_requests: new.len() as u64,
         app_deletes: count("delete_app"),
@@ -119,9 +121,11 @@ async fn scenario(
 /// What the churn did, for the report and the deleted-apps check.
 struct Driver<'a> {
     db: &'a BenchDb,
+    sim: &'a SimHandle,
     users: &'a [Uuid],
     ids: Vec<(Uuid, String)>,
-    deleted: Vec<String>,
+    /// App names of deleted rows, with when they were deleted.
+    deleted: Vec<(String, Instant)>,
     ops: u64,
 }
 
@@ -131,6 +135,22 @@ struct Samples {
     max_due: i64,
     due_at_end: i64,
     max_errors: i64,
+    backlog: Backlog,
+    taken: u32,
+}
+
+impl Samples {
+    /// One sample a second: rows due and in `error`; every [`BACKLOG_EVERY`]th, the backlog.
+    async fn take(&mut self, d: &Driver<'_>) -> anyhow::Result<()> {
+        let (due, _, errors) = d.db.due_and_errors().await?;
+        (self.max_due, self.max_errors, self.due_at_end) =
+            (self.max_due.max(due), self.max_errors.max(errors), due);
+        self.taken += 1;
+        if self.taken.is_multiple_of(BACKLOG_EVERY) {
+            self.backlog = self.backlog.max(d.backlog().await?);
+        }
+        Ok(())
+    }
 }
 
 /// Runs the churn for `--churn-duration`, probing and sampling alongside.
@@ -164,9 +184,7 @@ async fn drive<'a>(
             next_probe += PROBE_EVERY;
         }
         if Instant::now() >= next_sample {
-            let (due, _, errors) = d.db.due_and_errors().await?;
-            (s.max_due, s.max_errors, s.due_at_end) =
-                (s.max_due.max(due), s.max_errors.max(errors), due);
+            s.take(&d).await?;
             next_sample += Duration::from_secs(1);
         }
         tokio::time::sleep_until(next_op.min(next_probe).min(next_sample)).await;
@@ -178,6 +196,14 @@ async fn drive<'a>(
 }
 
 impl Driver<'_> {
+    /// The backlog of rows deleted more than [`DESTROY_GRACE`] ago.
+    async fn backlog(&self) -> anyhow::Result<Backlog> {
+        let before = Instant::now() - DESTROY_GRACE;
+        let n = self.deleted.partition_point(|(_, at)| *at < before);
+        let names: Vec<String> = self.deleted[..n].iter().map(|(a, _)| a.clone()).collect();
+        drain::backlog(self.db, self.sim, &names).await
+    }
+
     /// The next row in turn flips between `stopped` and `pending` (a cycle over all rows
     /// takes `--churn-toggle-every`; each user's rows spread over it).
     async fn toggle_next(&mut self) -> anyhow::Result<()> {
@@ -208,7 +234,7 @@ impl Driver<'_> {
             3 => self.db.set_status(id, "pending").await,
             _ => {
                 let (id, name) = self.ids.swap_remove(i);
-                self.deleted.push(name);
+                self.deleted.push((name, Instant::now()));
                 self.db.delete(id).await
             }
         }
@@ -259,7 +285,7 @@ pub fn render(r: &ChurnRun, a: &BenchArgs) -> String {
          | rows due (waiting for work), sampled each second: max / at the end | {} / {} |\n\
          | churn end → no row due / every preview converged | {drained} / {settled} |\n\
          | rows in `error`, max of the samples | {} |\n\
-         | apps of deleted rows still alive after that | {} |\n\
+         {}\
          | Fly requests during the churn (per s) | {} ({:.1}) |\n\
          | app deletes / machine destroys / 429s from the simulator | {} / {} / {} |\n\
          | breaker trips | {} |\n",
@@ -268,13 +294,13 @@ pub fn render(r: &ChurnRun, a: &BenchArgs) -> String {
         r.ops,
         r.idle_ttr,
         p.len(),
-        pct(&p, 0.5),
-        pct(&p, 0.99),
+        pct(&p, 50.0),
+        pct(&p, 99.0),
         p.last().copied().unwrap_or(0.0),
         r.max_due,
         r.due_at_end,
         r.rows_in_error_max,
-        r.deleted_apps_left,
+        drain::rows(&r.drain, r.wall.as_secs_f64() / 60.0),
         r.fly_requests,
         r.fly_requests as f64 / r.wall.as_secs_f64().max(1.0),
         r.app_deletes,

@@ -15,11 +15,16 @@ mod child;
 mod churn;
 mod controller;
 mod db;
+mod degrade;
+mod drain;
+mod failover;
 mod fleet;
+mod hanging;
 mod ideal;
 mod report;
 mod report_sched;
 mod saves;
+mod scenario;
 mod targets;
 mod wake;
 
@@ -108,6 +113,9 @@ async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let env = Environment::read(&admin).await;
     if a.saves > 0 {
         return run_saves(&a, &admin, &env).await;
+    }
+    if let Some(kind) = a.scenario {
+        return scenario::run(&a, &admin, &env, kind).await;
     }
     if let Some(kind) = a.churn {
         return run_churn(&a, &admin, &env, kind).await;
