@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod abuse;
+mod at_rest;
 mod args;
 mod baseline;
 mod child;
@@ -17,6 +18,7 @@ mod controller;
 mod db;
 mod fleet;
 mod ideal;
+mod idle;
 mod report;
 mod report_sched;
 mod saves;
@@ -108,6 +110,9 @@ async fn run(a: BenchArgs) -> anyhow::Result<()> {
     let env = Environment::read(&admin).await;
     if a.saves > 0 {
         return run_saves(&a, &admin, &env).await;
+    }
+    if a.at_rest.is_some() {
+        return at_rest::main(&a, &admin, &env).await;
     }
     if let Some(kind) = a.churn {
         return run_churn(&a, &admin, &env, kind).await;
