@@ -94,7 +94,12 @@ async fn next_due_is_the_earliest_claimable_row(pool: PgPool) {
     assert!(d > Duration::from_secs(119) && d <= Duration::from_secs(120), "{d:?}");
     controller_set(&pool, a, "next_attempt_at = 'infinity'").await;
     assert_eq!(s.next_due().await.unwrap(), None, "a leased converged row is never due");
-    controller_set(&pool, a, "next_attempt_at = now(), lease_expires_at = now() - interval '1 second'").await;
+    controller_set(
+        &pool,
+        a,
+        "next_attempt_at = now(), lease_expires_at = now() - interval '1 second'",
+    )
+    .await;
     assert_eq!(s.next_due().await.unwrap(), Some(Duration::ZERO), "an expired lease: due now");
 }
 

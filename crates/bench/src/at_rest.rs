@@ -69,7 +69,8 @@ pub async fn main(a: &BenchArgs, admin: &sqlx::PgPool, env: &Environment) -> any
 async fn run(a: &BenchArgs, admin: &sqlx::PgPool, window: Duration) -> anyhow::Result<AtRestRun> {
     let n = a.rows.first().copied().unwrap_or(10_000);
     let db = BenchDb::recreate(admin, &a.database_url, &a.db_name).await?;
-    let sim = Simulator::start(controller::sim_config(a)).await.context("starting the simulator")?;
+    let sim =
+        Simulator::start(controller::sim_config(a)).await.context("starting the simulator")?;
     let exe = child::controller_bin(a.controller_bin.as_deref())?;
     let env = [("MAX_PREVIEWS_PER_USER", "0")];
     let tag = format!("at-rest-{n}");
@@ -226,12 +227,11 @@ async fn measure(
     tokio::time::sleep(SETTLE).await;
     let m1 = marks(db, sim, daemon, admin, sim_t0).await?;
     db.count(1);
-    let rows_touched: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM public.fly_preview_apps WHERE updated_at >= $1",
-    )
-    .bind(started_at)
-    .fetch_one(&db.pool)
-    .await?;
+    let rows_touched: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM public.fly_preview_apps WHERE updated_at >= $1")
+            .bind(started_at)
+            .fetch_one(&db.pool)
+            .await?;
     let metrics = daemon.metrics().await?;
     let own = m1.own.saturating_sub(m0.own) as f64;
     let pg_secs = t0.elapsed().as_secs_f64();
@@ -263,7 +263,11 @@ async fn watch(daemon: &Daemon, window: Duration) -> anyhow::Result<f64> {
     while t0.elapsed() < window {
         max = max.max(daemon.proc_stats()?.rss_mb);
         if last_print.elapsed() >= Duration::from_secs(60) {
-            eprintln!("bench: at rest: {:.0} s of {:.0} s", t0.elapsed().as_secs_f64(), window.as_secs_f64());
+            eprintln!(
+                "bench: at rest: {:.0} s of {:.0} s",
+                t0.elapsed().as_secs_f64(),
+                window.as_secs_f64()
+            );
             last_print = Instant::now();
         }
         tokio::time::sleep(Duration::from_secs(5).min(window.saturating_sub(t0.elapsed()))).await;
@@ -301,17 +305,18 @@ pub fn render(r: &AtRestRun) -> String {
                 "{} ({:.3}/s): {}",
                 r.fly_calls,
                 r.fly_calls as f64 / secs,
-                r.fly_by_action.iter().map(|(k, n)| format!("{k} {n}")).collect::<Vec<_>>().join(", ")
+                r.fly_by_action
+                    .iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ),
         ("daemon statements", format!("{} ({:.3}/s)", r.statements.total(), r.statements.per_s())),
         ("by statement", r.statements.list()),
         ("pg_stat_database transactions/s (bench's own removed)", format!("{:.2}", r.xacts_per_s)),
         ("cost gauge ($/month, by state)", pairs(&r.cost)),
-        (
-            "total cost gauge",
-            format!("{:.2} $/month", r.cost.iter().map(|(_, v)| v).sum::<f64>()),
-        ),
+        ("total cost gauge", format!("{:.2} $/month", r.cost.iter().map(|(_, v)| v).sum::<f64>())),
         ("machines gauge", pairs(&r.machines_gauge)),
         ("machines in the simulator, by state", format!("{:?}", r.sim_states)),
         (

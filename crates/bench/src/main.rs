@@ -9,8 +9,8 @@
 #![forbid(unsafe_code)]
 
 mod abuse;
-mod at_rest;
 mod args;
+mod at_rest;
 mod baseline;
 mod child;
 mod churn;

@@ -63,7 +63,12 @@ mod tests {
     use super::*;
     use crate::model::MachineState;
 
-    fn row(app: &str, machine: Option<&str>, state: Option<MachineState>, running: bool) -> DriftRow {
+    fn row(
+        app: &str,
+        machine: Option<&str>,
+        state: Option<MachineState>,
+        running: bool,
+    ) -> DriftRow {
         DriftRow {
             fly_app_name: app.into(),
             fly_machine_id: machine.map(Into::into),

@@ -44,6 +44,9 @@ pub struct Drift {
     pub metrics: Metrics,
     pub resync: Arc<Notify>,
     cursor: Option<DateTime<Utc>>,
+    /// The sightings (machine id, state, `updated_at`) the last tick sent: the next listing
+    /// overlaps the last by a second, and a sighting already sent is not sent again.
+    last_sent: HashSet<(String, MachineState, Option<DateTime<Utc>>)>,
     orphans_first_seen: HashMap<String, Instant>,
 }
 
@@ -82,7 +85,14 @@ fn ours(m: &OrgMachine) -> bool {
 
 impl Drift {
     pub fn new(ctx: Arc<Ctx>, metrics: Metrics, resync: Arc<Notify>) -> Self {
-        Self { ctx, metrics, resync, cursor: None, orphans_first_seen: HashMap::new() }
+        Self {
+            ctx,
+            metrics,
+            resync,
+            cursor: None,
+            last_sent: HashSet::new(),
+            orphans_first_seen: HashMap::new(),
+        }
     }
 
     fn prefix(&self) -> String {
@@ -160,18 +170,24 @@ impl Drift {
     }
 
     /// Cheap: machines of our apps that changed since the last look. The store compares each
-    /// with what its row last recorded, so a converged fleet is left alone.
+    /// with what its row last recorded, so a converged fleet is left alone; a sighting the
+    /// previous tick sent (the listings overlap by a second) is not sent again, so a fleet
+    /// at rest costs no statement here.
     async fn tick(&mut self) -> Result<(), DriftError> {
         let since = self.cursor.map(|c| c - chrono::Duration::seconds(1));
         let changed = self.machines(since).await?;
         self.advance(&changed);
         let prefix = self.prefix();
-        let seen: Vec<Seen> = changed
+        let key = |m: &Sighting| (m.id.clone(), m.state.clone(), m.updated_at);
+        let fresh: Vec<&Sighting> = changed
             .iter()
             .filter(|m| m.app.starts_with(&prefix) && m.ours)
-            .map(seen)
+            .filter(|m| !self.last_sent.contains(&key(m)))
             .collect();
-        self.requeue(&seen).await
+        let seen: Vec<Seen> = fresh.iter().map(|m| seen(m)).collect();
+        self.requeue(&seen).await?;
+        self.last_sent = changed.iter().map(key).collect();
+        Ok(())
     }
 
     async fn requeue(&self, seen: &[Seen]) -> Result<(), DriftError> {
