@@ -47,6 +47,9 @@ pub struct Drift {
     /// The sightings (machine id, state, `updated_at`) the last tick sent: the next listing
     /// overlaps the last by a second, and a sighting already sent is not sent again.
     last_sent: HashSet<(String, MachineState, Option<DateTime<Utc>>)>,
+    /// The cursor whose overlap a tick has listed once already: the next listing starts at the
+    /// cursor itself (a burst of changes at the cursor is not listed again every tick).
+    relisted: Option<DateTime<Utc>>,
     orphans_first_seen: HashMap<String, Instant>,
 }
 
@@ -91,6 +94,7 @@ impl Drift {
             resync,
             cursor: None,
             last_sent: HashSet::new(),
+            relisted: None,
             orphans_first_seen: HashMap::new(),
         }
     }
@@ -174,9 +178,14 @@ impl Drift {
     /// previous tick sent (the listings overlap by a second) is not sent again, so a fleet
     /// at rest costs no statement here.
     async fn tick(&mut self) -> Result<(), DriftError> {
-        let since = self.cursor.map(|c| c - chrono::Duration::seconds(1));
+        // One second of overlap catches changes that became visible late; once listed after
+        // the cursor was set (a drift interval later), the overlap has nothing more to show.
+        let overlap = |c: DateTime<Utc>| c - chrono::Duration::seconds(1);
+        let since = self.cursor.map(|c| if self.relisted == Some(c) { c } else { overlap(c) });
         let changed = self.machines(since).await?;
+        let before = self.cursor;
         self.advance(&changed);
+        self.relisted = before;
         let prefix = self.prefix();
         let key = |m: &Sighting| (m.id.clone(), m.state.clone(), m.updated_at);
         let fresh: Vec<&Sighting> = changed
