@@ -27,6 +27,7 @@ const MISSING_REPO: &str = "https://github.com/acme/does-not-exist";
 /// Postgres flushes an idle backend's statistics within 10 s.
 const SETTLE: Duration = Duration::from_secs(11);
 
+#[derive(Debug, Default)]
 pub struct AtRestRun {
     pub rows: u64,
     pub running: i64,
@@ -216,14 +217,27 @@ async fn measure(
     eprintln!("bench: at rest: {running} running, {errors} in error after {converge:?}");
     tokio::time::sleep(SETTLE).await;
     let suspended = autostop(db, sim, (rows / 2) as usize).await?;
+    let w = observe(db, sim, daemon, admin, (sim_t0, window)).await?;
+    Ok(AtRestRun { rows, running, errors, converge, suspended, load_before, ..w })
+}
+
+/// The window itself: everything measured between two sets of marks (the database's
+/// counters read once more after [`SETTLE`], when Postgres has flushed its statistics).
+async fn observe(
+    db: &BenchDb,
+    sim: &SimHandle,
+    daemon: &Daemon,
+    admin: &sqlx::PgPool,
+    (sim_t0, window): (Instant, Duration),
+) -> anyhow::Result<AtRestRun> {
+    db.count(1);
     let started_at: chrono::DateTime<chrono::Utc> =
         sqlx::query_scalar("SELECT now()").fetch_one(&db.pool).await?;
-    db.count(1);
     let (m0, t0) = (marks(db, sim, daemon, admin, sim_t0).await?, Instant::now());
     let max_rss_mb = watch(daemon, window).await?;
     let statements = idle::scrape(&daemon.metrics().await?);
-    let (elapsed, ms1) = (t0.elapsed(), sim_t0.elapsed().as_millis() as u64);
-    let requests = sim.stats().requests_total;
+    let (elapsed, ms1, requests) =
+        (t0.elapsed(), sim_t0.elapsed().as_millis() as u64, sim.stats().requests_total);
     tokio::time::sleep(SETTLE).await;
     let m1 = marks(db, sim, daemon, admin, sim_t0).await?;
     db.count(1);
@@ -234,26 +248,20 @@ async fn measure(
             .await?;
     let metrics = daemon.metrics().await?;
     let own = m1.own.saturating_sub(m0.own) as f64;
-    let pg_secs = t0.elapsed().as_secs_f64();
     Ok(AtRestRun {
-        rows,
-        running,
-        errors,
-        converge,
-        suspended,
         window: elapsed,
         row_writes: m1.writes - m0.writes,
         rows_touched,
         fly_calls: requests.saturating_sub(m0.requests),
         fly_by_action: fleet::calls_between(&sim.request_log(), m0.ms, ms1),
         statements: Statements::between(&m0.statements, &statements, elapsed),
-        xacts_per_s: (m1.xacts.saturating_sub(m0.xacts) as f64 - own) / pg_secs,
+        xacts_per_s: (m1.xacts.saturating_sub(m0.xacts) as f64 - own) / t0.elapsed().as_secs_f64(),
         cost: series(&metrics, "fly_preview_estimated_monthly_cost_dollars"),
         machines_gauge: series(&metrics, "fly_preview_machines"),
         sim_states: sim_states(sim),
         daemon: daemon.proc_stats()?,
         max_rss_mb,
-        load_before,
+        ..AtRestRun::default()
     })
 }
 
@@ -280,23 +288,10 @@ fn pairs(v: &[(String, f64)]) -> String {
     if items.is_empty() { "none".into() } else { items.join(", ") }
 }
 
-pub fn render(r: &AtRestRun) -> String {
+/// The table's lines: (figure, value).
+fn figures(r: &AtRestRun) -> Vec<(&'static str, String)> {
     let secs = r.window.as_secs_f64().max(1e-9);
-    let mut o = String::from("### At rest\n\n");
-    let _ = writeln!(
-        o,
-        "{} rows: {} running, {} in `error` (settled after {:.1} s); autostop suspended {} \
-         machines; then watched for {:.0} s. 1-minute load average before: {:.2}.\n",
-        r.rows,
-        r.running,
-        r.errors,
-        r.converge.as_secs_f64(),
-        r.suspended,
-        secs,
-        r.load_before
-    );
-    o += "| figure | value |\n|---|---|\n";
-    let rows = [
+    vec![
         ("row writes (inserts + updates, pg_stat_user_tables)", format!("{}", r.row_writes)),
         ("rows whose `updated_at` moved", format!("{}", r.rows_touched)),
         (
@@ -323,8 +318,26 @@ pub fn render(r: &AtRestRun) -> String {
             "daemon RSS: max sampled in the window / peak (VmHWM)",
             format!("{:.1} / {:.1} MB", r.max_rss_mb, r.daemon.peak_rss_mb),
         ),
-    ];
-    for (k, v) in rows {
+    ]
+}
+
+pub fn render(r: &AtRestRun) -> String {
+    let secs = r.window.as_secs_f64().max(1e-9);
+    let mut o = String::from("### At rest\n\n");
+    let _ = writeln!(
+        o,
+        "{} rows: {} running, {} in `error` (settled after {:.1} s); autostop suspended {} \
+         machines; then watched for {:.0} s. 1-minute load average before: {:.2}.\n",
+        r.rows,
+        r.running,
+        r.errors,
+        r.converge.as_secs_f64(),
+        r.suspended,
+        secs,
+        r.load_before
+    );
+    o += "| figure | value |\n|---|---|\n";
+    for (k, v) in figures(r) {
         let _ = writeln!(o, "| {k} | {v} |");
     }
     let _ = writeln!(
