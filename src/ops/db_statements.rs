@@ -7,8 +7,8 @@
 //! The label set is the fixed set of statement names in the code: no per-row or per-app value
 //! ever becomes a label. Counted when the statement is issued (successful or not).
 //! # Caveats
-//! One counter per process, shared by every [`crate::ops::metrics::Metrics`] value (each
-//! registry exports the same series): statements are issued by the store, which holds no
+//! One counter per process, shared by every `Metrics` value (each registry exports the
+//! same series): statements are issued by the store, which holds no
 //! metrics handle. Tests that read it compare differences, never absolute values.
 
 use std::sync::LazyLock;
@@ -49,10 +49,15 @@ mod tests {
         count("unit_test_statement");
         count("unit_test_statement");
         assert_eq!(sent("unit_test_statement"), before + 2);
-        let text = crate::ops::metrics::Metrics::new().encode();
-        assert!(
-            text.contains("fly_preview_db_statements_total{statement=\"unit_test_statement\"}"),
-            "{text}"
-        );
+        let r = prometheus::Registry::new();
+        r.register(collector()).unwrap();
+        let families = r.gather();
+        let exported = families.iter().find(|f| f.name() == NAME).unwrap();
+        let labels: Vec<&str> = exported
+            .get_metric()
+            .iter()
+            .flat_map(|m| m.get_label().iter().map(|l| l.value()))
+            .collect();
+        assert!(labels.contains(&"unit_test_statement"), "{labels:?}");
     }
 }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::args::BenchArgs;
 use crate::child::{self, Daemon, ProcStats};
 use crate::db::{self, BenchDb};
-use crate::idle::{self, Statements};
+use crate::statements::{self, Statements};
 use crate::{Environment, controller, fleet};
 
 const REPO: &str = "https://github.com/acme/site";
@@ -193,7 +193,7 @@ async fn marks(
     t0: Instant,
 ) -> anyhow::Result<Marks> {
     Ok(Marks {
-        statements: idle::scrape(&daemon.metrics().await?),
+        statements: statements::scrape(&daemon.metrics().await?),
         requests: sim.stats().requests_total,
         xacts: db::xacts(admin, &db.name).await?,
         writes: row_writes(db).await?,
@@ -235,7 +235,7 @@ async fn observe(
         sqlx::query_scalar("SELECT now()").fetch_one(&db.pool).await?;
     let (m0, t0) = (marks(db, sim, daemon, admin, sim_t0).await?, Instant::now());
     let max_rss_mb = watch(daemon, window).await?;
-    let statements = idle::scrape(&daemon.metrics().await?);
+    let statements = statements::scrape(&daemon.metrics().await?);
     let (elapsed, ms1, requests) =
         (t0.elapsed(), sim_t0.elapsed().as_millis() as u64, sim.stats().requests_total);
     tokio::time::sleep(SETTLE).await;

@@ -22,6 +22,7 @@ mod idle;
 mod report;
 mod report_sched;
 mod saves;
+mod statements;
 mod targets;
 mod wake;
 
