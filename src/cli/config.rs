@@ -141,6 +141,11 @@ pub struct ControllerArgs {
     /// How often the org-wide machines listing is checked for drift.
     #[arg(long, env = "DRIFT_INTERVAL", value_parser = humantime::parse_duration, default_value = "15s")]
     pub drift_interval: Duration,
+    /// How long leadership (drift checks, full verification, orphan sweep) lasts without
+    /// renewal; renewed every third of it. Row work never waits for a leader, so a crashed
+    /// leader being replaced within ~1⅓ of this only pauses drift checks.
+    #[arg(long, env = "LEADER_TTL", value_parser = humantime::parse_duration, default_value = "60s")]
+    pub leader_ttl: Duration,
     /// How often every app is verified against Fly, and the orphan sweep runs.
     #[arg(long, env = "FULL_RESYNC_INTERVAL", value_parser = humantime::parse_duration, default_value = "10m")]
     pub full_resync_interval: Duration,
@@ -301,6 +306,9 @@ impl ControllerArgs {
         if self.lease_duration < Duration::from_secs(3) {
             return Err(ConfigError::new("LEASE_DURATION", "must be at least 3s"));
         }
+        if self.leader_ttl < Duration::from_secs(3) {
+            return Err(ConfigError::new("LEADER_TTL", "must be at least 3s"));
+        }
         if self.poll_interval.is_zero() {
             return Err(ConfigError::new("POLL_INTERVAL", "must be > 0"));
         }
@@ -363,6 +371,7 @@ pub fn settings(fly: &FlyArgs, c: &ControllerArgs) -> Result<Settings, ConfigErr
         sweep_dry_run: c.sweep_dry_run,
         shutdown_timeout: c.shutdown_timeout,
         stats_interval: Duration::from_secs(30),
+        leader_ttl: c.leader_ttl,
         prices: c.size.price_table,
         idle_ttl: c.preview_idle_ttl,
         sync: crate::preview::sync::SyncSettings::default(),

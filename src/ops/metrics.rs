@@ -148,6 +148,7 @@ impl Metrics {
         let r = Registry::new();
         #[cfg(target_os = "linux")]
         reg(&r, "process", Box::new(prometheus::process_collector::ProcessCollector::for_self()));
+        reg(&r, super::db_statements::NAME, super::db_statements::collector());
         let m = Metrics {
             reconciles: counter_vec(
                 &r,

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_server;
+pub mod db_statements;
 pub mod fleet_metrics;
 pub mod health;
 pub mod metrics;

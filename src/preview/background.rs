@@ -10,20 +10,26 @@ use tokio::sync::{Notify, mpsc};
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::preview::cost::{self, PriceTable, Size};
+use crate::preview::refresh::Refresh;
 use crate::runtime::backoff::Backoff;
 use crate::store::{ListenEvent, Listener, Op, Store};
 
-/// Refreshes the queue and fleet gauges (and readiness' view of the database).
+/// Refreshes the queue and fleet gauges (and readiness' view of the database) every
+/// `every` while rows change, every `max_age` at rest ([`Refresh`]).
 pub async fn stats(
     store: Store,
     metrics: Metrics,
     health: Arc<Health>,
-    every: Duration,
+    (every, max_age): (Duration, Duration),
     pricing: (PriceTable, Size),
 ) {
     let mut tick = tokio::time::interval(every);
+    let mut refresh = Refresh::new(max_age);
     loop {
         tick.tick().await;
+        if !refresh.due(&metrics) {
+            continue;
+        }
         match store.machines_by_state().await {
             Ok(by_state) => metrics.fleet.set(&cost::series(&pricing.0, &pricing.1, &by_state)),
             Err(e) => tracing::warn!(error = %e, "reading the fleet's machines failed"),

@@ -72,7 +72,7 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
         store.clone(),
         p.metrics.clone(),
         p.health.clone(),
-        s.stats_interval,
+        (s.stats_interval, s.stats_max_age()),
         (s.prices, crate::preview::cost::Size::of(&s.runner)),
     ));
     let targets = ListenTargets {

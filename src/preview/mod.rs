@@ -8,8 +8,9 @@
 //! previews; [`gate`] decides what may run while Fly is down or our own Fly settings are
 //! refused; [`local_lane`] gives verdicts that need no Fly call; [`limits`] holds the per-user
 //! quota and redeploy budget; [`expiry`] (pure) and [`idle`] expire unused previews and wake
-//! opened ones; [`machine_config`] is what a row asks Fly to run; [`quiet`]
-//! counts passes that changed nothing; [`timeline`] decides the events a write records; [`daemon`] wires one replica together.
+//! opened ones; [`machine_config`] is what a row asks Fly to run; [`quiet`] counts passes that
+//! changed nothing; [`refresh`] spares the gauges' queries at rest; [`timeline`] decides the
+//! events a write records; [`daemon`] wires one replica together.
 
 pub(crate) mod background;
 pub mod cost;
@@ -31,6 +32,7 @@ pub(crate) mod outcome;
 pub(crate) mod plan;
 pub(crate) mod quiet;
 pub(crate) mod reconcile;
+pub(crate) mod refresh;
 pub mod settings;
 pub mod sync;
 pub(crate) mod teardown;

@@ -40,8 +40,12 @@ pub struct Settings {
     pub orphan_grace: Duration,
     pub sweep_dry_run: bool,
     pub shutdown_timeout: Duration,
-    /// How often queue figures are refreshed for metrics.
+    /// How often queue figures may be refreshed for metrics: at this cadence while rows
+    /// change, at least every [`Settings::stats_max_age`] at rest.
     pub stats_interval: Duration,
+    /// How long leadership (drift checks, orphan sweep) lasts without renewal; a crashed
+    /// leader is replaced within this plus a third of it. Row work never waits for it.
+    pub leader_ttl: Duration,
     /// Sync on save (`preview::sync`).
     pub sync: SyncSettings,
     /// Prices for the fleet's estimated cost (`preview::cost`).
@@ -58,11 +62,31 @@ impl Settings {
         i64::try_from(self.concurrency / 8).unwrap_or(i64::MAX).max(2)
     }
 
-    /// The loops' longest sleep between claims: `poll_interval`, but at most a third of a
-    /// lease, so rows a crashed replica held (their due times passed, their leases live, so no
-    /// due time wakes anyone) are claimed within a third of a lease of their leases' expiry.
+    /// The preview loop's longest sleep between claims: `poll_interval`. It only bounds what
+    /// a lost notification can delay: the loop also sleeps until the earliest due row, and
+    /// `next_due` counts a row another replica holds as due when its lease expires, so the
+    /// rows of a replica that crashed are claimed when its leases run out, without polling.
     pub fn backstop_poll(&self) -> Duration {
-        self.poll_interval.min(self.lease / 3).max(Duration::from_millis(100))
+        self.poll_interval.max(Duration::from_millis(100))
+    }
+
+    /// The teardown loop's backstop: four of the preview loop's. Tombstones come only from
+    /// deletes, whose NOTIFY wakes it (so does a listener reconnect), and their next due
+    /// time counts leases too; at rest this is its only statement.
+    pub fn teardown_backstop(&self) -> Duration {
+        self.backstop_poll() * 4
+    }
+
+    /// How often the leader renews its leadership (and a follower tries to take it): a
+    /// third of `leader_ttl`.
+    pub fn leader_renew(&self) -> Duration {
+        (self.leader_ttl / 3).max(Duration::from_millis(100))
+    }
+
+    /// At rest (no pass, notification or drift repair since the last refresh) the queue and
+    /// fleet gauges are refreshed this rarely: ten stats intervals.
+    pub fn stats_max_age(&self) -> Duration {
+        self.stats_interval * 10
     }
 
     /// Defaults suitable for tests and the demo (fast timings).
@@ -89,6 +113,7 @@ impl Settings {
             sweep_dry_run: false,
             shutdown_timeout: Duration::from_secs(5),
             stats_interval: Duration::from_millis(500),
+            leader_ttl: Duration::from_secs(6),
             prices: PriceTable::default(),
             idle_ttl: Duration::ZERO,
             sync: SyncSettings {

@@ -260,7 +260,7 @@ impl Reconciler for Teardown {
 /// Works tombstones until the shutdown phase leaves `Running`, then drains and releases: the
 /// queue runtime over [`Tombstones`] and [`Teardown`], woken by `wake` (the delete NOTIFY, a
 /// listener reconnect), by finished passes and by the earliest due tombstone, with
-/// `POLL_INTERVAL` as the backstop. Keeps the pending gauge fresh.
+/// four `POLL_INTERVAL`s as the backstop. Keeps the pending gauge fresh.
 pub async fn run(
     ctx: Arc<Ctx>,
     metrics: Metrics,
@@ -269,13 +269,14 @@ pub async fn run(
 ) {
     let s = ctx.settings.clone();
     let tombstones = Tombstones::new(ctx.store.pool().clone(), ctx.store.owner(), s.lease);
-    let gauge = pending_gauge(tombstones.clone(), metrics.clone(), s.stats_interval);
+    let every = (s.stats_interval, s.stats_max_age());
+    let gauge = pending_gauge(tombstones.clone(), metrics.clone(), every);
     let runtime = Runtime {
         queue: Arc::new(tombstones.clone()),
         reconciler: Arc::new(Teardown { ctx, metrics: metrics.clone(), tombstones }),
         timing: Timing {
             concurrency: PARALLEL,
-            poll_interval: s.backstop_poll(),
+            poll_interval: s.teardown_backstop(),
             shutdown_timeout: s.shutdown_timeout,
         },
         metrics,
@@ -292,11 +293,16 @@ pub async fn run(
     }
 }
 
-/// Refreshes `fly_preview_tombstones_pending`, forever.
-async fn pending_gauge(tombstones: Tombstones, metrics: Metrics, every: Duration) {
-    let mut tick = tokio::time::interval(every);
+/// Refreshes `fly_preview_tombstones_pending` forever, every `every` while rows change and
+/// every `max_age` at rest.
+async fn pending_gauge(tombstones: Tombstones, metrics: Metrics, every: (Duration, Duration)) {
+    let mut tick = tokio::time::interval(every.0);
+    let mut refresh = crate::preview::refresh::Refresh::new(every.1);
     loop {
         tick.tick().await;
+        if !refresh.due(&metrics) {
+            continue;
+        }
         match tombstones.pending().await {
             Ok(n) => metrics.tombstones_pending.set(n),
             Err(e) => tracing::warn!(error = %e, "counting tombstones failed"),

@@ -25,6 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use uuid::Uuid;
 
 pub use env::EnvVar;
+pub use fleet::DriftRow;
 pub use limits::Admission;
 pub use listen::{ListenEvent, Listener, Notification, Op};
 pub use preflight::{
@@ -163,9 +164,11 @@ pub(crate) fn expand(text: &str) -> String {
         .replace("{by_controller}", BY_CONTROLLER)
 }
 
-/// The text of the named query `src/store/sql/<name>.sql`, expanded once.
+/// The text of the named query `src/store/sql/<name>.sql`, expanded once; counts one
+/// statement of that name (`fly_preview_db_statements_total`): use it where it is sent.
 macro_rules! named_query {
     ($name:literal) => {{
+        $crate::ops::db_statements::count($name);
         static TEXT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
             $crate::store::expand(include_str!(concat!("sql/", $name, ".sql")))
         });
@@ -235,12 +238,14 @@ impl Store {
 
     /// Every app name that has a row (the orphan sweep's view of "ours").
     pub async fn app_names(&self) -> Result<Vec<String>, StoreError> {
+        crate::ops::db_statements::count("app_names");
         let sql = "SELECT fly_app_name FROM public.fly_preview_apps";
         Ok(sqlx::query_scalar::<_, String>(sql).fetch_all(&self.pool).await?)
     }
 
     /// Whether a row currently owns this app name.
     pub async fn app_name_exists(&self, name: &str) -> Result<bool, StoreError> {
+        crate::ops::db_statements::count("app_name_exists");
         let sql = "SELECT EXISTS (SELECT 1 FROM public.fly_preview_apps WHERE fly_app_name = $1)";
         Ok(sqlx::query_scalar::<_, bool>(sql).bind(name).fetch_one(&self.pool).await?)
     }

@@ -118,10 +118,11 @@ impl Store {
     }
 
     /// How long until the earliest claimable row is due (`Duration::ZERO` if one is due
-    /// already); `None` when no row will ever be due by itself.
+    /// already), counting a row leased by any replica as due when its lease expires; `None`
+    /// when no row will ever be due by itself.
     pub async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
         let sql = named_query!("next_due");
-        let secs: Option<f64> = sqlx::query_scalar(sql).fetch_optional(&self.pool).await?;
+        let secs: Option<f64> = sqlx::query_scalar(sql).fetch_one(&self.pool).await?;
         Ok(secs.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)))
     }
 

@@ -1,6 +1,8 @@
 //! A replica's death is noticed in seconds: the rows it had leased run again within 15 s
-//! (short leases, the backstop poll capped at a third of a lease), the other replica leads within
-//! a few seconds, and no preview gets a second machine.
+//! (short leases; the other replica's next due time counts a leased row as due when its lease
+//! expires, with the production 30 s backstop poll), the other replica leads within a few
+//! seconds of the leadership TTL (the tests' 6 s; production's `LEADER_TTL` is 60 s), and no
+//! preview gets a second machine.
 
 use std::time::Duration;
 
@@ -27,7 +29,8 @@ async fn leased_by(pool: &PgPool, owner: &str) -> Vec<Uuid> {
 
 #[sqlx::test]
 async fn a_killed_leaders_rows_run_within_15s_and_leadership_moves_in_seconds(pool: PgPool) {
-    // Production timings where they matter: the default lease and backstop poll.
+    // Production timings where they matter: the default lease and backstop poll (leadership
+    // keeps the tests' 6 s TTL, so the move is seen in seconds).
     let settings = Settings {
         lease: Duration::from_secs(8),
         poll_interval: Duration::from_secs(30),

@@ -142,7 +142,20 @@ async fn next_due_is_the_earliest_claimable_row(pool: PgPool) {
     let d = s.next_due().await.unwrap().expect("a is due later");
     assert!(d > Duration::from_secs(9) && d <= Duration::from_secs(10), "{d:?}");
     controller_set(&pool, a, "next_attempt_at = now(), lease_owner = 'b', lease_expires_at = now() + interval '1 minute'").await;
-    assert_eq!(s.next_due().await.unwrap(), None, "leased and converged rows are not claimable");
+    let d = s.next_due().await.unwrap().expect("a leased row is due when its lease expires");
+    assert!(d > Duration::from_secs(59) && d <= Duration::from_secs(60), "{d:?}");
+    controller_set(&pool, a, "next_attempt_at = now() + interval '2 minutes'").await;
+    let d = s.next_due().await.unwrap().expect("or at its due time, if later");
+    assert!(d > Duration::from_secs(119) && d <= Duration::from_secs(120), "{d:?}");
+    controller_set(&pool, a, "next_attempt_at = 'infinity'").await;
+    assert_eq!(s.next_due().await.unwrap(), None, "a leased converged row is never due");
+    controller_set(
+        &pool,
+        a,
+        "next_attempt_at = now(), lease_expires_at = now() - interval '1 second'",
+    )
+    .await;
+    assert_eq!(s.next_due().await.unwrap(), Some(Duration::ZERO), "an expired lease: due now");
 }
 
 #[sqlx::test]

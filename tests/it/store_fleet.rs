@@ -1,5 +1,6 @@
-//! The fleet statements (`store/sql/fleet/`, `store/sql/env/`): machines by state for the cost
-//! gauges, each user's previews for `status --by-user`, and a preview's variables.
+//! The fleet statements (`store/sql/fleet/`, `store/sql/env/`, `drift_rows`): machines by state
+//! for the cost gauges, each user's previews for `status --by-user`, a preview's variables, and
+//! the rows as the full drift verification compares them.
 
 use crate::support::*;
 use fly_preview_controller::store::Store;
@@ -54,4 +55,31 @@ async fn a_previews_variables_are_read_with_their_secret_values(pool: PgPool) {
         vars.iter().map(|v| (v.name.as_str(), v.value.expose(), v.secret)).collect();
     assert_eq!(shown, [("A_SECRET", "s3cret", true), ("B_PLAIN", "p", false)]);
     assert!(!format!("{vars:?}").contains("s3cret"), "values print as ***");
+}
+
+#[sqlx::test]
+async fn drift_rows_are_the_tuples_drift_compares(pool: PgPool) {
+    let a = insert_row(&pool, USER_A, "d1", Some("https://github.com/a/b"), "main").await;
+    insert_row(&pool, USER_A, "d2", Some("https://github.com/a/b"), "main").await;
+    set_machine(&pool, a, Some("m1"), "suspended").await;
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('fly_preview.controller', 'on', true)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE fly_preview_apps SET status = 'running' WHERE id = $1")
+        .bind(a)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut rows = Store::new(pool.clone(), "t").drift_rows().await.unwrap();
+    rows.sort_by(|x, y| x.fly_machine_id.cmp(&y.fly_machine_id));
+    let shown: Vec<(Option<&str>, Option<&str>)> = rows
+        .iter()
+        .map(|r| (r.fly_machine_id.as_deref(), r.machine_state.as_ref().map(|s| s.as_str())))
+        .collect();
+    assert_eq!(shown, [(None, None), (Some("m1"), Some("suspended"))]);
+    assert!(!rows[0].running, "a pending row does not run yet");
+    assert!(rows[1].running, "a running row that should run");
 }

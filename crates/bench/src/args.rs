@@ -138,6 +138,10 @@ pub struct BenchArgs {
     /// `hanging-sync`: previews (of one user) whose `sync` never answers.
     #[arg(long, default_value_t = 6)]
     pub hanging_rows: usize,
+    /// The at-rest scenario instead of the fleet runs, watched for this long: the first
+    /// `--rows` previews, 30 % in `error`, half suspended by autostop (BENCHMARKS.md, "At rest").
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub at_rest: Option<Duration>,
     /// The bench's own database on that server, dropped and recreated for every run.
     #[arg(long, default_value = "fly_preview_bench")]
     pub db_name: String,

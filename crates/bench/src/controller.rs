@@ -40,6 +40,8 @@ pub struct Steady {
     pub fly_by_action: Vec<(String, u64)>,
     pub db_per_s: f64,
     pub cpu_pct: f64,
+    /// The daemon's own statements over the window, by name (its `/metrics`).
+    pub statements: super::statements::Statements,
 }
 
 #[derive(Debug, Clone)]
@@ -214,8 +216,10 @@ async fn steady(rig: &Rig<'_>, window: Duration) -> anyhow::Result<Steady> {
         sim.stats().requests_total,
         rig.daemon.proc_stats()?.cpu_s,
     );
+    let st0 = super::statements::scrape(&rig.daemon.metrics().await?);
     let (ms0, t0) = (sim_t0.elapsed().as_millis() as u64, Instant::now());
     tokio::time::sleep(window).await;
+    let st1 = super::statements::scrape(&rig.daemon.metrics().await?);
     let (x1, r1, c1) = (
         db::xacts(rig.admin, &rig.db.name).await?,
         sim.stats().requests_total,
@@ -229,6 +233,7 @@ async fn steady(rig: &Rig<'_>, window: Duration) -> anyhow::Result<Steady> {
         fly_by_action: fleet::calls_between(&log, ms0, sim_t0.elapsed().as_millis() as u64),
         db_per_s: x1.saturating_sub(x0) as f64 / secs,
         cpu_pct: (c1 - c0) / secs * 100.0,
+        statements: super::statements::Statements::between(&st0, &st1, t0.elapsed()),
     })
 }
 

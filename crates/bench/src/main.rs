@@ -10,6 +10,7 @@
 
 mod abuse;
 mod args;
+mod at_rest;
 mod baseline;
 mod child;
 mod churn;
@@ -21,10 +22,12 @@ mod failover;
 mod fleet;
 mod hanging;
 mod ideal;
+mod idle;
 mod report;
 mod report_sched;
 mod saves;
 mod scenario;
+mod statements;
 mod targets;
 mod wake;
 
@@ -116,6 +119,9 @@ async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     if let Some(kind) = a.scenario {
         return scenario::run(&a, &admin, &env, kind).await;
+    }
+    if a.at_rest.is_some() {
+        return at_rest::main(&a, &admin, &env).await;
     }
     if let Some(kind) = a.churn {
         return run_churn(&a, &admin, &env, kind).await;

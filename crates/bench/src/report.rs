@@ -44,6 +44,8 @@ pub fn render(a: &BenchArgs, env: &Environment, all: &Results, bench: &ProcStats
     out += &super::report_sched::ideal(runs, &all.ideals);
     out += &efficiency(runs);
     out += &steady(runs);
+    out += &super::idle::table(runs);
+    out += &super::idle::scale(runs);
     out += &wake(runs);
     out += &resources(runs, bench);
     out += &baseline(base, runs);

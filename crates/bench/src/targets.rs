@@ -57,17 +57,22 @@ fn idle_and_memory(r: &ControllerRun) -> [Line; 2] {
     let n = r.rows;
     let steady = r.steady.as_ref();
     let idle = Line {
-        target: format!("steady state ≤ 1 Fly call/s and ≤ 1 DB query/s ({n} rows)"),
+        target: format!("at rest ≤ 0.2 daemon statements/s and ≤ 0.1 Fly calls/s ({n} rows)"),
         value: steady.map_or("—".into(), |s| {
-            format!("{:.2} calls/s, {:.2} transactions/s", s.fly_per_s, s.db_per_s)
+            format!(
+                "{:.3} statements/s ({:.2} pg transactions/s), {:.3} calls/s",
+                s.statements.per_s(),
+                s.db_per_s,
+                s.fly_per_s
+            )
         }),
-        ok: steady.map(|s| s.fly_per_s <= 1.0 && s.db_per_s <= 1.0),
+        ok: steady.map(|s| s.fly_per_s <= 0.1 && s.statements.per_s() <= 0.2),
     };
-    let rss = r.daemon_end.peak_rss_mb;
+    let (rss, max) = (r.daemon_end.peak_rss_mb, super::idle::rss_target_mb(n));
     let memory = Line {
-        target: format!("peak RSS ≤ 100 MB ({n} rows)"),
+        target: format!("peak RSS ≤ {max:.0} MB ({n} rows)"),
         value: format!("{rss:.1} MB"),
-        ok: Some(rss <= 100.0),
+        ok: Some(rss <= max),
     };
     [idle, memory]
 }

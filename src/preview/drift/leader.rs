@@ -4,28 +4,23 @@
 //!
 //! # Guarantees
 //! A replica that stops renewing (killed, partitioned from the database) is replaced by
-//! another within [`LEADER_TTL`] + [`LEADER_RENEW`] (8 s). A blocked replica (the gate is
-//! shut) steps down at once.
+//! another within `Settings::leader_ttl` plus a third of it (`LEADER_TTL`, 60 s by default:
+//! 80 s; a replica that shuts down resigns, so another leads at once). A blocked replica (the
+//! gate is shut) steps down at once. The TTL is long on purpose: a renewal is a statement,
+//! and at rest it is most of what the controller sends (BENCHMARKS.md, "At rest").
 //! # Caveats
 //! Between a leader's last renewal and the expiry of its TTL no replica leads: drift checks
 //! pause for those seconds; rows are unaffected (leadership never gates row work).
-
-use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::ops::metrics::Metrics;
 use crate::preview::ctx::Ctx;
 
-/// How long leadership lasts without renewal.
-pub const LEADER_TTL: Duration = Duration::from_secs(6);
-/// How often the leader renews (and a follower tries to take over).
-pub const LEADER_RENEW: Duration = Duration::from_secs(2);
-
-/// Takes or renews leadership every [`LEADER_RENEW`], forever, publishing whether this
-/// replica leads on `tx` (and the `fly_preview_leader` gauge).
+/// Takes or renews leadership every `Settings::leader_renew`, forever, publishing whether
+/// this replica leads on `tx` (and the `fly_preview_leader` gauge).
 pub async fn hold(ctx: &Ctx, metrics: &Metrics, tx: watch::Sender<bool>) {
-    let mut tick = tokio::time::interval(LEADER_RENEW);
+    let mut tick = tokio::time::interval(ctx.settings.leader_renew());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -47,7 +42,7 @@ async fn lead(ctx: &Ctx, metrics: &Metrics) -> bool {
         }
         return false;
     }
-    ctx.store.try_lead(LEADER_TTL).await.unwrap_or_else(|e| {
+    ctx.store.try_lead(ctx.settings.leader_ttl).await.unwrap_or_else(|e| {
         tracing::warn!(error = %e, "leader election failed");
         false
     })

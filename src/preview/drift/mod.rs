@@ -13,7 +13,7 @@
 //! # Assumptions
 //! A pass records the machine state it saw, so one sighting costs at most one pass.
 
-use crate::model::state::{DesiredState, Status};
+use crate::model::MachineState;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +28,7 @@ use crate::preview::error::{self, Policy};
 use crate::preview::machine_config::{MANAGED_BY, MANAGED_BY_KEY};
 use crate::store::{BAD, Seen, StoreError};
 
+mod full;
 mod leader;
 
 #[derive(Debug, thiserror::Error)]
@@ -43,12 +44,42 @@ pub struct Drift {
     pub metrics: Metrics,
     pub resync: Arc<Notify>,
     cursor: Option<DateTime<Utc>>,
+    /// The sightings (machine id, state, `updated_at`) the last tick sent: the next listing
+    /// overlaps the last by a second, and a sighting already sent is not sent again.
+    last_sent: HashSet<(String, MachineState, Option<DateTime<Utc>>)>,
+    /// The cursor whose overlap a tick has listed once already: the next listing starts at the
+    /// cursor itself (a burst of changes at the cursor is not listed again every tick).
+    relisted: Option<DateTime<Utc>>,
     orphans_first_seen: HashMap<String, Instant>,
 }
 
+/// What drift keeps of one machine of the org's listing: its config (the bulk of a listing)
+/// is dropped page by page, so a full verification holds a small tuple per machine.
+#[derive(Debug, Clone)]
+struct Sighting {
+    app: String,
+    id: String,
+    state: MachineState,
+    /// Created by this controller (its `managed-by` metadata).
+    ours: bool,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+impl Sighting {
+    fn of(m: OrgMachine) -> Self {
+        Self {
+            ours: ours(&m),
+            updated_at: m.updated_at.as_deref().and_then(|t| t.parse().ok()),
+            app: m.app_name,
+            id: m.id,
+            state: m.state,
+        }
+    }
+}
+
 /// What the store compares with the row (see [`crate::store::Store::mark_due`]).
-fn seen(m: &OrgMachine) -> Seen {
-    Seen { app: m.app_name.clone(), machine: Some((m.id.clone(), m.state.clone())) }
+fn seen(m: &Sighting) -> Seen {
+    Seen { app: m.app.clone(), machine: Some((m.id.clone(), m.state.clone())) }
 }
 
 fn ours(m: &OrgMachine) -> bool {
@@ -57,7 +88,15 @@ fn ours(m: &OrgMachine) -> bool {
 
 impl Drift {
     pub fn new(ctx: Arc<Ctx>, metrics: Metrics, resync: Arc<Notify>) -> Self {
-        Self { ctx, metrics, resync, cursor: None, orphans_first_seen: HashMap::new() }
+        Self {
+            ctx,
+            metrics,
+            resync,
+            cursor: None,
+            last_sent: HashSet::new(),
+            relisted: None,
+            orphans_first_seen: HashMap::new(),
+        }
     }
 
     fn prefix(&self) -> String {
@@ -109,7 +148,7 @@ impl Drift {
     }
 
     /// All org machines changed since `since` (all of them when `None`), every page.
-    async fn machines(&self, since: Option<DateTime<Utc>>) -> Result<Vec<OrgMachine>, FlyError> {
+    async fn machines(&self, since: Option<DateTime<Utc>>) -> Result<Vec<Sighting>, FlyError> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
@@ -119,7 +158,7 @@ impl Drift {
                 .list_org_machines(&self.ctx.settings.org, since, cursor.as_deref())
                 .await?;
             let n = page.machines.len();
-            out.extend(page.machines);
+            out.extend(page.machines.into_iter().map(Sighting::of));
             match page.next_cursor.filter(|c| !c.is_empty()) {
                 Some(c) if n > 0 => cursor = Some(c),
                 _ => return Ok(out),
@@ -127,30 +166,37 @@ impl Drift {
         }
     }
 
-    fn advance(&mut self, ms: &[OrgMachine]) {
-        let newest = ms
-            .iter()
-            .filter_map(|m| m.updated_at.as_deref())
-            .filter_map(|t| t.parse::<DateTime<Utc>>().ok())
-            .max();
+    fn advance(&mut self, ms: &[Sighting]) {
+        let newest = ms.iter().filter_map(|m| m.updated_at).max();
         if let Some(t) = newest {
             self.cursor = Some(self.cursor.map_or(t, |c| c.max(t)));
         }
     }
 
     /// Cheap: machines of our apps that changed since the last look. The store compares each
-    /// with what its row last recorded, so a converged fleet is left alone.
+    /// with what its row last recorded, so a converged fleet is left alone; a sighting the
+    /// previous tick sent (the listings overlap by a second) is not sent again, so a fleet
+    /// at rest costs no statement here.
     async fn tick(&mut self) -> Result<(), DriftError> {
-        let since = self.cursor.map(|c| c - chrono::Duration::seconds(1));
+        // One second of overlap catches changes that became visible late; once listed after
+        // the cursor was set (a drift interval later), the overlap has nothing more to show.
+        let overlap = |c: DateTime<Utc>| c - chrono::Duration::seconds(1);
+        let since = self.cursor.map(|c| if self.relisted == Some(c) { c } else { overlap(c) });
         let changed = self.machines(since).await?;
+        let before = self.cursor;
         self.advance(&changed);
+        self.relisted = before;
         let prefix = self.prefix();
-        let seen: Vec<Seen> = changed
+        let key = |m: &Sighting| (m.id.clone(), m.state.clone(), m.updated_at);
+        let fresh: Vec<&Sighting> = changed
             .iter()
-            .filter(|m| m.app_name.starts_with(&prefix) && ours(m))
-            .map(seen)
+            .filter(|m| m.app.starts_with(&prefix) && m.ours)
+            .filter(|m| !self.last_sent.contains(&key(m)))
             .collect();
-        self.requeue(&seen).await
+        let seen: Vec<Seen> = fresh.iter().map(|m| seen(m)).collect();
+        self.requeue(&seen).await?;
+        self.last_sent = changed.iter().map(key).collect();
+        Ok(())
     }
 
     async fn requeue(&self, seen: &[Seen]) -> Result<(), DriftError> {
@@ -162,46 +208,6 @@ impl Drift {
             tracing::info!(rows = n, "drift found; rows requeued");
             self.metrics.drift_repairs.inc_by(n);
         }
-        Ok(())
-    }
-
-    /// Full verification: complete snapshots of Fly and the database, then drift and orphans.
-    async fn full(&mut self) -> Result<(), DriftError> {
-        let prefix = self.prefix();
-        let apps = self.our_apps().await?;
-        let machines = self.machines(None).await?;
-        self.advance(&machines);
-        let rows = self.ctx.store.list_all().await?;
-        let mut by_app: HashMap<&str, Vec<&OrgMachine>> = HashMap::new();
-        machines
-            .iter()
-            .filter(|m| m.app_name.starts_with(&prefix))
-            .for_each(|m| by_app.entry(m.app_name.as_str()).or_default().push(m));
-        // Running rows whose app, or the machine they recorded, is gone; then every machine
-        // of ours.
-        let mut drifted: Vec<Seen> = rows
-            .iter()
-            .filter(|r| r.desired_state == DesiredState::Running && r.status == Status::Running)
-            .filter(|r| {
-                let recorded = |m: &&OrgMachine| {
-                    ours(m) && r.fly_machine_id.as_ref().is_none_or(|id| *id == m.id)
-                };
-                let ms = by_app.get(r.fly_app_name.as_str());
-                !apps.contains(&r.fly_app_name) || !ms.is_some_and(|ms| ms.iter().any(recorded))
-            })
-            .map(|r| Seen { app: r.fly_app_name.clone(), machine: None })
-            .collect();
-        drifted.extend(by_app.values().flatten().filter(|m| ours(m)).map(|m| seen(m)));
-        self.requeue(&drifted).await?;
-        let known: HashSet<&str> = rows.iter().map(|r| r.fly_app_name.as_str()).collect();
-        let orphans: Vec<String> = apps
-            .iter()
-            .filter(|a| !known.contains(a.as_str()))
-            .filter(|a| by_app.get(a.as_str()).is_some_and(|ms| ms.iter().any(|m| ours(m))))
-            .cloned()
-            .collect();
-        self.sweep(orphans).await;
-        self.metrics.resyncs.with_label_values(&["periodic"]).inc();
         Ok(())
     }
 
