@@ -229,6 +229,31 @@ impl Store {
             .rows_affected())
     }
 
+    /// Records on settled running rows that autostop suspended their machine or Fly started
+    /// it again (the rule is in `sql/note_sleep.sql`): machine state and Ready/Idle only.
+    /// Returns how many rows changed.
+    pub async fn note_sleep(&self, seen: &[Seen]) -> Result<u64, StoreError> {
+        let sql = named_query!("note_sleep");
+        let apps: Vec<&str> = seen.iter().map(|s| s.app.as_str()).collect();
+        let ids: Vec<Option<&str>> =
+            seen.iter().map(|s| s.machine.as_ref().map(|m| m.0.as_str())).collect();
+        let states: Vec<Option<&str>> =
+            seen.iter().map(|s| s.machine.as_ref().map(|m| m.1.as_str())).collect();
+        let recorded = [MachineState::Suspended.as_str(), MachineState::Started.as_str()];
+        Ok(sqlx::query(sql)
+            .bind(apps)
+            .bind(ids)
+            .bind(states)
+            .bind(Status::Running)
+            .bind(&recorded[..])
+            .bind(MachineState::Started.as_str())
+            .bind(Reason::Ready)
+            .bind(Reason::Idle)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
+    }
+
     /// Counts for the metrics: due rows, queue lag, backoff, rows by status.
     pub async fn stats(&self) -> Result<QueueStats, StoreError> {
         let (due, oldest_due_seconds, in_backoff, statuses, counts): (

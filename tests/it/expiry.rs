@@ -221,6 +221,38 @@ async fn a_wake_whose_start_fails_once_is_retried_until_the_machine_runs(pool: P
     r.stop().await;
 }
 
+/// Scenario "autostop suspends a running preview, then Fly's proxy resumes it": drift records
+/// both on the row (machine state, `Idle` then `Ready`; what the cost gauges read) without a
+/// single Fly call of its own to the app and without a new generation.
+#[sqlx::test]
+async fn drift_records_an_autostop_and_a_resume_on_the_row(pool: PgPool) {
+    let h = Harness::with_settings(pool.clone(), SimConfig::default(), settings(Duration::ZERO, 0))
+        .await;
+    let id = insert_row(&pool, USER_A, "site", Some(REPO), "main").await;
+    let r = h.start("a");
+    let before = h
+        .wait_row(id, "running and ready", |r| {
+            is_running(r) && r.machine_state == Some(MachineState::Started)
+        })
+        .await;
+    let (app, machine) = (before.fly_app_name.clone(), before.fly_machine_id.clone().unwrap());
+    let from = h.sim.request_log().len();
+    assert!(h.sim.idle_stop(&app, &machine, true), "autostop suspended it");
+    let slept = h
+        .wait_row(id, "recorded suspended", |r| r.machine_state == Some(MachineState::Suspended))
+        .await;
+    assert_eq!(slept.status_reason, Some(Reason::Idle));
+    assert_eq!((slept.status, slept.generation), (Status::Running, before.generation));
+    assert!(h.sim.start_machine_behind_back(&app, &machine), "the proxy resumed it");
+    let woke = h
+        .wait_row(id, "recorded started", |r| r.machine_state == Some(MachineState::Started))
+        .await;
+    assert_eq!(woke.status_reason, Some(Reason::Ready));
+    let made = calls(&h, &app, from);
+    assert!(made.is_empty(), "drift's listings only, nothing sent to the app: {made:?}");
+    r.stop().await;
+}
+
 #[sqlx::test]
 async fn a_zero_ttl_never_schedules_an_expiry(pool: PgPool) {
     let h = Harness::with_settings(pool.clone(), SimConfig::default(), settings(Duration::ZERO, 0))

@@ -159,3 +159,48 @@ async fn previews_running_before_the_migration_get_the_default_expiry(pool: PgPo
         "work is left as it was"
     );
 }
+
+/// `note_sleep`: drift's sighting of an autostop (suspended) or a resume (started) is recorded
+/// on a settled running row only: machine state and Ready/Idle, nothing else; a row in any
+/// other state, a leased row and another machine's sighting are left alone.
+#[sqlx::test]
+async fn an_autostop_or_a_resume_is_recorded_on_settled_running_rows_only(pool: PgPool) {
+    use fly_preview_controller::store::Seen;
+    let s = Store::new(pool.clone(), "a");
+    let [settled, deploying, leased] = insert_rows(&pool, 3).await[..] else { unreachable!() };
+    running(&pool, settled, "Ready", "started").await;
+    running(&pool, leased, "Ready", "started").await;
+    as_controller(
+        &pool,
+        leased,
+        "lease_owner = 'b', lease_expires_at = now() + interval '1 minute'",
+    )
+    .await;
+    let rows = [settled, deploying, leased];
+    let mut names = Vec::new();
+    for id in rows {
+        names.push(s.get(id).await.unwrap().unwrap().fly_app_name);
+    }
+    let sighting = |app: &str, m: &str, st| Seen { app: app.into(), machine: Some((m.into(), st)) };
+    let seen: Vec<Seen> = names
+        .iter()
+        .flat_map(|n| {
+            [sighting(n, "m1", MachineState::Suspended), sighting(n, "m2", MachineState::Started)]
+        })
+        .collect();
+    assert_eq!(s.note_sleep(&seen).await.unwrap(), 1, "only the settled row");
+    let row = s.get(settled).await.unwrap().unwrap();
+    assert_eq!(row.machine_state, Some(MachineState::Suspended));
+    assert_eq!(row.status_reason, Some(Reason::Idle));
+    assert_eq!(s.get(deploying).await.unwrap().unwrap().machine_state, None);
+    assert_eq!(
+        s.get(leased).await.unwrap().unwrap().machine_state,
+        Some(MachineState::Started),
+        "the pass holding the lease decides"
+    );
+    let resumed = [sighting(&names[0], "m1", MachineState::Started)];
+    assert_eq!(s.note_sleep(&resumed).await.unwrap(), 1);
+    let row = s.get(settled).await.unwrap().unwrap();
+    assert_eq!(row.status_reason, Some(Reason::Ready));
+    assert_eq!(s.note_sleep(&resumed).await.unwrap(), 0, "the same sighting again: no write");
+}

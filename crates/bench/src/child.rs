@@ -74,6 +74,8 @@ impl Daemon {
             .args(["--concurrency", &concurrency.to_string(), "--listen-addr", &admin.to_string()])
             .env("DATABASE_URL", db_url)
             .env("FLY_API_TOKEN", SIM_TOKEN)
+            // as the daemon's image sets it (deploy/Dockerfile)
+            .env("MALLOC_ARENA_MAX", "2")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))

@@ -120,6 +120,12 @@ impl SimHandle {
         self.with_machine(app, id, |m, now, env| m.idle_stop(now, suspend, env)).unwrap_or(false)
     }
 
+    /// Fly Proxy starts a suspended or stopped machine for an incoming request (not the
+    /// controller's call: not in the request log). False when Fly would refuse the start.
+    pub fn start_machine_behind_back(&self, app: &str, id: &str) -> bool {
+        self.with_machine(app, id, |m, now, env| m.start(now, env).is_ok()).unwrap_or(false)
+    }
+
     /// An app in our org created "by hand" (e.g. with flyctl), visible at once, optionally with
     /// a running machine that carries none of the controller's metadata. No-op if the name is
     /// taken. Not counted in `apps_created_total` / `machines_created_total`.

@@ -208,6 +208,13 @@ impl Drift {
             tracing::info!(rows = n, "drift found; rows requeued");
             self.metrics.drift_repairs.inc_by(n);
         }
+        let woke_or_slept = |s: &Seen| {
+            matches!(s.machine, Some((_, MachineState::Suspended | MachineState::Started)))
+        };
+        if seen.iter().any(woke_or_slept) {
+            let slept = self.ctx.store.note_sleep(seen).await?;
+            tracing::debug!(rows = slept, "autostop or wake recorded");
+        }
         Ok(())
     }
 
