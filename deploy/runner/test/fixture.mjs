@@ -149,16 +149,23 @@ export class Fixture {
 
   async runner(extra = {}) {
     const port = await freePort();
+    // The dev server's port from the OS too: PORT + 1 (the runner's default) may be another
+    // test file's PORT (node --test runs the files in parallel), and the dev server then
+    // crash-loops on EADDRINUSE.
+    let devPort = await freePort();
+    while (devPort === port) devPort = await freePort();
     const env = {
       ...this.baseEnv(),
       WORKDIR: this.workdir,
       REPO_URL: 'https://github.com/o/r',
       REPO_BRANCH: 'main',
       PORT: String(port),
+      DEV_PORT: String(devPort),
       SYNC_INTERVAL: '60m',
       FAILURE_LINGER: '0s',
       ...extra,
     };
+    if (env.DEV_PORT === null) delete env.DEV_PORT; // the runner's default, PORT + 1
     const r = new Runner(this, env, port);
     this.runners.push(r);
     return r;
@@ -170,6 +177,7 @@ export class Runner {
     this.fx = fx;
     this.env = env;
     this.port = port;
+    this.devPort = env.DEV_PORT ? Number(env.DEV_PORT) : port + 1;
     this.out = '';
     this.err = '';
     this.child = spawn(process.execPath, [ENTRYPOINT], { cwd: fx.root, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -25,7 +25,7 @@ test('status page while installing, reserved paths, status command, then the app
   const fx = new Fixture(t, 'status');
   fx.write('package.json', pkg({ scripts: { dev: 'node server.js', preinstall: SLOW_PREINSTALL(4000) } }));
   const sha = fx.commitAndPush('slow install');
-  const r = await fx.runner();
+  const r = await fx.runner({ DEV_PORT: null });
   const page = await until('status page', async () => {
     const g = await r.get('/', 'roseram-1.fly.dev', OUTSIDE);
     return g?.status === 503 && g.body.includes('Installing dependencies') ? g : null;
@@ -41,7 +41,7 @@ test('status page while installing, reserved paths, status command, then the app
 
   await until('the app', async () => (await r.get('/', 'roseram-1.fly.dev', OUTSIDE))?.body === 'v1', START_MS, r.logs);
   assert.equal((await r.get('/__preview/ready')).status, 200);
-  assert.equal((await r.get('/env/PORT')).body, String(r.port + 1), 'the dev server runs on DEV_PORT = PORT + 1');
+  assert.equal((await r.get('/env/PORT')).body, String(r.devPort), 'the dev server runs on DEV_PORT, by default PORT + 1');
   const st = await r.sync([], 'status');
   assert.equal(st.code, 0, st.stdout);
   const json = JSON.parse(st.stdout);
@@ -169,7 +169,7 @@ test('a plain server bound to localhost only is served, with one line naming the
   const r = await fx.runner();
   await until('served through the non-loopback address', async () => (await r.get('/', 'roseram-1.fly.dev', OUTSIDE))?.body === 'local only', START_MS, r.logs);
   if (OUTSIDE !== '127.0.0.1') {
-    await r.waitForLog(`:${r.port + 1} only (loopback)`, 30_000);
+    await r.waitForLog(`:${r.devPort} only (loopback)`, 30_000);
     assert.match(r.out, /to fix, listen on 0\.0\.0\.0/);
   }
 });
@@ -200,8 +200,8 @@ test('an app that listens on the runner\'s own PORT is told to use process.env.P
   // DEV_PORT is PORT + 1: this app binds PORT, where the runner listens.
   fx.write('server.js', `require('http').createServer((q, s) => s.end('x')).listen(Number(process.env.PORT) - 1, '0.0.0.0');\n`);
   fx.commitAndPush('hardcoded port');
-  const r = await fx.runner();
+  const r = await fx.runner({ DEV_PORT: null });
   assert.deepEqual(await r.waitExit(90_000), { code: 5, signal: null });
   const last = r.stderrLines().at(-1);
-  assert.match(last, new RegExp(`^runner: dev server keeps exiting at start \\(5 times in a row, last exited with code 1 \\(port ${r.port} is the runner's: the app must listen on process\\.env\\.PORT, which is ${r.port + 1}\\)\\); giving up$`));
+  assert.match(last, new RegExp(`^runner: dev server keeps exiting at start \\(5 times in a row, last exited with code 1 \\(port ${r.port} is the runner's: the app must listen on process\\.env\\.PORT, which is ${r.devPort}\\)\\); giving up$`));
 });
