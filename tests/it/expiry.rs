@@ -59,6 +59,17 @@ fn calls(h: &Harness, app: &str, from: usize) -> Vec<String> {
         .collect()
 }
 
+/// Waits until the preview runs with its machine started: the row, its app and machine id.
+async fn ready(h: &Harness, id: Uuid) -> (PreviewRow, String, String) {
+    let row = h
+        .wait_row(id, "running and ready", |r| {
+            is_running(r) && r.machine_state == Some(MachineState::Started)
+        })
+        .await;
+    let (app, machine) = (row.fly_app_name.clone(), row.fly_machine_id.clone().unwrap());
+    (row, app, machine)
+}
+
 /// Waits until one of two rows of a user at a quota of 1 runs and the other is refused.
 async fn one_runs_one_waits(h: &Harness, ids: [Uuid; 2]) -> (PreviewRow, Uuid) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -141,12 +152,7 @@ async fn opening_a_preview_asleep_by_autostop_starts_it_with_one_call(pool: PgPo
     let id = insert_row(&pool, USER_A, "site", Some(REPO), "main").await;
     let r = h.start("a");
     for (round, suspend) in [(1, true), (2, false)] {
-        let before = h
-            .wait_row(id, "running and ready", |r| {
-                is_running(r) && r.machine_state == Some(MachineState::Started)
-            })
-            .await;
-        let (app, machine) = (before.fly_app_name.clone(), before.fly_machine_id.clone().unwrap());
+        let (before, app, machine) = ready(&h, id).await;
         assert!(h.sim.idle_stop(&app, &machine, suspend), "autostop put it to sleep");
         let from = h.sim.request_log().len();
         open(&pool, id).await;
@@ -196,12 +202,7 @@ async fn a_wake_whose_start_fails_once_is_retried_until_the_machine_runs(pool: P
     let h = Harness::with_settings(pool.clone(), SimConfig::default(), s).await;
     let id = insert_row(&pool, USER_A, "site", Some(REPO), "main").await;
     let r = h.start("a");
-    let before = h
-        .wait_row(id, "running and ready", |r| {
-            is_running(r) && r.machine_state == Some(MachineState::Started)
-        })
-        .await;
-    let (app, machine) = (before.fly_app_name.clone(), before.fly_machine_id.clone().unwrap());
+    let (before, app, machine) = ready(&h, id).await;
     assert!(h.sim.idle_stop(&app, &machine, true), "autostop suspended it");
     h.sim.add_fault("start_machine:503:first=1".parse().unwrap());
     let from = h.sim.request_log().len();
@@ -230,12 +231,7 @@ async fn drift_records_an_autostop_and_a_resume_on_the_row(pool: PgPool) {
         .await;
     let id = insert_row(&pool, USER_A, "site", Some(REPO), "main").await;
     let r = h.start("a");
-    let before = h
-        .wait_row(id, "running and ready", |r| {
-            is_running(r) && r.machine_state == Some(MachineState::Started)
-        })
-        .await;
-    let (app, machine) = (before.fly_app_name.clone(), before.fly_machine_id.clone().unwrap());
+    let (before, app, machine) = ready(&h, id).await;
     let from = h.sim.request_log().len();
     assert!(h.sim.idle_stop(&app, &machine, true), "autostop suspended it");
     let slept = h
