@@ -16,10 +16,13 @@ impl Drift {
     /// orphans (our apps that no row names and that hold a machine of ours).
     pub(super) async fn full(&mut self) -> Result<(), DriftError> {
         let prefix = self.prefix();
+        // Rows first: a machine created after the listing of a row read as running after it
+        // would look gone (a 100k fleet still converging requeued thousands of healthy rows).
+        // Read before, a running row's machine existed before the listing began.
+        let rows = self.ctx.store.drift_rows().await?;
         let apps = self.our_apps().await?;
         let machines = self.machines(None).await?;
         self.advance(&machines);
-        let rows = self.ctx.store.drift_rows().await?;
         let mut by_app: HashMap<&str, Vec<&Sighting>> = HashMap::new();
         machines
             .iter()
