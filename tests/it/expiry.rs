@@ -29,15 +29,6 @@ fn expired(r: &PreviewRow) -> bool {
     r.status == Status::Stopped && r.status_reason == Some(Reason::Expired)
 }
 
-/// The web app's write when the user opens the project.
-async fn open(pool: &PgPool, id: Uuid) {
-    sqlx::query("UPDATE public.fly_preview_apps SET opened_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(pool)
-        .await
-        .unwrap();
-}
-
 /// The preview's timeline: (kind, reason, message), oldest first.
 async fn events(pool: &PgPool, id: Uuid) -> Vec<(String, Option<String>, Option<String>)> {
     sqlx::query_as(
@@ -135,7 +126,7 @@ async fn opening_an_expired_preview_deploys_it_again(pool: PgPool) {
     r.stop().await;
     // Reopened under a TTL that cannot end during the test.
     let r = h.start_with("b", settings(Duration::from_secs(3600), 0).into());
-    open(&pool, id).await;
+    open_project(&pool, id).await;
     let row = h.wait_row(id, "running again", is_running).await;
     assert_eq!(row.generation, before.generation + 1, "a deploy like status = 'pending'");
     assert_eq!(row.error_message, None);
@@ -155,7 +146,7 @@ async fn opening_a_preview_asleep_by_autostop_starts_it_with_one_call(pool: PgPo
         let (before, app, machine) = ready(&h, id).await;
         assert!(h.sim.idle_stop(&app, &machine, suspend), "autostop put it to sleep");
         let from = h.sim.request_log().len();
-        open(&pool, id).await;
+        open_project(&pool, id).await;
         let row = h
             .wait_row(id, "woken", |r| {
                 r.status_reason == Some(Reason::Ready)
@@ -183,7 +174,7 @@ async fn opening_a_preview_asleep_by_autostop_starts_it_with_one_call(pool: PgPo
     // Opened while awake: nothing to start.
     let from = h.sim.request_log().len();
     let before = h.row(id).await;
-    open(&pool, id).await;
+    open_project(&pool, id).await;
     h.wait_row(id, "looked at", |r| {
         r.updated_at > before.updated_at && r.status_reason == Some(Reason::Ready)
     })
@@ -206,7 +197,7 @@ async fn a_wake_whose_start_fails_once_is_retried_until_the_machine_runs(pool: P
     assert!(h.sim.idle_stop(&app, &machine, true), "autostop suspended it");
     h.sim.add_fault("start_machine:503:first=1".parse().unwrap());
     let from = h.sim.request_log().len();
-    open(&pool, id).await;
+    open_project(&pool, id).await;
     h.wait_row(id, "woken after a retry", |r| {
         r.status_reason == Some(Reason::Ready)
             && r.updated_at > before.updated_at
@@ -265,7 +256,7 @@ async fn a_zero_ttl_never_schedules_an_expiry(pool: PgPool) {
     .execute(&pool)
     .await
     .unwrap();
-    open(&pool, id).await;
+    open_project(&pool, id).await;
     let row = h.wait_row(id, "looked at", |r| r.status_reason == Some(Reason::Ready)).await;
     assert_eq!((row.status, row.next_attempt_at), (Status::Running, None));
     assert_eq!(r.metrics.expired.get(), 0);

@@ -31,14 +31,6 @@ async fn until(h: &Harness, id: Uuid, pred: impl Fn(&PreviewRow) -> bool) -> Pre
     }
 }
 
-async fn open(pool: &PgPool, id: Uuid) {
-    sqlx::query("UPDATE public.fly_preview_apps SET opened_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(pool)
-        .await
-        .unwrap();
-}
-
 /// From the write of `opened_at` to the controller's `start` call logged by the simulator,
 /// and to the simulator's machine `started`, seconds.
 async fn wake_once(h: &Harness, id: Uuid, suspend: bool) -> (f64, f64) {
@@ -59,7 +51,7 @@ async fn wake_once(h: &Harness, id: Uuid, suspend: bool) -> (f64, f64) {
             .any(|r| r.action == "start_machine" && r.path.contains(&app))
     };
     let t = Instant::now();
-    open(&h.pool, id).await;
+    open_project(&h.pool, id).await;
     let mut call = None;
     while h.sim.machines(&app)[0]["state"] != "started" {
         assert!(t.elapsed() < Duration::from_secs(60), "never woke");
@@ -110,7 +102,7 @@ async fn measure_expiry_reopen_and_wake(pool: PgPool) {
 
     let r = h.start_with("b", Settings { idle_ttl: hour, ..(*h.settings).clone() }.into());
     let t = Instant::now();
-    open(&pool, id).await;
+    open_project(&pool, id).await;
     until(&h, id, is_running).await;
     println!("reopen (opened_at written) → running again: {:.2} s", t.elapsed().as_secs_f64());
     for (suspend, what) in [(true, "suspended"), (false, "stopped")] {

@@ -45,6 +45,15 @@ pub async fn insert_row(
     .unwrap()
 }
 
+/// The web app's write when the user opens the project (`opened_at`).
+pub async fn open_project(pool: &PgPool, id: Uuid) {
+    sqlx::query("UPDATE public.fly_preview_apps SET opened_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(pool)
+        .await
+        .unwrap();
+}
+
 /// Inserts `n` valid rows for USER_A with projects `p-0..p-n` (more than the database's
 /// default cap of rows per user lifts the cap).
 pub async fn insert_rows(pool: &PgPool, n: usize) -> Vec<Uuid> {
