@@ -16,6 +16,7 @@ create table if not exists fly_preview_controller.status_totals (
   n bigint not null
 );
 create table if not exists fly_preview_controller.status_deltas (
+  id bigint generated always as identity primary key,
   status text not null,
   n bigint not null
 );
@@ -56,8 +57,14 @@ begin
      group by u.status having sum(u.n) <> 0;
   end if;
 end $$;
--- Callable by every role with USAGE on the controller's schema (the controller's own role,
--- deploy/sql/controller-role.sql, needs no grant of its own); anon and authenticated have none.
+revoke execute on function fly_preview_controller.status_counts() from public, anon, authenticated;
+-- The controller's own role (deploy/sql/controller-role.sql grants the same on a new install).
+do $$
+begin
+  if exists (select 1 from pg_catalog.pg_roles where rolname = 'fly_preview_reconciler') then
+    grant execute on function fly_preview_controller.status_counts() to fly_preview_reconciler;
+  end if;
+end $$;
 
 create or replace function public.fly_preview_apps_count_rows() returns trigger
   language plpgsql security definer set search_path = ''
