@@ -15,6 +15,10 @@
 --   fly_preview_controller.settings            SELECT (the app-name prefix the database derives
 --                                              names with; the per-user row cap)
 --   public.fly_preview_apps_by_controller()    EXECUTE (the table's triggers call it)
+--   fly_preview_controller.status_counts()     EXECUTE (rows by status for the metrics; it
+--                                              folds the counts the table's triggers keep)
+--   fly_preview_controller.status_totals,      SELECT (those counts; read through the
+--     fly_preview_controller.status_deltas     function above)
 -- It cannot insert or delete previews, change the schema, or read anything else.
 --
 -- Run it once, after `fly-preview-controller migrate`, as the role that ran the migrations
@@ -45,6 +49,9 @@ grant select on public.fly_preview_env, fly_preview_controller.env_secrets to fl
 grant select on fly_preview_controller._sqlx_migrations to fly_preview_reconciler;
 grant select on fly_preview_controller.settings to fly_preview_reconciler;
 grant execute on function public.fly_preview_apps_by_controller() to fly_preview_reconciler;
+grant execute on function fly_preview_controller.status_counts() to fly_preview_reconciler;
+grant select on fly_preview_controller.status_totals, fly_preview_controller.status_deltas
+  to fly_preview_reconciler;
 
 -- Row-level security: every row, for this role only (the web app's users keep their own
 -- policies; anon and authenticated gain nothing).
@@ -77,4 +84,10 @@ create policy sqlx_migrations_reconciler_select on fly_preview_controller._sqlx_
   for select to fly_preview_reconciler using (true);
 drop policy if exists settings_reconciler_select on fly_preview_controller.settings;
 create policy settings_reconciler_select on fly_preview_controller.settings
+  for select to fly_preview_reconciler using (true);
+drop policy if exists status_totals_reconciler_select on fly_preview_controller.status_totals;
+create policy status_totals_reconciler_select on fly_preview_controller.status_totals
+  for select to fly_preview_reconciler using (true);
+drop policy if exists status_deltas_reconciler_select on fly_preview_controller.status_deltas;
+create policy status_deltas_reconciler_select on fly_preview_controller.status_deltas
   for select to fly_preview_reconciler using (true);

@@ -10,7 +10,8 @@
 //! quota and redeploy budget; [`expiry`] (pure) and [`idle`] expire unused previews and wake
 //! opened ones; [`machine_config`] is what a row asks Fly to run; [`quiet`] counts passes that
 //! changed nothing; [`refresh`] spares the gauges' queries at rest; [`timeline`] decides the
-//! events a write records; [`daemon`] wires one replica together.
+//! events a write records; [`daemon`] wires one replica together; [`stop`] tears a preview
+//! down to an empty app.
 
 pub(crate) mod background;
 pub mod cost;
@@ -34,6 +35,7 @@ pub(crate) mod quiet;
 pub(crate) mod reconcile;
 pub(crate) mod refresh;
 pub mod settings;
+pub(crate) mod stop;
 pub mod sync;
 pub(crate) mod teardown;
 #[cfg(test)]

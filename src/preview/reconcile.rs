@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::fly::{self, FlyClient, FlyError};
+use crate::fly::{self, FlyClient};
 use crate::model::state::Reason;
 use crate::model::state::{DesiredState, Status};
 use crate::model::timeline::Event;
@@ -20,6 +20,7 @@ use crate::preview::idle::{self, delete_app};
 use crate::preview::limits;
 use crate::preview::outcome::{self, Outcome, PreviewAction};
 use crate::preview::quiet;
+use crate::preview::stop;
 use crate::preview::timeline;
 use crate::runtime::{Claimed, Queue, QueueError, Reconciler};
 use crate::store::{Lease, PreviewRow, StatusWrite, Store};
@@ -43,7 +44,7 @@ pub async fn pass(ctx: &Ctx, row: &PreviewRow) -> Result<Outcome, ReconcileError
             return Ok(Outcome::Stopped);
         }
         ctx.fly_up()?;
-        return stop(&ctx.fly, &row.fly_app_name).await;
+        return stop::stop(&ctx.fly, row).await;
     }
     if let Err(e) = validate_row(row, &ctx.settings.rules) {
         let reason = Reason::InvalidSpec;
@@ -87,48 +88,6 @@ async fn refuse(
         delete_app(fly, &row.fly_app_name).await?;
     }
     Ok(hold.into())
-}
-
-/// Stops a preview: destroys every machine of its app and keeps the app (no machine runs,
-/// nothing is billed; an app without machines costs nothing on Fly). A stop so spends no
-/// app-delete budget (Fly's scarcest, 100 a minute org-wide) and a redeploy needs no app
-/// create; the app itself goes with the row (its tombstone) or the orphan sweep. An app on
-/// the org's shared private network (made before per-app networks) is deleted instead, so
-/// the redeploy recreates it on its own network.
-async fn stop(fly: &FlyClient, app: &str) -> Result<Outcome, ReconcileError> {
-    match fly.get_app(app).await {
-        // No app (or not ours to touch: another org's name): nothing of ours runs.
-        Err(FlyError::NotFound(_) | FlyError::Forbidden(_)) => return Ok(Outcome::Stopped),
-        Err(e) => return Err(e.into()),
-        Ok(a) if a.on_shared_network() => return delete_app(fly, app).await,
-        Ok(_) => {}
-    }
-    let live = match live_machines(fly, app).await {
-        Ok(ids) => ids,
-        Err(FlyError::NotFound(_)) => return Ok(Outcome::Stopped),
-        Err(e) => return Err(e.into()),
-    };
-    if live.is_empty() {
-        return Ok(Outcome::Stopped);
-    }
-    for id in &live {
-        match fly.destroy_machine(app, id, true).await {
-            Ok(()) | Err(FlyError::NotFound(_)) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    match live_machines(fly, app).await {
-        Ok(ids) if ids.is_empty() => Ok(Outcome::Stopped),
-        Ok(_) => Ok(Outcome::TearingDown),
-        Err(FlyError::NotFound(_)) => Ok(Outcome::Stopped),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Ids of the app's machines that are not destroyed (or being destroyed).
-async fn live_machines(fly: &FlyClient, app: &str) -> Result<Vec<String>, FlyError> {
-    let ms = fly.list_machines(app, &[]).await?;
-    Ok(ms.into_iter().filter(|m| m.is_active()).map(|m| m.id).collect())
 }
 
 /// The preview reconciler of one replica.

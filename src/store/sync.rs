@@ -46,12 +46,7 @@ impl Store {
     /// Rows a sync could confirm now (unleased, running, started machine), oldest first.
     pub async fn sync_candidates(&self, limit: i64) -> Result<Vec<Uuid>, StoreError> {
         let sql = named_query!("sync_candidates");
-        Ok(sqlx::query_scalar::<_, Uuid>(sql)
-            .bind(Status::Running)
-            .bind(STARTED)
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await?)
+        Ok(sqlx::query_scalar::<_, Uuid>(sql).bind(limit).fetch_all(self.pool()).await?)
     }
 
     /// The owners (`user_id`) of the rows in `ids` that still exist: `(row, user)`.

@@ -322,6 +322,8 @@ async fn supabase_security_lints_find_nothing() {
             "fly_preview_controller.env_secrets",
             "fly_preview_controller.leader",
             "fly_preview_controller.settings",
+            "fly_preview_controller.status_deltas",
+            "fly_preview_controller.status_totals",
             "fly_preview_controller.tombstones"
         ],
         "{found:#?}"

@@ -139,7 +139,8 @@ pub async fn ttr_pool(pool: &sqlx::PgPool, id: Uuid) -> anyhow::Result<f64> {
 }
 
 /// The web app's stop of a running row (`status = 'stopped'`); its request → `stopped` time in
-/// seconds (database clock; the controller writes `stopped` once the machine is destroyed).
+/// seconds (database clock; the controller writes `stopped` once Fly accepted the machine's
+/// forced destroy).
 async fn stop(db: &BenchDb, id: Uuid) -> anyhow::Result<f64> {
     db.set_status(id, "stopped").await?;
     until(&db.pool, id, Status::Stopped).await

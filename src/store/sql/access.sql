@@ -56,6 +56,16 @@ WHERE pg_catalog.to_regprocedure('public.fly_preview_apps_by_controller()') IS N
   AND NOT pg_catalog.has_function_privilege(current_user,
         'public.fly_preview_apps_by_controller()', 'EXECUTE')
 UNION ALL
+SELECT me.rolname, 'function fly_preview_controller.status_counts()', 'privilege', 'EXECUTE'
+FROM me
+-- (looked up only with USAGE on the schema: without it the missing USAGE is the problem)
+WHERE CASE WHEN pg_catalog.to_regnamespace('fly_preview_controller') IS NOT NULL
+            AND pg_catalog.has_schema_privilege(current_user, 'fly_preview_controller', 'USAGE')
+           THEN pg_catalog.to_regprocedure('fly_preview_controller.status_counts()') IS NOT NULL
+            AND NOT pg_catalog.has_function_privilege(current_user,
+                  'fly_preview_controller.status_counts()', 'EXECUTE')
+           ELSE false END
+UNION ALL
 SELECT me.rolname, rls.tbl, 'rls', rls.cmd_name
 FROM rls, me
 WHERE NOT EXISTS (

@@ -13,9 +13,12 @@
 --  * it is stopped, or waits for a change in error for any other reason (an invalid spec, a
 --    name owned elsewhere): never, only a change to the row brings it back;
 --  * otherwise (running, deploying, retrying): the machine is in a state of $7, or gone.
+-- The rows are found by app name (the unique index, one probe per sighting), so the cost is
+-- that of the sightings, never of the rows drift did not see (parked, stopped).
 UPDATE public.fly_preview_apps AS r
 SET next_attempt_at = now()
-WHERE r.next_attempt_at > now()
+WHERE r.fly_app_name = ANY($1::text[])
+  AND r.next_attempt_at > now()
   AND r.desired_state = $4
   AND EXISTS (
       SELECT 1
