@@ -97,7 +97,8 @@ fn secs(d: Duration) -> f64 {
 
 impl Store {
     /// Claims up to `limit` due, unleased rows for this replica (`FOR UPDATE SKIP LOCKED`):
-    /// work people wait for before periodic work and retries, round-robin over users, at most
+    /// started work (wakes, deploys in progress and their retries) first, then other work
+    /// people wait for, then periodic verification; round-robin over users, at most
     /// `per_user` rows of one user leased at once.
     pub async fn claim(
         &self,
