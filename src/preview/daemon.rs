@@ -5,6 +5,7 @@
 //! stops every part at once.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc};
@@ -54,6 +55,8 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
             store: store.clone(),
             lease: s.lease,
             per_user: s.per_user_inflight(),
+            keep: s.kept_for_started(),
+            only_kept_free: AtomicBool::new(false),
         }),
         reconciler: Arc::new(Previews { ctx: ctx.clone(), metrics: p.metrics.clone() }),
         timing: Timing {

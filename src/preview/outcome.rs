@@ -272,10 +272,12 @@ pub fn error_write(
 /// before it. Any other retry says "after <time>": it waits in its priority behind work
 /// queued before it (src/store/sql/claim.sql).
 /// # Caveats
-/// "at" is kept to the second only while a worker slot is free for it: started work alone
-/// can fill every slot (each booting machine's re-check, every retry of a deploy in
-/// progress), a user never has more than the per-user cap of rows in flight, and nothing is
-/// claimed while the replica is blocked (a global condition, a Fly outage).
+/// "at" is kept to the second only while a worker slot is free for it. An eighth of the
+/// slots is kept free of other work for started work (`PreviewQueue`), but started work
+/// alone can fill them (booting machines' re-checks, retries of deploys in progress), a
+/// user never has more than the per-user cap of rows in flight, and nothing is claimed while
+/// the replica is blocked (a global condition, a Fly outage); then the retry starts when a
+/// slot frees. Under 8 workers no slot is kept.
 fn with_retry_message(
     row: &PreviewRow,
     summary: &str,

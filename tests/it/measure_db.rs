@@ -199,6 +199,37 @@ async fn measure_claim(pool: PgPool, n: i64) {
     }
 }
 
+/// The due rows as a converging fleet has them, so every window of the claim is full: of
+/// every four, a new deploy, a booting machine's re-check, a retry of a deploy in progress,
+/// a running preview's periodic verification.
+async fn mixed(pool: &PgPool) {
+    let sql = "UPDATE public.fly_preview_apps a \
+               SET status = CASE x.n % 4 WHEN 0 THEN 'pending' WHEN 3 THEN 'running' \
+                                 ELSE 'initializing' END, \
+                   observed_generation = CASE WHEN x.n % 4 IN (1, 3) THEN a.generation \
+                                              ELSE a.observed_generation END, \
+                   attempts = CASE WHEN x.n % 4 = 2 THEN 1 ELSE 0 END \
+               FROM (SELECT id, row_number() OVER (ORDER BY id) AS n \
+                     FROM public.fly_preview_apps) x \
+               WHERE a.id = x.id \
+                 AND (SELECT set_config('fly_preview.controller', 'on', true)) IS NOT NULL";
+    sqlx::query(sql).execute(pool).await.unwrap();
+    sqlx::query("VACUUM ANALYZE public.fly_preview_apps").execute(pool).await.unwrap();
+}
+
+#[sqlx::test]
+#[ignore = "measurement for BENCHMARKS.md"]
+async fn measure_db_claim_100k_mixed(pool: PgPool) {
+    due_rows(&pool, 100_000).await;
+    mixed(&pool).await;
+    println!("claim of 16 at 100k mixed due rows: median {:?}", claim_time(&pool, None).await);
+    let claim = expanded(include_str!("../../src/store/sql/claim.sql"));
+    let (t, hits) = server_time(&pool, &claim).await;
+    println!("  server-side execution: median {t:?}, {hits} shared buffers");
+    let cpu = cpu_per_claim(&pool, &claim).await;
+    println!("  the backend's CPU per claim (300 claims): {cpu:?}");
+}
+
 #[sqlx::test]
 #[ignore = "measurement for BENCHMARKS.md"]
 async fn measure_db_claim_1k(pool: PgPool) {

@@ -249,3 +249,25 @@ async fn the_touch_trigger_names_every_column_but_the_lease(pool: PgPool) {
     let unnamed: Vec<String> = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
     assert_eq!(unnamed, ["lease_expires_at", "lease_owner", "updated_at"]);
 }
+
+/// Scenario "new rows fill every slot but the kept ones, then a booting machine's re-check
+/// falls due": other work takes only the slots beyond the kept ones, started work takes those.
+#[sqlx::test]
+async fn a_claim_keeps_slots_for_started_work(pool: PgPool) {
+    for i in 0..6 {
+        insert_row(&pool, USER_A, &format!("k-{i}"), Some(REPO), "main").await;
+    }
+    let s = Store::new(pool.clone(), "a");
+    let first = s.claim_keeping(4, 2, LEASE, NO_CAP).await.unwrap();
+    assert_eq!(first.len(), 2, "two new rows; two slots kept");
+    assert!(s.claim_keeping(2, 2, LEASE, NO_CAP).await.unwrap().is_empty(), "only kept slots");
+    assert_eq!(s.next_started_due().await.unwrap(), None, "no started work");
+    let booting = insert_row(&pool, USER_B, "boot", Some(REPO), "main").await;
+    let set = "observed_generation = generation, status = 'initializing', \
+               next_attempt_at = now() + interval '10 seconds'";
+    controller_set(&pool, booting, set).await;
+    let d = s.next_started_due().await.unwrap().expect("the re-check is due later");
+    assert!(d > Duration::from_secs(9) && d <= Duration::from_secs(10), "{d:?}");
+    controller_set(&pool, booting, "next_attempt_at = now()").await;
+    assert_eq!(ids(s.claim_keeping(2, 2, LEASE, NO_CAP).await.unwrap()), vec![booting]);
+}

@@ -12,7 +12,9 @@
 -- time) and every user's first row goes before anyone's second, so one account's backlog
 -- cannot starve another's first preview. Then by due time. A user never has more than $5
 -- rows leased at once (counting leases already held), so one account cannot fill every
--- worker and database connection either, whatever priority its rows have.
+-- worker and database connection either, whatever priority its rows have. At most $6 of the
+-- rows are not started work: the runtime keeps a share of its free slots for started work
+-- that falls due between claims (src/preview/reconcile.rs, PreviewQueue).
 -- The cost is bounded by five windows, never by the number of due rows (each window reads the
 -- first rows of one index in due order, so parked rows, due at 'infinity', are never read):
 -- - the 64 earliest-due priority-0 rows with no failure yet (fly_preview_apps_urgent_due_idx):
@@ -30,7 +32,8 @@
 -- The partial indexes' predicates are written out literally below so the planner uses them.
 -- Ranking and round-robin happen within those windows; rows beyond them are reached as the
 -- front is worked off (a claim of more rows than the windows hold takes what they hold).
--- $1 owner, $2 limit, $3 lease seconds, $4 the 'initializing' status, $5 per-user cap
+-- $1 owner, $2 limit, $3 lease seconds, $4 the 'initializing' status, $5 per-user cap,
+-- $6 most rows of priority 1 or 2 (at most $2)
 WITH RECURSIVE urgent AS (
     SELECT id, user_id, next_attempt_at, attempts, status, generation, observed_generation, status_reason
     FROM public.fly_preview_apps
@@ -151,12 +154,23 @@ ranked AS (
     FROM due
 ),
 picked AS (
-    SELECT r.id
-    FROM ranked r
-    LEFT JOIN leased l USING (user_id)
-    WHERE r.turn + coalesce(l.n, 0) <= $5
-    ORDER BY r.priority, r.turn, r.next_attempt_at, r.id
-    LIMIT $2
+    -- The first $2 candidates in claim order, at most $6 of them not started work: the rest
+    -- of the limit is kept for started work that falls due before the next claim.
+    SELECT c.id
+    FROM (
+        SELECT t.id,
+               t.priority,
+               row_number() OVER (ORDER BY t.priority, t.turn, t.next_attempt_at, t.id) AS k
+        FROM (
+            SELECT r.id, r.priority, r.turn, r.next_attempt_at
+            FROM ranked r
+            LEFT JOIN leased l USING (user_id)
+            WHERE r.turn + coalesce(l.n, 0) <= $5
+            ORDER BY r.priority, r.turn, r.next_attempt_at, r.id
+            LIMIT $2
+        ) t
+    ) c
+    WHERE c.priority = 0 OR c.k <= $6
 ),
 locked AS (
     -- Re-checked under the row lock: a concurrent claimer's committed lease is seen here.
