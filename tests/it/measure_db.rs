@@ -107,15 +107,16 @@ async fn server_time(pool: &PgPool, claim: &str) -> (Duration, u64) {
     for i in 0..12 {
         let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
         let explain = format!("EXPLAIN (ANALYZE, BUFFERS) {claim}");
-        let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
             .bind("measure")
             .bind(16i64)
             .bind(300.0f64)
             .bind(Status::Initializing)
-            .bind(2i64)
-            .fetch_all(&mut *tx)
-            .await
-            .unwrap();
+            .bind(2i64);
+        if claim.contains("$6") {
+            q = q.bind(16i64); // no slot kept for started work
+        }
+        let plan: Vec<String> = q.fetch_all(&mut *tx).await.unwrap();
         tx.rollback().await.unwrap();
         let ms = plan.iter().find_map(|l| l.strip_prefix("Execution Time: "));
         let ms: f64 = ms.and_then(|m| m.trim_end_matches(" ms").parse().ok()).unwrap();
@@ -154,15 +155,16 @@ async fn cpu_per_claim(pool: &PgPool, claim: &str) -> Duration {
     for i in 0..=N {
         let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
         let before = backend_cpu(pid);
-        let ids: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(claim.to_string()))
+        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(claim.to_string()))
             .bind("measure")
             .bind(16i64)
             .bind(300.0f64)
             .bind(Status::Initializing)
-            .bind(2i64)
-            .fetch_all(&mut *tx)
-            .await
-            .unwrap();
+            .bind(2i64);
+        if claim.contains("$6") {
+            q = q.bind(16i64); // no slot kept for started work
+        }
+        let ids: Vec<Uuid> = q.fetch_all(&mut *tx).await.unwrap();
         if i > 0 {
             cpu += backend_cpu(pid) - before;
         }
