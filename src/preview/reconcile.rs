@@ -17,6 +17,7 @@ use crate::ops::metrics::Metrics;
 use crate::preview::ctx::Ctx;
 use crate::preview::deploy::{Deploy, validate_row};
 use crate::preview::error::{self, GlobalCondition, Policy, ReconcileError, Rejection};
+use crate::preview::gate::FlyGate;
 use crate::preview::idle::{self, delete_app};
 use crate::preview::limits;
 use crate::preview::outcome::{self, Outcome, PreviewAction};
@@ -255,12 +256,15 @@ impl Claimed for PreviewRow {
 /// other work that waits for a slot.
 /// # Caveats
 /// More started work due at once than `keep` slots waits for the next slot like any row.
+/// Nothing is kept while the gate is not open (a global condition's probe pass may be any row).
 pub struct PreviewQueue {
     pub store: Store,
     pub lease: Duration,
     pub per_user: i64,
     /// Free slots kept for started work ([`crate::preview::settings::Settings::kept_for_started`]).
     pub keep: usize,
+    /// Whether work runs normally (slots are kept only then).
+    pub gate: Arc<FlyGate>,
     /// Whether the last claim left only kept slots free: the next due time that matters is
     /// started work's.
     pub only_kept_free: AtomicBool,
@@ -271,12 +275,13 @@ impl Queue for PreviewQueue {
 
     async fn claim(&self, limit: usize) -> Result<Vec<PreviewRow>, QueueError> {
         let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let keep = if self.gate.open() { self.keep } else { 0 };
         let rows = self
             .store
-            .claim_keeping(as_i64(limit), as_i64(self.keep), self.lease, self.per_user)
+            .claim_keeping(as_i64(limit), as_i64(keep), self.lease, self.per_user)
             .await?;
         let left = limit.saturating_sub(rows.len());
-        self.only_kept_free.store(left > 0 && left <= self.keep, Ordering::Relaxed);
+        self.only_kept_free.store(left > 0 && left <= keep, Ordering::Relaxed);
         Ok(rows)
     }
 
