@@ -5,6 +5,7 @@
 //! stops every part at once.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use sqlx::PgPool;
 use tokio::sync::{Notify, mpsc};
@@ -43,8 +44,12 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
     p.metrics.init_error_kinds(crate::preview::error::KINDS);
     let store = Store::new(p.pool.clone(), p.owner.clone());
     let gate = Arc::new(FlyGate::new(p.health.clone()));
-    let ctx =
-        Arc::new(Ctx { fly: p.fly, store: store.clone(), settings: p.settings.clone(), gate });
+    let ctx = Arc::new(Ctx {
+        fly: p.fly,
+        store: store.clone(),
+        settings: p.settings.clone(),
+        gate: gate.clone(),
+    });
     let (wake, resync) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let teardowns = Arc::new(Notify::new());
     let (rev_tx, rev_rx) = mpsc::channel(4096);
@@ -54,6 +59,9 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
             store: store.clone(),
             lease: s.lease,
             per_user: s.per_user_inflight(),
+            keep: s.kept_for_started(),
+            gate,
+            only_kept_free: AtomicBool::new(false),
         }),
         reconciler: Arc::new(Previews { ctx: ctx.clone(), metrics: p.metrics.clone() }),
         timing: Timing {

@@ -1,5 +1,6 @@
 //! The local lane: passes that need no Fly call (the verdict on an invalid spec) never wait
-//! behind Fly calls. While every worker slot of the runtime is taken (Fly slow or hung), this
+//! behind Fly calls. While every worker slot of the runtime that new work may take is taken
+//! (Fly slow or hung; the slots kept for started work do not count), this
 //! loop looks at the oldest due rows, claims those whose spec fails validation and runs their
 //! pass, a few at a time, within a fraction of a second.
 
@@ -56,7 +57,9 @@ pub async fn run(lane: LocalLane) {
     loop {
         tokio::time::sleep(tick).await;
         while tasks.try_join_next().is_some() {}
-        let saturated = lane.metrics.inflight.get() >= ctx.settings.concurrency as i64;
+        // saturated: every slot but those kept for started work is taken
+        let slots = ctx.settings.concurrency.saturating_sub(lane.queue.keep);
+        let saturated = lane.metrics.inflight.get() >= slots as i64;
         if !saturated || !ctx.gate.open() || tasks.len() >= SLOTS {
             continue;
         }

@@ -212,13 +212,17 @@ pub fn error_write(
         ..base(row, Status::Error, e.reason(policy))
     };
     match (e, policy) {
-        (_, Policy::Wait(_)) => StatusWrite {
-            status: row.status,
-            error_message: Some(retry_message(&summary, action.due_at(), None)),
-            attempts: row.attempts,
-            observed_generation: None,
-            ..write
-        },
+        (_, Policy::Wait(_)) => with_retry_message(
+            row,
+            &summary,
+            None,
+            StatusWrite {
+                status: row.status,
+                attempts: row.attempts,
+                observed_generation: None,
+                ..write
+            },
+        ),
         (_, Policy::FlyDown | Policy::Global(_)) => StatusWrite {
             status: row.status,
             error_message: Some(summary),
@@ -245,22 +249,59 @@ pub fn error_write(
             attempts,
             ..write
         },
-        (_, Policy::Retry) => StatusWrite {
-            error_message: Some(retry_message(&summary, action.due_at(), Some(attempts))),
-            attempts,
-            observed_generation: None,
-            status: retry_status(row, e),
-            ..write
-        },
+        (_, Policy::Retry) => with_retry_message(
+            row,
+            &summary,
+            Some(attempts),
+            StatusWrite {
+                attempts,
+                observed_generation: None,
+                status: retry_status(row, e),
+                ..write
+            },
+        ),
     }
 }
 
-/// The message of a row retried after Fly's (or the controller's own) trouble: it names the
-/// time of the next attempt, the same instant the write stores in `next_attempt_at`.
-fn retry_message(summary: &str, due: Option<DateTime<Utc>>, attempt: Option<i32>) -> String {
-    let when = due.map_or_else(String::new, |t| format!(" at {} UTC", t.format("%H:%M:%S")));
+/// `w`, a retry of `row`, with the message that names its next attempt.
+///
+/// # Guarantees
+/// The time named is the instant `w` stores in `next_attempt_at`; the row is never claimed
+/// before it. "at <time>" is said only of a row the claim ranks with started work
+/// ([`ranks_with_started_work`]): it is claimed at that time ahead of every row queued
+/// before it. Any other retry says "after <time>": it waits in its priority behind work
+/// queued before it (src/store/sql/claim.sql).
+/// # Caveats
+/// "at" is kept to the second only while a worker slot is free for it. An eighth of the
+/// slots is kept free of other work for started work (`PreviewQueue`), but started work
+/// alone can fill them (booting machines' re-checks, retries of deploys in progress), a
+/// user never has more than the per-user cap of rows in flight, and nothing is claimed while
+/// the replica is blocked (a global condition, a Fly outage); then the retry starts when a
+/// slot frees. Under 8 workers no slot is kept.
+fn with_retry_message(
+    row: &PreviewRow,
+    summary: &str,
+    attempt: Option<i32>,
+    w: StatusWrite,
+) -> StatusWrite {
+    let word = if ranks_with_started_work(row, &w) { "at" } else { "after" };
+    let when = w
+        .next_attempt_at
+        .map_or_else(String::new, |t| format!(" {word} {} UTC", t.format("%H:%M:%S")));
     let attempt = attempt.map_or_else(String::new, |n| format!(" (attempt {n})"));
-    format!("{summary}; retrying automatically{when}{attempt}")
+    StatusWrite {
+        error_message: Some(format!("{summary}; retrying automatically{when}{attempt}")),
+        ..w
+    }
+}
+
+/// Whether the claim ranks `row`, as `w` leaves it, with started work (priority 0 in
+/// src/store/sql/claim.sql, the same predicate): a wake, and a deploy in progress with its
+/// retries (`initializing` at its generation, or `initializing` after a failed pass).
+pub fn ranks_with_started_work(row: &PreviewRow, w: &StatusWrite) -> bool {
+    let observed = w.observed_generation.unwrap_or(row.observed_generation);
+    (w.reason == Reason::WakeRequested && w.attempts == 0)
+        || (w.status == Status::Initializing && (observed == row.generation || w.attempts > 0))
 }
 
 /// The status a retried row shows. A retry is for trouble no user can fix (Fly's errors,

@@ -247,3 +247,37 @@ fn a_settled_preview_is_due_when_it_expires_and_an_expired_one_waits_to_be_opene
     let msg = "stopped after 7 days unused; opening the project starts it again";
     assert_eq!(w.error_message.as_deref(), Some(msg));
 }
+
+/// A retry's message says "at" only of a row the claim ranks with started work (claimed at
+/// that time, ahead of queued work), and "after" of one that waits behind queued work.
+#[test]
+fn a_retry_names_its_time_as_at_only_where_the_claim_keeps_it() {
+    let fly = || ReconcileError::from(FlyError::Transient(info(503)));
+    let db = || ReconcileError::Store(crate::store::StoreError::Query(sqlx::Error::PoolTimedOut));
+    let budget = || {
+        let e =
+            FlyError::RateLimited { retry_after: Some(Duration::from_secs(5)), info: info(429) };
+        ReconcileError::from(e)
+    };
+    let settled = |status, attempts| {
+        let mut r = row(status, attempts);
+        r.observed_generation = r.generation;
+        r
+    };
+    let cases = [
+        (row(Status::Pending, 0), fly(), "at"), // a deploy that reached Fly: initializing
+        (row(Status::Initializing, 2), fly(), "at"),
+        (settled(Status::Initializing, 0), budget(), "at"), // a booting machine's re-check
+        (row(Status::Pending, 0), db(), "after"),           // not started on Fly
+        (row(Status::Pending, 0), budget(), "after"),
+        (settled(Status::Running, 1), fly(), "after"), // periodic verification
+    ];
+    for (r, e, word) in cases {
+        let w = failed(&r, e).unwrap();
+        let at = w.next_attempt_at.unwrap().format("%H:%M:%S");
+        let msg = w.error_message.clone().unwrap();
+        let named = format!("retrying automatically {word} {at} UTC");
+        assert!(msg.contains(&named), "{} → {msg}", r.status);
+        assert_eq!(ranks_with_started_work(&r, &w), word == "at", "{msg}");
+    }
+}

@@ -4,6 +4,7 @@
 //! `public.fly_preview_apps` as the runtime's queue.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -16,6 +17,7 @@ use crate::ops::metrics::Metrics;
 use crate::preview::ctx::Ctx;
 use crate::preview::deploy::{Deploy, validate_row};
 use crate::preview::error::{self, GlobalCondition, Policy, ReconcileError, Rejection};
+use crate::preview::gate::FlyGate;
 use crate::preview::idle::{self, delete_app};
 use crate::preview::limits;
 use crate::preview::outcome::{self, Outcome, PreviewAction};
@@ -201,23 +203,51 @@ impl Claimed for PreviewRow {
     }
 }
 
-/// `public.fly_preview_apps` as the runtime's queue: people's requests first, fair across
-/// users (at most `per_user` rows of one user leased at once).
+/// `public.fly_preview_apps` as the runtime's queue: started work first, then people's
+/// requests, fair across users (at most `per_user` rows of one user leased at once).
+///
+/// # Guarantees
+/// `keep` of the free worker slots are kept for started work (a booting machine's re-check,
+/// a wake, a retry of a deploy in progress): other work is claimed only into the slots
+/// beyond them, so a retry falls due into a free slot and starts at the time its message
+/// names even while new rows fill every other slot. While only kept slots are free, the
+/// loop sleeps until started work is due (or a pass ends, or a row changes), not until the
+/// other work that waits for a slot.
+/// # Caveats
+/// More started work due at once than `keep` slots waits for the next slot like any row.
+/// Nothing is kept while the gate is not open (a global condition's probe pass may be any row).
 pub struct PreviewQueue {
     pub store: Store,
     pub lease: Duration,
     pub per_user: i64,
+    /// Free slots kept for started work ([`crate::preview::settings::Settings::kept_for_started`]).
+    pub keep: usize,
+    /// Whether work runs normally (slots are kept only then).
+    pub gate: Arc<FlyGate>,
+    /// Whether the last claim left only kept slots free: the next due time that matters is
+    /// started work's.
+    pub only_kept_free: AtomicBool,
 }
 
 impl Queue for PreviewQueue {
     type Row = PreviewRow;
 
     async fn claim(&self, limit: usize) -> Result<Vec<PreviewRow>, QueueError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.store.claim(limit, self.lease, self.per_user).await.map_err(Into::into)
+        let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        let keep = if self.gate.open() { self.keep } else { 0 };
+        let rows = self
+            .store
+            .claim_keeping(as_i64(limit), as_i64(keep), self.lease, self.per_user)
+            .await?;
+        let left = limit.saturating_sub(rows.len());
+        self.only_kept_free.store(left > 0 && left <= keep, Ordering::Relaxed);
+        Ok(rows)
     }
 
     async fn next_due(&self) -> Result<Option<Duration>, QueueError> {
+        if self.only_kept_free.load(Ordering::Relaxed) {
+            return self.store.next_started_due().await.map_err(Into::into);
+        }
         self.store.next_due().await.map_err(Into::into)
     }
 

@@ -62,6 +62,13 @@ impl Settings {
         i64::try_from(self.concurrency / 8).unwrap_or(i64::MAX).max(2)
     }
 
+    /// Free worker slots a claim keeps for started work (an eighth of the workers; none below
+    /// 8): a booting machine's re-check or a retry of a deploy in progress that falls due while
+    /// new rows fill the other slots starts at once, not when the next pass ends.
+    pub fn kept_for_started(&self) -> usize {
+        self.concurrency / 8
+    }
+
     /// The preview loop's longest sleep between claims: `poll_interval`. It only bounds what
     /// a lost notification can delay: the loop also sleeps until the earliest due row, and
     /// `next_due` counts a row another replica holds as due when its lease expires, so the

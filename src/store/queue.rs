@@ -97,11 +97,24 @@ fn secs(d: Duration) -> f64 {
 
 impl Store {
     /// Claims up to `limit` due, unleased rows for this replica (`FOR UPDATE SKIP LOCKED`):
-    /// work people wait for before periodic work and retries, round-robin over users, at most
+    /// started work (wakes, deploys in progress and their retries) first, then other work
+    /// people wait for, then periodic verification; round-robin over users, at most
     /// `per_user` rows of one user leased at once.
     pub async fn claim(
         &self,
         limit: i64,
+        lease: Duration,
+        per_user: i64,
+    ) -> Result<Vec<PreviewRow>, StoreError> {
+        self.claim_keeping(limit, 0, lease, per_user).await
+    }
+
+    /// [`Store::claim`], keeping `keep` of the `limit` for started work: at most
+    /// `limit - keep` of the rows claimed are other work.
+    pub async fn claim_keeping(
+        &self,
+        limit: i64,
+        keep: i64,
         lease: Duration,
         per_user: i64,
     ) -> Result<Vec<PreviewRow>, StoreError> {
@@ -112,6 +125,7 @@ impl Store {
             .bind(secs(lease))
             .bind(Status::Initializing)
             .bind(per_user)
+            .bind(limit.saturating_sub(keep).max(0))
             .fetch_all(&self.pool)
             .await?;
         Ok(rows)
@@ -122,6 +136,14 @@ impl Store {
     /// when no row will ever be due by itself.
     pub async fn next_due(&self) -> Result<Option<Duration>, StoreError> {
         let sql = named_query!("next_due");
+        let secs: Option<f64> = sqlx::query_scalar(sql).fetch_one(&self.pool).await?;
+        Ok(secs.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)))
+    }
+
+    /// [`Store::next_due`] for started work only (priority 0 of the claim): how long until
+    /// the earliest unleased such row is due (`Duration::ZERO` if one is due already).
+    pub async fn next_started_due(&self) -> Result<Option<Duration>, StoreError> {
+        let sql = named_query!("next_started_due");
         let secs: Option<f64> = sqlx::query_scalar(sql).fetch_one(&self.pool).await?;
         Ok(secs.map(|s| Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)))
     }

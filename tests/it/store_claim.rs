@@ -29,6 +29,11 @@ async fn controller_set(pool: &PgPool, id: Uuid, set: &str) {
     tx.commit().await.unwrap();
 }
 
+/// The ids of a claim's rows, in the order claimed.
+fn ids(rows: Vec<fly_preview_controller::store::PreviewRow>) -> Vec<Uuid> {
+    rows.into_iter().map(|r| r.id).collect()
+}
+
 #[sqlx::test]
 async fn one_users_backlog_does_not_starve_another_users_first_row(pool: PgPool) {
     let mut backlog = Vec::new();
@@ -42,8 +47,8 @@ async fn one_users_backlog_does_not_starve_another_users_first_row(pool: PgPool)
     assert!(ids.contains(&backlog[0]), "and the backlog's oldest row: {ids:?}");
 }
 
-/// 4 users × 80 new rows, due a minute ago: more than each due-order window (256 rows).
-async fn earlier_backlog(pool: &PgPool) {
+/// A burst of new rows: 4 users × 80, more than each due-order window holds.
+async fn burst(pool: &PgPool) {
     for u in 0..4 {
         sqlx::query(
             "INSERT INTO public.fly_preview_apps (user_id, project_id, fly_app_name, status, github_repo_url, github_branch) \
@@ -56,6 +61,11 @@ async fn earlier_backlog(pool: &PgPool) {
         .await
         .unwrap();
     }
+}
+
+/// The burst, due a minute ago.
+async fn earlier_backlog(pool: &PgPool) {
+    burst(pool).await;
     sqlx::query("UPDATE public.fly_preview_apps SET next_attempt_at = now() - interval '1 minute'")
         .execute(pool)
         .await
@@ -97,14 +107,17 @@ async fn a_re_check_and_a_wake_go_before_an_earlier_burst_of_new_rows(pool: PgPo
     assert_eq!(ids, want, "the re-check and the wake first");
 }
 
+/// A retry of periodic verification (a running preview's check failed) stays behind work
+/// people wait for, however long it has been due.
 #[sqlx::test]
-async fn work_people_wait_for_goes_before_retries_and_verification(pool: PgPool) {
+async fn work_people_wait_for_goes_before_verification_and_its_retries(pool: PgPool) {
     let retry = insert_row(&pool, USER_A, "r", Some(REPO), "main").await;
     let verify = insert_row(&pool, USER_B, "v", Some(REPO), "main").await;
     controller_set(
         &pool,
         retry,
-        "attempts = 3, status = 'error', next_attempt_at = now() - interval '1 hour'",
+        "observed_generation = generation, attempts = 3, status = 'running', \
+         next_attempt_at = now() - interval '1 hour'",
     )
     .await;
     controller_set(&pool, verify, "observed_generation = generation, status = 'running', next_attempt_at = now() - interval '1 hour'").await;
@@ -117,15 +130,64 @@ async fn work_people_wait_for_goes_before_retries_and_verification(pool: PgPool)
     )
     .await;
     let s = Store::new(pool.clone(), "a");
-    let ids = |rows: Vec<fly_preview_controller::store::PreviewRow>| {
-        rows.iter().map(|r| r.id).collect::<Vec<_>>()
-    };
     let first = ids(s.claim(1, LEASE, NO_CAP).await.unwrap());
     assert_eq!(first, vec![booting], "a deploy in progress is finished first");
     let second = ids(s.claim(1, LEASE, NO_CAP).await.unwrap());
     assert_eq!(second, vec![fresh], "then the new row, before the older retry and verification");
     let rest = s.claim(10, LEASE, NO_CAP).await.unwrap();
     assert_eq!(rest.len(), 2);
+}
+
+/// Scenario "a deploy's first try failed before it reached Fly, then a burst of new rows":
+/// the retry, due first, goes first (its message named that time).
+#[sqlx::test]
+async fn a_due_retry_of_a_deploy_goes_before_a_later_due_burst_of_new_rows(pool: PgPool) {
+    let retry = insert_row(&pool, USER_B, "retry", Some(REPO), "main").await;
+    let set = "attempts = 1, status_reason = 'FlyApiError', next_attempt_at = now() - interval '1 second'";
+    controller_set(&pool, retry, set).await;
+    burst(&pool).await;
+    let s = Store::new(pool.clone(), "a");
+    assert_eq!(ids(s.claim(1, LEASE, NO_CAP).await.unwrap()), vec![retry]);
+}
+
+/// Scenario "Fly failed a deploy in progress, twice, during a burst of new rows": both retries
+/// (a deploy that reached Fly, a booting machine's re-check) fall due after the burst and are
+/// claimed before it, like the re-check they continue.
+#[sqlx::test]
+async fn retries_of_deploys_in_progress_go_before_an_earlier_burst_of_new_rows(pool: PgPool) {
+    earlier_backlog(&pool).await;
+    let deploy = insert_row(&pool, USER_B, "deploy", Some(REPO), "main").await;
+    let set = "status = 'initializing', attempts = 1, status_reason = 'WaitingForFly', \
+               next_attempt_at = now()";
+    controller_set(&pool, deploy, set).await;
+    let recheck = insert_row(&pool, USER_A, "recheck", Some(REPO), "main").await;
+    let set = "observed_generation = generation, status = 'initializing', attempts = 2, \
+               status_reason = 'FlyApiError', next_attempt_at = now()";
+    controller_set(&pool, recheck, set).await;
+    let s = Store::new(pool.clone(), "a");
+    let mut got = ids(s.claim(2, LEASE, NO_CAP).await.unwrap());
+    got.sort();
+    let mut want = vec![deploy, recheck];
+    want.sort();
+    assert_eq!(got, want, "both retries first");
+}
+
+/// Scenario "one account's 30 deploys keep failing on Fly, another user inserts a row": the
+/// failing rows rank first, but the per-user cap leaves the other user's row its slot.
+#[sqlx::test]
+async fn one_users_failing_deploys_do_not_starve_another_users_new_row(pool: PgPool) {
+    for i in 0..30 {
+        let id = insert_row(&pool, USER_A, &format!("f-{i}"), Some(REPO), "main").await;
+        let set =
+            "status = 'initializing', attempts = 3, next_attempt_at = now() - interval '1 minute'";
+        controller_set(&pool, id, set).await;
+    }
+    let victim = insert_row(&pool, USER_B, "new", Some(REPO), "main").await;
+    let s = Store::new(pool.clone(), "a");
+    let got = ids(s.claim(4, LEASE, 2).await.unwrap());
+    assert_eq!(got.len(), 3, "two of the failing rows and the new one: {got:?}");
+    assert!(got.contains(&victim), "{got:?}");
+    assert_eq!(ids(s.claim(4, LEASE, 2).await.unwrap()), Vec::<Uuid>::new(), "the cap holds");
 }
 
 #[sqlx::test]
@@ -169,4 +231,43 @@ async fn one_user_never_has_more_than_the_cap_in_flight(pool: PgPool) {
     let other = insert_row(&pool, USER_B, "c-b", Some(REPO), "main").await;
     let next: Vec<Uuid> = s.claim(10, LEASE, 3).await.unwrap().iter().map(|r| r.id).collect();
     assert_eq!(next, vec![other], "another user's row is not held back");
+}
+
+/// A lease write (claim, renewal, release) runs no trigger: the touch trigger (`updated_at`)
+/// fires only for updates naming a column other than the lease's, so a column added without
+/// extending its list (migration 20261209001100) fails here.
+#[sqlx::test]
+async fn the_touch_trigger_names_every_column_but_the_lease(pool: PgPool) {
+    let sql = "SELECT a.attname::text FROM pg_catalog.pg_attribute a \
+               WHERE a.attrelid = 'public.fly_preview_apps'::regclass \
+                 AND a.attnum > 0 AND NOT a.attisdropped \
+                 AND NOT EXISTS (SELECT FROM pg_catalog.pg_trigger t \
+                                 WHERE t.tgrelid = a.attrelid \
+                                   AND t.tgname = 'fly_preview_apps_20_touch' \
+                                   AND a.attnum = ANY (t.tgattr::int2[])) \
+               ORDER BY 1";
+    let unnamed: Vec<String> = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+    assert_eq!(unnamed, ["lease_expires_at", "lease_owner", "updated_at"]);
+}
+
+/// Scenario "new rows fill every slot but the kept ones, then a booting machine's re-check
+/// falls due": other work takes only the slots beyond the kept ones, started work takes those.
+#[sqlx::test]
+async fn a_claim_keeps_slots_for_started_work(pool: PgPool) {
+    for i in 0..6 {
+        insert_row(&pool, USER_A, &format!("k-{i}"), Some(REPO), "main").await;
+    }
+    let s = Store::new(pool.clone(), "a");
+    let first = s.claim_keeping(4, 2, LEASE, NO_CAP).await.unwrap();
+    assert_eq!(first.len(), 2, "two new rows; two slots kept");
+    assert!(s.claim_keeping(2, 2, LEASE, NO_CAP).await.unwrap().is_empty(), "only kept slots");
+    assert_eq!(s.next_started_due().await.unwrap(), None, "no started work");
+    let booting = insert_row(&pool, USER_B, "boot", Some(REPO), "main").await;
+    let set = "observed_generation = generation, status = 'initializing', \
+               next_attempt_at = now() + interval '10 seconds'";
+    controller_set(&pool, booting, set).await;
+    let d = s.next_started_due().await.unwrap().expect("the re-check is due later");
+    assert!(d > Duration::from_secs(9) && d <= Duration::from_secs(10), "{d:?}");
+    controller_set(&pool, booting, "next_attempt_at = now()").await;
+    assert_eq!(ids(s.claim_keeping(2, 2, LEASE, NO_CAP).await.unwrap()), vec![booting]);
 }

@@ -8,7 +8,13 @@
 //! the time from the fault clearing to every row running, and whether the retry messages'
 //! promised times ("retrying automatically at HH:MM:SS UTC") were kept: each promise seen
 //! while sampling is matched with the first Fly request naming the row's app after the
-//! message appeared (see [`promises`]).
+//! message appeared (see [`promises`]). A message that names its time as "after HH:MM:SS"
+//! promises only "not before": those are counted apart, with the ones retried early.
+//!
+//! Assumed: the failed pass's own requests arrived before the sample preceding its message
+//! (true while every call takes longer than a sampling interval plus a sample's query, as
+//! with the default `--fault-latency 2s`); with a shorter latency a failed pass's last
+//! request could be taken for its retry and counted early.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -57,6 +63,9 @@ pub struct DegradeRun {
 /// The retry messages' promises against the retries.
 #[derive(Debug, Clone, Default)]
 pub struct PromiseStats {
+    /// "after <time>" messages seen, and those retried before their time.
+    pub not_before: usize,
+    pub not_before_early: usize,
     /// Actual − promised, seconds, ascending (promised is the message's whole second).
     pub lateness: Vec<f64>,
     pub early: usize,
@@ -156,6 +165,8 @@ struct Promise {
     app: String,
     promised: DateTime<Utc>,
     after: DateTime<Utc>,
+    /// "at <time>" (kept within [`KEPT_WITHIN`]), not "after <time>" (not before).
+    exact: bool,
 }
 
 #[derive(Default)]
@@ -190,12 +201,13 @@ impl Observer {
             if in_error {
                 self.in_error.insert(app.clone());
             }
-            if let Some(promised) = message.as_deref().and_then(|m| promised_at(m, now)) {
+            if let Some((promised, exact)) = message.as_deref().and_then(|m| promised_at(m, now)) {
                 let after = self.prev.unwrap_or(now);
                 self.promises.entry((app.clone(), promised)).or_insert(Promise {
                     app,
                     promised,
                     after,
+                    exact,
                 });
             }
         }
@@ -204,19 +216,25 @@ impl Observer {
     }
 }
 
-/// The instant in "retrying automatically at HH:MM:SS UTC", on the day nearest `now`.
-pub fn promised_at(message: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let rest = message.split("retrying automatically at ").nth(1)?;
+/// The instant in "retrying automatically at HH:MM:SS UTC" (`true`) or "… after HH:MM:SS UTC"
+/// (`false`), on the day nearest `now`.
+pub fn promised_at(message: &str, now: DateTime<Utc>) -> Option<(DateTime<Utc>, bool)> {
+    let rest = message.split("retrying automatically ").nth(1)?;
+    let (rest, exact) = match rest.strip_prefix("at ") {
+        Some(rest) => (rest, true),
+        None => (rest.strip_prefix("after ")?, false),
+    };
     let time = chrono::NaiveTime::parse_from_str(rest.get(..8)?, "%H:%M:%S").ok()?;
     let t = now.date_naive().and_time(time).and_utc();
     let half_day = chrono::Duration::hours(12);
-    Some(if t > now + half_day {
+    let t = if t > now + half_day {
         t - chrono::Duration::days(1)
     } else if t < now - half_day {
         t + chrono::Duration::days(1)
     } else {
         t
-    })
+    };
+    Some((t, exact))
 }
 
 /// Each promise against the first request naming its app after the message appeared.
@@ -227,7 +245,8 @@ fn promises(
 ) -> PromiseStats {
     let mut by_app: HashMap<&str, Vec<DateTime<Utc>>> = HashMap::new();
     for r in log {
-        if let Some(app) = app_of(&r.path) {
+        // an app create names its app in the body: a retry that starts with one counts from it
+        if let Some(app) = app_of(&r.path).or(r.created_app.as_deref()) {
             by_app.entry(app).or_default().push(clock.wall_of(r));
         }
     }
@@ -239,6 +258,11 @@ fn promises(
             continue;
         };
         let late = (*first - p.promised).num_milliseconds() as f64 / 1000.0;
+        if !p.exact {
+            s.not_before += 1;
+            s.not_before_early += usize::from(late < -0.1);
+            continue;
+        }
         s.early += usize::from(late < -0.1);
         s.late += usize::from(late > KEPT_WITHIN);
         s.lateness.push(late);
@@ -283,6 +307,7 @@ pub fn render(r: &DegradeRun, a: &BenchArgs) -> String {
          | app-create calls / apps created (per app) / 422 name taken | {} / {} ({:.2}) / {} |\n\
          | retry promises seen / kept (retry ≤ {KEPT_WITHIN:.0} s after the promised second) / early / late | {} / {} / {} / {} |\n\
          | retry − promised second: p50 / p99 / max | {:.2} / {:.2} / {:.2} s |\n\
+         | \"after\" (not before) messages seen / retried early | {} / {} |\n\
          | Fly requests / 503s injected | {} / {} |\n\
          | breaker trips | {} |\n",
         r.rows,
@@ -308,6 +333,8 @@ pub fn render(r: &DegradeRun, a: &BenchArgs) -> String {
         pct(p, 50.0),
         pct(p, 99.0),
         p.last().copied().unwrap_or(0.0),
+        r.promise.not_before,
+        r.promise.not_before_early,
         r.fly_requests,
         r.injected_503,
         r.breaker_trips,
@@ -324,7 +351,9 @@ mod tests {
         let now = now.unwrap_or_default();
         let m = "Fly answered 503; retrying automatically at 00:00:04 UTC (attempt 2)";
         let want = "2026-12-07T00:00:04Z".parse::<DateTime<Utc>>().ok();
-        assert_eq!(promised_at(m, now), want);
+        assert_eq!(promised_at(m, now), want.map(|t| (t, true)));
+        let m = "Fly answered 503; retrying automatically after 00:00:04 UTC (attempt 2)";
+        assert_eq!(promised_at(m, now), want.map(|t| (t, false)));
         assert_eq!(promised_at("retrying automatically (attempt 2)", now), None);
     }
 }

@@ -190,6 +190,8 @@ pub struct LoggedRequest {
     pub action: &'static str,
     /// Milliseconds of (tokio) time since the simulator started.
     pub at_ms: u64,
+    /// For an app create, the app its body names (its path names none).
+    pub created_app: Option<String>,
 }
 
 /// Entry points.

@@ -61,9 +61,15 @@ async fn entry(State(shared): State<Arc<Shared>>, request: Request) -> Response 
     let (parts, body) = request.into_parts();
     let route = classify(&parts.method, parts.uri.path());
     let action = route.as_ref().map_or("unknown", |r| r.action.as_str());
-    let answer = match route {
-        Ok(route) => process(&shared, &route, &parts, body).await,
-        Err(err) => Answer::Error(err),
+    let (answer, created) = match route {
+        Ok(route) => match read_json(&parts.method, body).await {
+            Ok(body) => {
+                let created = created_app(&route, &body);
+                (process(&shared, &route, &parts, &body, created.as_deref()).await, created)
+            }
+            Err(err) => (Answer::Error(err), None),
+        },
+        Err(err) => (Answer::Error(err), None),
     };
     let status = match &answer {
         Answer::Reply(reply) => reply.status,
@@ -72,11 +78,18 @@ async fn entry(State(shared): State<Arc<Shared>>, request: Request) -> Response 
     };
     shared.requests_total.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(method = %parts.method, path = parts.uri.path(), status, action, %request_id, "fly sim");
-    record(&shared, &parts, status, action, arrived);
+    record(&shared, &parts, status, action, arrived, created);
     render(answer, &request_id, shared.retry_after)
 }
 
-fn record(shared: &Shared, parts: &Parts, status: u16, action: &'static str, at: Instant) {
+fn record(
+    shared: &Shared,
+    parts: &Parts,
+    status: u16,
+    action: &'static str,
+    at: Instant,
+    created_app: Option<String>,
+) {
     let mut log = lock(&shared.log);
     if log.len() >= LOG_CAPACITY {
         log.pop_front();
@@ -88,26 +101,35 @@ fn record(shared: &Shared, parts: &Parts, status: u16, action: &'static str, at:
         status,
         action,
         at_ms: shared.clock.rel_ms(at),
+        created_app,
     });
 }
 
-/// Auth, latency, faults and rate limits, then the handler.
-async fn process(shared: &Shared, route: &Route, parts: &Parts, body: Body) -> Answer {
-    let body = match read_json(&parts.method, body).await {
-        Ok(body) => body,
-        Err(err) => return Answer::Error(err),
-    };
-    // App creation is limited per app (its future id), like every other per-app action.
-    let app_key = (route.action == Action::CreateApp)
+/// The app an app create names in its body (its path names none).
+fn created_app(route: &Route, body: &Value) -> Option<String> {
+    (route.action == Action::CreateApp)
         .then(|| body.get("name").or_else(|| body.get("app_name")).and_then(Value::as_str))
-        .flatten();
+        .flatten()
+        .map(str::to_owned)
+}
+
+/// Auth, latency, faults and rate limits, then the handler. `app_key`: the app an app
+/// create names (app creation is limited per app, its future id, like every other per-app
+/// action).
+async fn process(
+    shared: &Shared,
+    route: &Route,
+    parts: &Parts,
+    body: &Value,
+    app_key: Option<&str>,
+) -> Answer {
     let plan = match admit(shared, route, &parts.headers, app_key).await {
         Ok(plan) => plan,
         Err(answer) => return answer,
     };
     let query = Query::parse(parts.uri.query().unwrap_or_default());
     let nonce = parts.headers.get("fly-machine-lease-nonce").and_then(|v| v.to_str().ok());
-    let call = Call { route, method: &parts.method, query: &query, nonce, body: &body };
+    let call = Call { route, method: &parts.method, query: &query, nonce, body };
     match dispatch(shared, &call).await {
         Ok(_) if plan.after_commit => Answer::Error(ApiError::new(
             408,
