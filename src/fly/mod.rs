@@ -8,6 +8,7 @@
 //! * [`types`] — lenient response/request types: unknown fields, unknown states and
 //!   Go-style `null` collections never fail decoding.
 
+mod app_list;
 pub mod breaker;
 pub mod client;
 pub mod error;

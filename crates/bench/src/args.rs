@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// Steady-state observation window.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub steady_window: Duration,
+    /// Wait this long after convergence (and the 11 s settle) before the steady window, to
+    /// watch the fleet at rest rather than settling.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub steady_delay: Duration,
     /// Longest wait for one fleet to converge; past it the run reports what converged.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "15m")]
     pub converge_budget: Duration,
