@@ -52,7 +52,8 @@ async fn a_full_verification_at_rest_reads_one_page_per_tenth_of_its_interval(po
     let h = Harness::with_settings(pool, SimConfig::default(), s).await;
     let ours = json!({"managed-by": "fly-preview-controller"});
     for i in 0..FLEET {
-        h.sim.create_app_with_machine_direct(&format!("roseram-{i:08x}"), Some(ours.clone()));
+        let app = format!("roseram-{i:08x}");
+        assert!(h.sim.create_app_with_machine_direct(&app, Some(ours.clone())).is_some());
     }
     let r = h.start("a");
     let verified = || r.metrics.resyncs.with_label_values(&["periodic"]).get();

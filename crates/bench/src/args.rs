@@ -146,6 +146,10 @@ pub struct BenchArgs {
     /// `--rows` previews, 30 % in `error`, half suspended by autostop (BENCHMARKS.md, "At rest").
     #[arg(long, value_parser = humantime::parse_duration)]
     pub at_rest: Option<Duration>,
+    /// Instead of the fleet runs: the first `--rows` previews settled on the simulator, then
+    /// the daemon's first full verification of them, its memory (BENCHMARKS.md).
+    #[arg(long)]
+    pub walk_memory: bool,
     /// The bench's own database on that server, dropped and recreated for every run.
     #[arg(long, default_value = "fly_preview_bench")]
     pub db_name: String,
