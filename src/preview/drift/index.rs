@@ -11,7 +11,7 @@ use crate::model::MachineState;
 use crate::store::{DriftRow, Seen};
 
 /// Our machines of one app, and whether a row names the app.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Entry {
     machines: Vec<(Box<str>, MachineState)>,
     named: bool,
@@ -25,9 +25,12 @@ pub(super) struct Index {
 impl Index {
     /// Records one of our machines as seen (its latest state wins).
     pub fn record(&mut self, m: &Sighting) {
+        // An app has one machine of ours but for a moment: hold exactly one (a `Vec`'s first
+        // push would make room for four).
+        let new = || Entry { machines: Vec::with_capacity(1), named: false };
         let entry = match self.apps.get_mut(m.app.as_str()) {
             Some(e) => e,
-            None => self.apps.entry(m.app.as_str().into()).or_default(),
+            None => self.apps.entry(m.app.as_str().into()).or_insert_with(new),
         };
         match entry.machines.iter_mut().find(|(id, _)| **id == *m.id) {
             Some(slot) => slot.1 = m.state.clone(),
