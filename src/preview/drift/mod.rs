@@ -9,7 +9,9 @@
 //! write. A row is requeued only when a machine seen on Fly differs from what the row last
 //! recorded and the difference matters to it (`Store::mark_due` holds the rule): a running
 //! preview whose machine went bad or vanished; a row in error about its machine (it exited,
-//! it never became healthy) whose machine started again; never a stopped or invalid row.
+//! it never became healthy) whose machine started again; never a stopped or invalid row. A
+//! machine asleep by autostop (suspended; stopped, where autostop stops machines over 2 GB)
+//! is not bad: the row records it (`Idle`), nothing else.
 //! # Assumptions
 //! A pass records the machine state it saw, so one sighting costs at most one pass.
 
