@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::runtime::backoff::Backoff;
 
+use super::app_list::AppsEnvelope;
 use super::lenient::{nullable, opt_string};
 use super::transport::{Action, Request, Transport};
 use super::types::{App, CreateMachineRequest, IpAssignment, IpType, Machine, OrgMachinesPage};
@@ -64,13 +65,6 @@ pub enum WaitOutcome {
 #[derive(Clone, Debug)]
 pub struct FlyClient {
     inner: Arc<Transport>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct AppsEnvelope {
-    #[serde(deserialize_with = "nullable")]
-    apps: Vec<App>,
 }
 
 #[derive(Deserialize, Default)]
@@ -156,10 +150,12 @@ impl FlyClient {
         self.inner.send(&req).await.map(drop)
     }
 
-    pub async fn list_apps(&self, org: &str) -> Result<Vec<App>, FlyError> {
+    /// `GET /apps`: the names of the org's apps on its shared private network (created
+    /// without a network of their own); the other apps are decoded and dropped one by one.
+    pub async fn list_apps_on_shared_network(&self, org: &str) -> Result<Vec<String>, FlyError> {
         let mut req = Request::new(Action::ListApps, Method::GET, &["apps"], org);
         req.query.push(("org_slug".into(), org.to_owned()));
-        Ok(self.inner.send(&req).await?.json::<AppsEnvelope>("app list")?.apps)
+        Ok(self.inner.send(&req).await?.json::<AppsEnvelope>("app list")?.apps.0)
     }
 
     pub async fn list_ips(&self, app: &str) -> Result<Vec<IpAssignment>, FlyError> {

@@ -9,6 +9,7 @@
 //!   Go-style `null` collections never fail decoding.
 
 mod action;
+mod app_list;
 pub mod breaker;
 pub mod client;
 pub mod error;

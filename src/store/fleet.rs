@@ -1,6 +1,8 @@
 //! The fleet as the rows record it: machines by state (for the cost gauges), each user's
 //! previews by machine state (`status --by-user`), and the rows as drift compares them.
 
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
 use uuid::Uuid;
 
 use super::{Store, StoreError, named_query};
@@ -16,6 +18,8 @@ pub struct DriftRow {
     pub machine_state: Option<MachineState>,
     /// The row should run and says it does.
     pub running: bool,
+    /// Only its lease changed since the time given to [`Store::drift_rows`].
+    pub settled: bool,
 }
 
 impl Store {
@@ -24,13 +28,23 @@ impl Store {
         Ok(sqlx::query_as(named_query!("fleet/by_state")).fetch_all(self.pool()).await?)
     }
 
-    /// Every row, as the full drift verification compares it with Fly.
-    pub async fn drift_rows(&self) -> Result<Vec<DriftRow>, StoreError> {
-        Ok(sqlx::query_as(named_query!("drift_rows"))
+    /// Every row, as the full drift verification compares it with Fly, handed to `each` one
+    /// at a time as the database sends them (never all held at once); `settled` is judged
+    /// against `unchanged_since`. One statement.
+    pub async fn drift_rows(
+        &self,
+        unchanged_since: DateTime<Utc>,
+        mut each: impl FnMut(DriftRow),
+    ) -> Result<(), StoreError> {
+        let mut rows = sqlx::query_as(named_query!("drift_rows"))
             .bind(DesiredState::Running)
             .bind(Status::Running)
-            .fetch_all(self.pool())
-            .await?)
+            .bind(unchanged_since)
+            .fetch(self.pool());
+        while let Some(row) = rows.try_next().await? {
+            each(row);
+        }
+        Ok(())
     }
 
     /// Per user: previews by machine state (`None`: the preview has no machine).

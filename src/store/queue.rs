@@ -251,17 +251,23 @@ impl Store {
             .rows_affected())
     }
 
-    /// Records on settled running rows that autostop suspended their machine or Fly started
-    /// it again (the rule is in `sql/note_sleep.sql`): machine state and Ready/Idle only.
-    /// Returns how many rows changed.
-    pub async fn note_sleep(&self, seen: &[Seen]) -> Result<u64, StoreError> {
+    /// Records on settled running rows that autostop put their machine to sleep (one of
+    /// `asleep`: the states autostop leaves a machine in) or Fly started it again (the rule is
+    /// in `sql/note_sleep.sql`): machine state and Ready/Idle only. Returns how many rows
+    /// changed.
+    pub async fn note_sleep(
+        &self,
+        seen: &[Seen],
+        asleep: &[MachineState],
+    ) -> Result<u64, StoreError> {
         let sql = named_query!("note_sleep");
         let apps: Vec<&str> = seen.iter().map(|s| s.app.as_str()).collect();
         let ids: Vec<Option<&str>> =
             seen.iter().map(|s| s.machine.as_ref().map(|m| m.0.as_str())).collect();
         let states: Vec<Option<&str>> =
             seen.iter().map(|s| s.machine.as_ref().map(|m| m.1.as_str())).collect();
-        let recorded = [MachineState::Suspended.as_str(), MachineState::Started.as_str()];
+        let recorded: Vec<&str> =
+            asleep.iter().chain([&MachineState::Started]).map(MachineState::as_str).collect();
         Ok(sqlx::query(sql)
             .bind(apps)
             .bind(ids)

@@ -128,8 +128,8 @@ async fn delete_app_list_apps_and_ips() {
     c.delete_app("a").await.unwrap();
     assert_eq!((m.last().method, m.last().path), (Method::DELETE, "/v1/apps/a".into()));
     assert!(matches!(c.delete_app("a").await.unwrap_err(), FlyError::NotFound(_)));
-    let apps = c.list_apps("personal").await.unwrap();
-    assert_eq!(apps.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    let apps = c.list_apps_on_shared_network("personal").await.unwrap();
+    assert_eq!(apps, ["a", "b"], "neither names a network of its own");
     assert_eq!(
         (m.last().path.as_str(), m.last().query.as_str()),
         ("/v1/apps", "org_slug=personal")
@@ -177,7 +177,8 @@ async fn contract_apps(c: &FlyClient, app: &str, org: &str) {
     c.create_app(app, org).await.unwrap();
     assert!(matches!(c.create_app(app, org).await, Err(FlyError::NameTaken(_))));
     assert_eq!(c.get_app(app).await.unwrap().name, app);
-    assert!(c.list_apps(org).await.unwrap().iter().any(|a| a.name == app));
+    // Created without a network of its own: on the org's shared network.
+    assert!(c.list_apps_on_shared_network(org).await.unwrap().iter().any(|a| a == app));
     assert!(matches!(c.get_app("contract-does-not-exist").await, Err(FlyError::NotFound(_))));
     assert!(c.assign_ip(app, IpType::V6).await.unwrap().is_v6());
     assert!(c.assign_ip(app, IpType::SharedV4).await.unwrap().is_shared_v4());

@@ -15,6 +15,7 @@ mod demo;
 mod deploy_artifacts;
 mod deploy_promql;
 mod dev_server_recovery;
+mod drift_walk;
 mod env_delivery;
 mod expiry;
 mod failover;

@@ -166,6 +166,7 @@ async fn previews_running_before_the_migration_get_the_default_expiry(pool: PgPo
 #[sqlx::test]
 async fn an_autostop_or_a_resume_is_recorded_on_settled_running_rows_only(pool: PgPool) {
     use fly_preview_controller::store::Seen;
+    const SUSPEND: &[MachineState] = &[MachineState::Suspended];
     let s = Store::new(pool.clone(), "a");
     let [settled, deploying, leased] = insert_rows(&pool, 3).await[..] else { unreachable!() };
     running(&pool, settled, "Ready", "started").await;
@@ -188,7 +189,7 @@ async fn an_autostop_or_a_resume_is_recorded_on_settled_running_rows_only(pool: 
             [sighting(n, "m1", MachineState::Suspended), sighting(n, "m2", MachineState::Started)]
         })
         .collect();
-    assert_eq!(s.note_sleep(&seen).await.unwrap(), 1, "only the settled row");
+    assert_eq!(s.note_sleep(&seen, SUSPEND).await.unwrap(), 1, "only the settled row");
     let row = s.get(settled).await.unwrap().unwrap();
     assert_eq!(row.machine_state, Some(MachineState::Suspended));
     assert_eq!(row.status_reason, Some(Reason::Idle));
@@ -199,8 +200,18 @@ async fn an_autostop_or_a_resume_is_recorded_on_settled_running_rows_only(pool: 
         "the pass holding the lease decides"
     );
     let resumed = [sighting(&names[0], "m1", MachineState::Started)];
-    assert_eq!(s.note_sleep(&resumed).await.unwrap(), 1);
+    assert_eq!(s.note_sleep(&resumed, SUSPEND).await.unwrap(), 1);
     let row = s.get(settled).await.unwrap().unwrap();
     assert_eq!(row.status_reason, Some(Reason::Ready));
-    assert_eq!(s.note_sleep(&resumed).await.unwrap(), 0, "the same sighting again: no write");
+    assert_eq!(
+        s.note_sleep(&resumed, SUSPEND).await.unwrap(),
+        0,
+        "the same sighting again: no write"
+    );
+    let stopped = [sighting(&names[0], "m1", MachineState::Stopped)];
+    assert_eq!(s.note_sleep(&stopped, SUSPEND).await.unwrap(), 0, "stopped: not autostop's");
+    let autostop_stops = [MachineState::Suspended, MachineState::Stopped];
+    assert_eq!(s.note_sleep(&stopped, &autostop_stops).await.unwrap(), 1, "where it stops");
+    let row = s.get(settled).await.unwrap().unwrap();
+    assert_eq!(row.status_reason, Some(Reason::Idle));
 }

@@ -73,7 +73,10 @@ async fn drift_rows_are_the_tuples_drift_compares(pool: PgPool) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let mut rows = Store::new(pool.clone(), "t").drift_rows().await.unwrap();
+    let store = Store::new(pool.clone(), "t");
+    let mut rows = Vec::new();
+    let later = chrono::Utc::now() + chrono::Duration::seconds(60);
+    store.drift_rows(later, |r| rows.push(r)).await.unwrap();
     rows.sort_by(|x, y| x.fly_machine_id.cmp(&y.fly_machine_id));
     let shown: Vec<(Option<&str>, Option<&str>)> = rows
         .iter()
@@ -82,4 +85,9 @@ async fn drift_rows_are_the_tuples_drift_compares(pool: PgPool) {
     assert_eq!(shown, [(None, None), (Some("m1"), Some("suspended"))]);
     assert!(!rows[0].running, "a pending row does not run yet");
     assert!(rows[1].running, "a running row that should run");
+    assert!(rows.iter().all(|r| r.settled), "unchanged since a time to come");
+    let mut settled = Vec::new();
+    let earlier = chrono::Utc::now() - chrono::Duration::seconds(60);
+    store.drift_rows(earlier, |r| settled.push(r.settled)).await.unwrap();
+    assert_eq!(settled, [false, false], "changed since a minute ago");
 }

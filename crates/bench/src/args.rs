@@ -71,6 +71,10 @@ pub struct BenchArgs {
     /// Steady-state observation window.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub steady_window: Duration,
+    /// Wait this long after convergence (and the 11 s settle) before the steady window, to
+    /// watch the fleet at rest rather than settling.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub steady_delay: Duration,
     /// Longest wait for one fleet to converge; past it the run reports what converged.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "15m")]
     pub converge_budget: Duration,
@@ -142,6 +146,10 @@ pub struct BenchArgs {
     /// `--rows` previews, 30 % in `error`, half suspended by autostop (BENCHMARKS.md, "At rest").
     #[arg(long, value_parser = humantime::parse_duration)]
     pub at_rest: Option<Duration>,
+    /// Instead of the fleet runs: the first `--rows` previews settled on the simulator, then
+    /// the daemon's first full verification of them, its memory (BENCHMARKS.md).
+    #[arg(long)]
+    pub walk_memory: bool,
     /// The bench's own database on that server, dropped and recreated for every run.
     #[arg(long, default_value = "fly_preview_bench")]
     pub db_name: String,

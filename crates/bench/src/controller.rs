@@ -36,6 +36,8 @@ pub struct Convergence {
 #[derive(Debug, Clone, Default)]
 pub struct Steady {
     pub window: Duration,
+    /// How long after convergence the window began.
+    pub after: Duration,
     pub fly_per_s: f64,
     pub fly_by_action: Vec<(String, u64)>,
     pub db_per_s: f64,
@@ -139,7 +141,13 @@ async fn measure(
     let timings = db.timings(FLEET).await?;
     tokio::time::sleep(SETTLE).await;
     let (x1, own1) = (db::xacts(rig.admin, &rig.db.name).await?, db.own_statements());
-    let steady = if at.conv.converged { Some(steady(rig, a.steady_window).await?) } else { None };
+    let steady = if at.conv.converged {
+        tokio::time::sleep(a.steady_delay).await;
+        let after = SETTLE + a.steady_delay;
+        Some(Steady { after, ..steady(rig, a.steady_window).await? })
+    } else {
+        None
+    };
     let background = steady.as_ref().map_or(0.0, |s| s.db_per_s * SETTLE.as_secs_f64());
     let db_xacts = x1.saturating_sub(x0) as f64 - own1.saturating_sub(own0) as f64 - background;
     let wake = wake::measure(db, rig.sim, rig.sim_t0, a.wake_samples, FLEET).await?;
@@ -229,6 +237,7 @@ async fn steady(rig: &Rig<'_>, window: Duration) -> anyhow::Result<Steady> {
     let log = sim.request_log();
     Ok(Steady {
         window: t0.elapsed(),
+        after: Duration::ZERO,
         fly_per_s: r1.saturating_sub(r0) as f64 / secs,
         fly_by_action: fleet::calls_between(&log, ms0, sim_t0.elapsed().as_millis() as u64),
         db_per_s: x1.saturating_sub(x0) as f64 / secs,

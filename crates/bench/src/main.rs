@@ -30,6 +30,7 @@ mod scenario;
 mod statements;
 mod targets;
 mod wake;
+mod walk;
 
 use anyhow::Context;
 
@@ -122,6 +123,9 @@ async fn run(a: BenchArgs) -> anyhow::Result<()> {
     }
     if a.at_rest.is_some() {
         return at_rest::main(&a, &admin, &env).await;
+    }
+    if a.walk_memory {
+        return walk::main(&a, &admin, &env).await;
     }
     if let Some(kind) = a.churn {
         return run_churn(&a, &admin, &env, kind).await;

@@ -150,9 +150,10 @@ fn steady(runs: &[ControllerRun]) -> String {
             Some(st) => {
                 let _ = writeln!(
                     o,
-                    "| {} | {} | {:.2} | {} | {:.2} | {:.1} % |",
+                    "| {} | {} from {} after convergence | {:.2} | {} | {:.2} | {:.1} % |",
                     r.rows,
                     s(st.window),
+                    s(st.after),
                     st.fly_per_s,
                     list(&st.fly_by_action),
                     st.db_per_s,

@@ -130,18 +130,30 @@ impl SimHandle {
     /// a running machine that carries none of the controller's metadata. No-op if the name is
     /// taken. Not counted in `apps_created_total` / `machines_created_total`.
     pub fn create_app_direct(&self, name: &str, with_foreign_machine: bool) {
+        let metadata = json!({"fly_platform_version": "v2", "fly_process_group": "app"});
+        let _ = self.create_app_with_machine_direct(name, with_foreign_machine.then_some(metadata));
+    }
+
+    /// Creates an app as [`Self::create_app_direct`] does, holding one started machine with
+    /// `metadata` (e.g. a controller's ownership marks) when it is `Some`; returns that
+    /// machine's id (`None`: no machine, or the name was taken).
+    pub fn create_app_with_machine_direct(
+        &self,
+        name: &str,
+        metadata: Option<Value>,
+    ) -> Option<String> {
         let now = Instant::now();
         let mut world = lock(&self.shared.world);
         if world.apps.contains_key(name) || world.foreign.contains(name) {
-            return;
+            return None;
         }
         world.insert_app(name, "default", now, now);
-        if with_foreign_machine {
+        let id = metadata.map(|metadata| {
             let env = world.env;
             let config = json!({
                 "image": "registry-1.docker.io/library/nginx:latest",
                 "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256},
-                "metadata": {"fly_platform_version": "v2", "fly_process_group": "app"},
+                "metadata": metadata,
             });
             let new = NewMachine {
                 app: name.to_owned(),
@@ -152,11 +164,14 @@ impl SimHandle {
             };
             let mut machine = Machine::launch(new, now, &env, &mut world.ids);
             machine.mark_running(now, &env);
+            let id = machine.id.clone();
             if let Some(app) = world.apps.get_mut(name) {
                 app.machines.insert(machine.id.clone(), machine);
             }
-        }
+            id
+        });
         drop(world);
         self.shared.changed.notify_waiters();
+        id
     }
 }

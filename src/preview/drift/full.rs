@@ -1,123 +1,141 @@
-//! The full verification: complete snapshots of Fly and the database, then drift and orphans.
+//! The full verification: a walk over Fly's org machine listing, one page at a time, then one
+//! streamed read of the rows compared with what the walk saw, then the orphan sweep.
 //!
 //! # Guarantees
-//! Memory is a small tuple per machine and per row (`Sighting`, [`DriftRow`]), never whole
-//! rows or machine configs. Only machines whose state differs from what their row recorded are
-//! sent to [`crate::store::Store::mark_due`] (it would leave the others alone anyway), so a
-//! fleet at rest costs one read of the rows and no write.
+//! - Memory is one page of the listing plus one small entry per app of ours with a machine
+//!   ([`Index`]); rows are compared as the database streams them, never held.
+//! - At rest the walk reads one page per `FULL_RESYNC_INTERVAL / 10`, whatever the fleet's
+//!   size: 10 Fly calls per interval at most, so a fleet of N machines is verified every
+//!   max(interval, N / 10,000 × interval) — 10 min at 10k, 100 min at 100k with the default.
+//!   After a start or a resync (a new leader, a listener reconnect) the walk reads its pages
+//!   back to back, as fast as the rate limits allow.
+//! - Only rows unchanged since the walk began are judged (a row changed during it is judged
+//!   by the next walk); every row names its app, so no row's app is taken for an orphan.
+//! # Assumptions
+//! The org listing is ordered by `updated_at` and its cursor is a position in that order (as
+//! the simulator serves it): a machine that changes during the walk moves past the cursor, so
+//! every machine that exists when the last page is read has been listed at least once. The
+//! drift ticks record into the walk what changed meanwhile, so its states are current.
+//! # Caveats
+//! Drift a tick cannot see (a machine gone without a `destroyed` record in the listing) is
+//! found by the end of the next walk that starts after it: up to two walks (20 min at 10k,
+//! ~200 min at 100k). An app of ours holding only destroyed machines and no row is not swept.
 
-use std::collections::{HashMap, HashSet};
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
 
-use super::{Drift, DriftError, Sighting, seen};
-use crate::store::{DriftRow, Seen};
+use super::index::Index;
+use super::{Drift, DriftError, Sighting};
+
+/// Pages a paced walk reads per `FULL_RESYNC_INTERVAL` (a fleet of 10 pages is verified once
+/// per interval; bigger fleets take proportionally longer).
+const PAGES_PER_INTERVAL: u32 = 10;
+/// Rows changed this long before a walk began are judged by the next one too (clock skew
+/// between the database and this process).
+const SKEW: chrono::Duration = chrono::Duration::seconds(10);
+/// Most sightings per `mark_due` statement.
+const REQUEUE_CHUNK: usize = 1_000;
+
+/// One full verification in progress.
+pub(super) struct Walk {
+    /// Rows changed since are left to the next walk.
+    began: DateTime<Utc>,
+    /// Pages back to back (after a start or a resync) instead of paced.
+    hurry: bool,
+    /// The listing's cursor for the next page (`None`: the first page).
+    cursor: Option<String>,
+    /// The last page has been read: the rows remain to be compared.
+    listed: bool,
+    next_page: Instant,
+    pub(super) seen: Index,
+    /// The newest `updated_at` listed (a hurried walk moves the ticks' cursor to it).
+    newest: Option<DateTime<Utc>>,
+}
+
+impl Walk {
+    pub(super) fn new(hurry: bool) -> Self {
+        Self {
+            began: Utc::now() - SKEW,
+            hurry,
+            cursor: None,
+            listed: false,
+            next_page: Instant::now(),
+            seen: Index::default(),
+            newest: None,
+        }
+    }
+
+    pub(super) fn hurry(&self) -> bool {
+        self.hurry
+    }
+}
 
 impl Drift {
-    /// Full verification: Fly's apps and machines, the rows; requeues what drifted, sweeps
-    /// orphans (our apps that no row names and that hold a machine of ours).
-    pub(super) async fn full(&mut self) -> Result<(), DriftError> {
-        let prefix = self.prefix();
-        // Rows first: a machine created after the listing of a row read as running after it
-        // would look gone (a 100k fleet still converging requeued thousands of healthy rows).
-        // Read before, a running row's machine existed before the listing began.
-        let rows = self.ctx.store.drift_rows().await?;
-        let apps = self.our_apps().await?;
-        let machines = self.machines(None).await?;
-        self.advance(&machines);
-        let mut by_app: HashMap<&str, Vec<&Sighting>> = HashMap::new();
-        machines
-            .iter()
-            .filter(|m| m.app.starts_with(&prefix) && m.ours)
-            .for_each(|m| by_app.entry(m.app.as_str()).or_default().push(m));
-        self.requeue(&drifted(&rows, &apps, &by_app)).await?;
-        let known: HashSet<&str> = rows.iter().map(|r| r.fly_app_name.as_str()).collect();
-        let orphans: Vec<String> = apps
-            .iter()
-            .filter(|a| !known.contains(a.as_str()) && by_app.contains_key(a.as_str()))
-            .cloned()
-            .collect();
+    /// A hurried walk from its current page to its end, with the report of apps on the
+    /// org's shared network first.
+    pub(super) async fn walk_through(&mut self) -> Result<(), DriftError> {
+        if self.walk.as_ref().is_some_and(|w| w.cursor.is_none()) {
+            self.report_shared_network().await?;
+        }
+        while self.walk.as_ref().is_some_and(|w| !w.listed) {
+            self.page().await?;
+        }
+        let newest = self.walk.as_ref().and_then(|w| w.newest);
+        self.finish().await?;
+        if let Some(t) = newest {
+            self.cursor = Some(self.cursor.map_or(t, |c| c.max(t)));
+        }
+        Ok(())
+    }
+
+    /// A paced walk: its next page if one is due, and its end once every page was read.
+    pub(super) async fn walk_on(&mut self) -> Result<(), DriftError> {
+        let Some(w) = &self.walk else { return Ok(()) };
+        if !w.listed && Instant::now() >= w.next_page {
+            self.page().await?;
+        }
+        if self.walk.as_ref().is_some_and(|w| w.listed) {
+            self.finish().await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the walk's next page into its index.
+    async fn page(&mut self) -> Result<(), DriftError> {
+        let cursor = self.walk.as_ref().and_then(|w| w.cursor.clone());
+        let (org, prefix) = (&self.ctx.settings.org, self.prefix());
+        let page = self.ctx.fly.list_org_machines(org, None, cursor.as_deref()).await?;
+        let pace = self.ctx.settings.full_resync_interval / PAGES_PER_INTERVAL;
+        let Some(w) = self.walk.as_mut() else { return Ok(()) };
+        let n = page.machines.len();
+        for m in page.machines.into_iter().map(Sighting::of) {
+            w.newest = w.newest.max(m.updated_at);
+            if m.ours && m.app.starts_with(&prefix) {
+                w.seen.record(&m);
+            }
+        }
+        match page.next_cursor.filter(|c| !c.is_empty()) {
+            Some(c) if n > 0 => w.cursor = Some(c),
+            _ => w.listed = true,
+        }
+        w.next_page = Instant::now() + pace;
+        Ok(())
+    }
+
+    /// Compares the rows with the walk, requeues what drifted and sweeps orphans. The walk
+    /// ends here whatever happens (a failed read is retried by the next walk).
+    async fn finish(&mut self) -> Result<(), DriftError> {
+        let Some(mut w) = self.walk.take() else { return Ok(()) };
+        let mut drifted = Vec::new();
+        self.ctx.store.drift_rows(w.began, |row| w.seen.compare(&row, &mut drifted)).await?;
+        let orphans = w.seen.orphans();
+        tracing::debug!(apps = w.seen.len(), drifted = drifted.len(), "full verification");
+        drop(w);
+        for chunk in drifted.chunks(REQUEUE_CHUNK) {
+            self.requeue(chunk).await?;
+        }
         self.sweep(orphans).await;
         self.metrics.resyncs.with_label_values(&["periodic"]).inc();
         Ok(())
-    }
-}
-
-/// Running rows whose app, or the machine they recorded, is gone; and our machines of a row
-/// (the one it recorded, or any if it recorded none) in a state other than the recorded one.
-fn drifted(
-    rows: &[DriftRow],
-    apps: &HashSet<String>,
-    by_app: &HashMap<&str, Vec<&Sighting>>,
-) -> Vec<Seen> {
-    let mut out = Vec::new();
-    for r in rows {
-        let ms = by_app.get(r.fly_app_name.as_str()).map_or(&[][..], Vec::as_slice);
-        let recorded = |m: &Sighting| r.fly_machine_id.as_ref().is_none_or(|id| *id == m.id);
-        if r.running && (!apps.contains(&r.fly_app_name) || !ms.iter().any(|m| recorded(m))) {
-            out.push(Seen { app: r.fly_app_name.clone(), machine: None });
-        }
-        let changed = |m: &&&Sighting| recorded(m) && r.machine_state.as_ref() != Some(&m.state);
-        out.extend(ms.iter().filter(changed).map(|m| seen(m)));
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::MachineState;
-
-    fn row(
-        app: &str,
-        machine: Option<&str>,
-        state: Option<MachineState>,
-        running: bool,
-    ) -> DriftRow {
-        DriftRow {
-            fly_app_name: app.into(),
-            fly_machine_id: machine.map(Into::into),
-            machine_state: state,
-            running,
-        }
-    }
-
-    fn sighting(app: &str, id: &str, state: MachineState) -> Sighting {
-        Sighting { app: app.into(), id: id.into(), state, ours: true, updated_at: None }
-    }
-
-    #[test]
-    fn only_what_differs_from_the_rows_is_sent() {
-        let ms = [
-            sighting("a", "m1", MachineState::Started),
-            sighting("b", "m2", MachineState::Suspended),
-            sighting("c", "m3", MachineState::Started),
-            sighting("d", "other", MachineState::Stopped),
-        ];
-        let mut by_app: HashMap<&str, Vec<&Sighting>> = HashMap::new();
-        ms.iter().for_each(|m| by_app.entry(m.app.as_str()).or_default().push(m));
-        let apps: HashSet<String> = ["a", "b", "c", "d"].map(String::from).into();
-        let rows = [
-            // Unchanged: nothing sent.
-            row("a", Some("m1"), Some(MachineState::Started), true),
-            // Autostopped: sent (the store decides it does not matter).
-            row("b", Some("m2"), Some(MachineState::Started), true),
-            // Its app is gone.
-            row("gone", Some("m9"), Some(MachineState::Started), true),
-            // Recorded another machine, which is gone; the one seen is not its own.
-            row("d", Some("m4"), Some(MachineState::Started), true),
-            // Stopped rows are only compared machine by machine.
-            row("c", None, None, false),
-        ];
-        let out = drifted(&rows, &apps, &by_app);
-        let got: Vec<(String, Option<String>)> =
-            out.iter().map(|s| (s.app.clone(), s.machine.as_ref().map(|m| m.0.clone()))).collect();
-        assert_eq!(
-            got,
-            vec![
-                ("b".into(), Some("m2".into())),
-                ("gone".into(), None),
-                ("d".into(), None),
-                ("c".into(), Some("m3".into())),
-            ]
-        );
     }
 }

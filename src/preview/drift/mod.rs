@@ -1,6 +1,6 @@
 //! Keeping Fly honest, on the elected leader only: a cheap drift check (org-wide machines
-//! changed since the last look), a slower full verification against a complete snapshot of
-//! the database and Fly, and the orphan sweep: our apps that no row names, after
+//! changed since the last look), a slower full verification walking Fly's whole listing page
+//! by page (`full`), and the orphan sweep: our apps that no row names, after
 //! `ORPHAN_GRACE`, a backstop for apps no tombstone covers (deleted rows' apps are torn down
 //! by `preview::teardown`).
 //!
@@ -9,26 +9,29 @@
 //! write. A row is requeued only when a machine seen on Fly differs from what the row last
 //! recorded and the difference matters to it (`Store::mark_due` holds the rule): a running
 //! preview whose machine went bad or vanished; a row in error about its machine (it exited,
-//! it never became healthy) whose machine started again; never a stopped or invalid row.
+//! it never became healthy) whose machine started again; never a stopped or invalid row. A
+//! machine asleep by autostop (suspended; stopped, where autostop stops machines over 2 GB)
+//! is not bad: the row records it (`Idle`), nothing else.
 //! # Assumptions
 //! A pass records the machine state it saw, so one sighting costs at most one pass.
 
 use crate::model::MachineState;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
-use crate::fly::{App, FlyError, OrgMachine};
+use crate::fly::{FlyError, OrgMachine};
 use crate::ops::metrics::Metrics;
 use crate::preview::ctx::Ctx;
 use crate::preview::error::{self, Policy};
-use crate::preview::machine_config::{MANAGED_BY, MANAGED_BY_KEY};
+use crate::preview::machine_config::{MANAGED_BY, MANAGED_BY_KEY, autostop};
 use crate::store::{BAD, Seen, StoreError};
 
 mod full;
+mod index;
 mod leader;
 
 #[derive(Debug, thiserror::Error)]
@@ -51,10 +54,14 @@ pub struct Drift {
     /// cursor itself (a burst of changes at the cursor is not listed again every tick).
     relisted: Option<DateTime<Utc>>,
     orphans_first_seen: HashMap<String, Instant>,
+    /// The full verification in progress, if any.
+    walk: Option<full::Walk>,
+    /// When the last full verification began (`None`: the next one hurries).
+    last_walk: Option<Instant>,
 }
 
-/// What drift keeps of one machine of the org's listing: its config (the bulk of a listing)
-/// is dropped page by page, so a full verification holds a small tuple per machine.
+/// What drift keeps of one machine of the org's listing (its config, the bulk of a listing,
+/// is dropped as each page is read).
 #[derive(Debug, Clone)]
 struct Sighting {
     app: String,
@@ -96,6 +103,8 @@ impl Drift {
             last_sent: HashSet::new(),
             relisted: None,
             orphans_first_seen: HashMap::new(),
+            walk: None,
+            last_walk: None,
         }
     }
 
@@ -116,25 +125,44 @@ impl Drift {
 
     async fn work(&mut self, mut leader: watch::Receiver<bool>) {
         let s = self.ctx.settings.clone();
-        let mut last_full: Option<Instant> = None;
         loop {
             if *leader.borrow_and_update() {
-                let full_due = last_full.is_none_or(|t| t.elapsed() >= s.full_resync_interval);
-                let result = if full_due { self.full().await } else { self.tick().await };
-                match result {
-                    Ok(()) if full_due => last_full = Some(Instant::now()),
-                    Ok(()) => {}
-                    Err(e) => self.failed(&e),
+                if let Err(e) = self.check().await {
+                    self.failed(&e);
                 }
             } else {
-                last_full = None;
+                self.restart_walks();
             }
             tokio::select! {
                 _ = tokio::time::sleep(s.drift_interval) => {}
                 Ok(()) = leader.changed() => {}
-                _ = self.resync.notified() => { last_full = None; self.metrics.resyncs.with_label_values(&["startup"]).inc(); }
+                _ = self.resync.notified() => {
+                    self.restart_walks();
+                    self.metrics.resyncs.with_label_values(&["startup"]).inc();
+                }
             }
         }
+    }
+
+    /// Drops the walk in progress; the next one begins at once and hurries.
+    fn restart_walks(&mut self) {
+        self.walk = None;
+        self.last_walk = None;
+    }
+
+    /// One round on the leader: a walk that hurries runs to its end (its listing covers what
+    /// a tick would see); otherwise a tick, then the paced walk's next step.
+    async fn check(&mut self) -> Result<(), DriftError> {
+        let every = self.ctx.settings.full_resync_interval;
+        if self.walk.is_none() && self.last_walk.is_none_or(|t| t.elapsed() >= every) {
+            self.walk = Some(full::Walk::new(self.last_walk.is_none()));
+            self.last_walk = Some(Instant::now());
+        }
+        if self.walk.as_ref().is_some_and(full::Walk::hurry) {
+            return self.walk_through().await;
+        }
+        self.tick().await?;
+        self.walk_on().await
     }
 
     /// A drift check that failed; an org-scoped refusal is our configuration's fault.
@@ -188,57 +216,63 @@ impl Drift {
         self.relisted = before;
         let prefix = self.prefix();
         let key = |m: &Sighting| (m.id.clone(), m.state.clone(), m.updated_at);
-        let fresh: Vec<&Sighting> = changed
-            .iter()
-            .filter(|m| m.app.starts_with(&prefix) && m.ours)
-            .filter(|m| !self.last_sent.contains(&key(m)))
-            .collect();
+        let ours: Vec<&Sighting> =
+            changed.iter().filter(|m| m.app.starts_with(&prefix) && m.ours).collect();
+        if let Some(w) = self.walk.as_mut() {
+            ours.iter().for_each(|m| w.seen.record(m));
+        }
+        let fresh: Vec<&Sighting> =
+            ours.into_iter().filter(|m| !self.last_sent.contains(&key(m))).collect();
         let seen: Vec<Seen> = fresh.iter().map(|m| seen(m)).collect();
         self.requeue(&seen).await?;
         self.last_sent = changed.iter().map(key).collect();
         Ok(())
     }
 
+    /// The states Fly's autostop leaves our machines in: asleep, not broken. Where autostop
+    /// stops machines (over 2 GB), a stopped machine cannot be told from a crashed one and is
+    /// taken for asleep: the next request (or an open) starts it.
+    fn asleep(&self) -> &'static [MachineState] {
+        match autostop(self.ctx.settings.runner.memory_mb) {
+            "stop" => &[MachineState::Suspended, MachineState::Stopped],
+            _ => &[MachineState::Suspended],
+        }
+    }
+
     async fn requeue(&self, seen: &[Seen]) -> Result<(), DriftError> {
         if seen.is_empty() {
             return Ok(());
         }
-        let n = self.ctx.store.mark_due(seen, BAD).await?;
+        let asleep = self.asleep();
+        let repair: Vec<MachineState> =
+            BAD.iter().filter(|s| !asleep.contains(s)).cloned().collect();
+        let n = self.ctx.store.mark_due(seen, &repair).await?;
         if n > 0 {
             tracing::info!(rows = n, "drift found; rows requeued");
             self.metrics.drift_repairs.inc_by(n);
         }
         let woke_or_slept = |s: &Seen| {
-            matches!(s.machine, Some((_, MachineState::Suspended | MachineState::Started)))
+            s.machine
+                .as_ref()
+                .is_some_and(|(_, st)| *st == MachineState::Started || asleep.contains(st))
         };
         if seen.iter().any(woke_or_slept) {
-            let slept = self.ctx.store.note_sleep(seen).await?;
+            let slept = self.ctx.store.note_sleep(seen, asleep).await?;
             tracing::debug!(rows = slept, "autostop or wake recorded");
         }
         Ok(())
     }
 
-    /// The names of the org's apps with our prefix (reporting those on the shared network).
-    async fn our_apps(&self) -> Result<HashSet<String>, FlyError> {
+    /// Apps of ours on the org's shared private network (Fly cannot move an app to another
+    /// network) are counted and named; a teardown and redeploy (status 'stopped', then
+    /// 'pending') recreates such an app on its own network. One app listing: at the start
+    /// of a hurried walk only (apps are created on their own network; the listing's body
+    /// holds every app of the org).
+    async fn report_shared_network(&self) -> Result<(), FlyError> {
         let prefix = self.prefix();
-        let listed: Vec<App> = self
-            .ctx
-            .fly
-            .list_apps(&self.ctx.settings.org)
-            .await?
-            .into_iter()
-            .filter(|a| a.name.starts_with(&prefix))
-            .collect();
-        self.report_shared_network(&listed);
-        Ok(listed.into_iter().map(|a| a.name).collect())
-    }
-
-    /// Apps on the org's shared private network (Fly cannot move an app to another network)
-    /// are counted and named; a teardown and redeploy (status 'stopped', then 'pending')
-    /// recreates such an app on its own network.
-    fn report_shared_network(&self, apps: &[App]) {
+        let names = self.ctx.fly.list_apps_on_shared_network(&self.ctx.settings.org).await?;
         let shared: Vec<&str> =
-            apps.iter().filter(|a| a.on_shared_network()).map(|a| a.name.as_str()).collect();
+            names.iter().map(String::as_str).filter(|n| n.starts_with(&prefix)).collect();
         self.metrics.apps_on_shared_network.set(shared.len() as i64);
         if !shared.is_empty() {
             tracing::warn!(
@@ -248,6 +282,7 @@ impl Drift {
                  networks; Fly cannot move them): stop and redeploy them to isolate them"
             );
         }
+        Ok(())
     }
 
     /// Destroys orphans seen for longer than the grace period (or only logs, in dry-run).
