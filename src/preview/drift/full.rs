@@ -88,10 +88,15 @@ impl Drift {
         Ok(())
     }
 
-    /// A paced walk: its next page if one is due, and its end once every page was read.
+    /// A paced walk: its next page if one is due (the report of apps on the org's shared
+    /// network before its first), and its end once every page was read.
     pub(super) async fn walk_on(&mut self) -> Result<(), DriftError> {
         let Some(w) = &self.walk else { return Ok(()) };
-        if !w.listed && Instant::now() >= w.next_page {
+        let (due, first) = (!w.listed && Instant::now() >= w.next_page, w.cursor.is_none());
+        if due {
+            if first {
+                self.report_shared_network().await?;
+            }
             self.page().await?;
         }
         if self.walk.as_ref().is_some_and(|w| w.listed) {

@@ -265,9 +265,10 @@ impl Drift {
 
     /// Apps of ours on the org's shared private network (Fly cannot move an app to another
     /// network) are counted and named; a teardown and redeploy (status 'stopped', then
-    /// 'pending') recreates such an app on its own network. One app listing: at the start
-    /// of a hurried walk only (apps are created on their own network; the listing's body
-    /// holds every app of the org).
+    /// 'pending') recreates such an app on its own network. One app listing at the start of
+    /// each walk (apps are created on their own network, so the count only falls, as such
+    /// apps are recreated; the listing's body holds every app of the org and is decoded app
+    /// by app).
     async fn report_shared_network(&self) -> Result<(), FlyError> {
         let prefix = self.prefix();
         let names = self.ctx.fly.list_apps_on_shared_network(&self.ctx.settings.org).await?;
