@@ -30,6 +30,18 @@ use crate::runtime::contract::{Action, Claimed, Queue, Reconciler};
 /// holds its lock for a moment): no busy loop.
 const MIN_SLEEP: Duration = Duration::from_millis(5);
 
+/// Longest pause between fruitless claims (claims that returned nothing while rows were
+/// overdue): `MIN_SLEEP` doubled per fruitless claim up to this.
+const MAX_FRUITLESS_SLEEP: Duration = Duration::from_millis(1280);
+
+/// How long the loop sleeps: until the next row is due (at least `MIN_SLEEP`, doubled for
+/// each fruitless claim in a row up to `MAX_FRUITLESS_SLEEP`), at most `poll`.
+fn pause(due_in: Option<Duration>, fruitless: u32, poll: Duration) -> Duration {
+    let doublings = fruitless.saturating_sub(1).min(8);
+    let floor = MIN_SLEEP.saturating_mul(1 << doublings).min(MAX_FRUITLESS_SLEEP);
+    due_in.map_or(poll, |d| d.max(floor).min(poll))
+}
+
 /// Ids of rows this replica is working on (for lease renewal).
 pub type InFlight = Arc<Mutex<HashSet<Uuid>>>;
 
@@ -72,6 +84,7 @@ where
     /// Runs until the shutdown phase leaves `Running`, then drains.
     pub async fn run(&self, mut phase: watch::Receiver<Phase>) {
         let mut workers = JoinSet::new();
+        let mut fruitless: u32 = 0;
         while *phase.borrow() == Phase::Running {
             self.health.beat();
             // Reap finished passes first, or their slots look busy and only one row is
@@ -79,38 +92,48 @@ where
             while workers.try_join_next().is_some() {}
             let limit = self.reconciler.pass_limit(self.timing.concurrency);
             let free = limit.saturating_sub(workers.len());
-            let due_in = if free > 0 { self.claim_into(&mut workers, free).await } else { None };
-            let poll = self.timing.poll_interval;
-            let sleep = due_in.map_or(poll, |d: Duration| d.max(MIN_SLEEP).min(poll));
+            let (claimed, due_in) =
+                if free > 0 { self.claim_into(&mut workers, free).await } else { (0, None) };
+            // Overdue rows that a claim does not return (their user is at the per-user cap,
+            // or another replica holds them): claim again after a growing pause, not every
+            // MIN_SLEEP. A pass ending, a notification or a claimed row resets it.
+            let overdue = due_in.is_some_and(|d| d <= MIN_SLEEP);
+            fruitless =
+                if free > 0 && claimed == 0 && overdue { fruitless.saturating_add(1) } else { 0 };
+            let sleep = pause(due_in, fruitless, self.timing.poll_interval);
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => fruitless = 0,
                 _ = tokio::time::sleep(sleep) => {}
-                Some(_) = workers.join_next(), if !workers.is_empty() => {}
+                Some(_) = workers.join_next(), if !workers.is_empty() => fruitless = 0,
                 _ = phase.changed() => {}
             }
         }
         self.drain(workers, phase).await;
     }
 
-    /// Claims up to `free` rows and starts their passes. When slots are left over, returns
-    /// how long until the next claimable row is due.
-    async fn claim_into(&self, workers: &mut JoinSet<()>, free: usize) -> Option<Duration> {
+    /// Claims up to `free` rows and starts their passes. Returns how many it claimed and,
+    /// when slots are left over, how long until the next claimable row is due.
+    async fn claim_into(
+        &self,
+        workers: &mut JoinSet<()>,
+        free: usize,
+    ) -> (usize, Option<Duration>) {
         match self.queue.claim(free).await {
             Ok(rows) => {
-                let full = rows.len() >= free;
+                let (n, full) = (rows.len(), rows.len() >= free);
                 self.health.set_db(true);
                 self.health.synced();
                 self.metrics.last_sync.set(chrono::Utc::now().timestamp() as f64);
                 for row in rows {
                     self.spawn(workers, row);
                 }
-                if full { None } else { self.next_due().await }
+                (n, if full { None } else { self.next_due().await })
             }
             Err(e) => {
                 self.health.set_db(false);
                 self.metrics.db_errors.inc();
                 tracing::warn!(error = %e, "claiming due rows failed");
-                None
+                (0, None)
             }
         }
     }

@@ -27,22 +27,26 @@ impl Claimed for Row {
     }
 }
 
-/// Rows handed out once; every release recorded.
+/// Rows handed out once; every release recorded. With `overdue`, it also says a row is due
+/// now that no claim returns (its user at the per-user cap, say).
 #[derive(Default)]
 struct MemQueue {
     due: Mutex<Vec<Row>>,
     released: Mutex<Vec<Uuid>>,
+    overdue: bool,
+    claims: Mutex<usize>,
 }
 
 impl Queue for MemQueue {
     type Row = Row;
     async fn claim(&self, limit: usize) -> Result<Vec<Row>, crate::runtime::QueueError> {
+        *self.claims.lock().unwrap() += 1;
         let mut due = self.due.lock().unwrap();
         let n = limit.min(due.len());
         Ok(due.drain(..n).collect())
     }
     async fn next_due(&self) -> Result<Option<Duration>, crate::runtime::QueueError> {
-        Ok(None)
+        Ok(self.overdue.then_some(Duration::ZERO))
     }
     async fn renew(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, crate::runtime::QueueError> {
         Ok(ids.to_vec())
@@ -158,4 +162,36 @@ async fn each_pass_ends_in_exactly_one_of_write_record_or_release() {
     assert_eq!(m.reconciles.with_label_values(&["ok"]).get(), 1);
     assert_eq!(m.reconciles.with_label_values(&["error"]).get(), 2);
     assert_eq!(m.reconcile_errors.with_label_values(&["scripted"]).get(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_overdue_row_no_claim_returns_is_claimed_again_after_a_growing_pause() {
+    let mut rt = runtime(Vec::new());
+    rt.queue = Arc::new(MemQueue { overdue: true, ..MemQueue::default() });
+    rt.timing.poll_interval = Duration::from_secs(30);
+    let shutdown = Shutdown::new();
+    let phase = shutdown.subscribe();
+    let stop = async {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        shutdown.trigger();
+    };
+    tokio::join!(rt.run(phase), stop);
+
+    // 5 ms doubling to 1.28 s: 9 claims in the first 2.56 s, then one per 1.28 s (about 15).
+    // Every 5 ms, as before, would be 2,000.
+    let claims = *rt.queue.claims.lock().unwrap();
+    assert!((10..=20).contains(&claims), "{claims} claims in 10 s");
+}
+
+#[test]
+fn the_pause_is_the_due_time_within_its_floor_and_the_poll() {
+    let poll = Duration::from_secs(30);
+    let ms = Duration::from_millis;
+    assert_eq!(pause(None, 0, poll), poll, "nothing due: the backstop poll");
+    assert_eq!(pause(Some(ms(0)), 0, poll), MIN_SLEEP);
+    assert_eq!(pause(Some(ms(0)), 1, poll), MIN_SLEEP, "the first fruitless claim: as before");
+    assert_eq!(pause(Some(ms(0)), 2, poll), ms(10));
+    assert_eq!(pause(Some(ms(0)), 40, poll), MAX_FRUITLESS_SLEEP);
+    assert_eq!(pause(Some(ms(300)), 0, poll), ms(300), "a row due later: its due time");
+    assert_eq!(pause(Some(Duration::from_secs(90)), 0, poll), poll);
 }
