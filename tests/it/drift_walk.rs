@@ -68,7 +68,10 @@ async fn a_full_verification_at_rest_reads_one_page_per_tenth_of_its_interval(po
     assert!(gaps.iter().all(|g| *g >= 500), "later walks read a page per 500 ms: {walks:?}");
     assert!(walks[1][0].at_ms - walks[0][0].at_ms >= 5_000, "a walk per interval: {walks:?}");
     let app_listings = h.sim.request_log().iter().filter(|q| q.action == "list_apps").count();
-    assert_eq!(app_listings, 1, "the app listing only in the leader's first walk");
+    // One app listing per walk (the shared-network report), before its first page; the
+    // last walk may have listed the apps and been stopped before its first page.
+    let n = walks.len();
+    assert!((n..=n + 1).contains(&app_listings), "{app_listings} app listings, {n} walks");
 }
 
 #[sqlx::test]
