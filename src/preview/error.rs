@@ -169,6 +169,12 @@ pub const KINDS: &[&str] = &[
 ];
 
 impl ReconcileError {
+    /// Whether the pass failed on Fly's own trouble (what the client's breaker counts as a
+    /// platform failure), not on anything the row or its user could change.
+    pub fn is_fly_trouble(&self) -> bool {
+        matches!(self, ReconcileError::Fly(f) if f.is_platform_failure())
+    }
+
     /// `status_reason` for the row under `policy`.
     pub fn reason(&self, policy: Policy) -> Reason {
         match (self, policy) {

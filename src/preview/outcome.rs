@@ -161,17 +161,30 @@ pub fn decide(
     }
 }
 
+/// Longest wait before the retry of a pass that failed on Fly's own trouble (a 5xx, a
+/// timeout, a connection error: nothing the user can fix) while Fly as a whole is not down:
+/// a partial degradation that clears is noticed by every row within this, however many
+/// times it failed (the full `BACKOFF_CAP` left rows waiting minutes after Fly recovered).
+pub const FLY_TROUBLE_CAP: Duration = Duration::from_secs(30);
+
 /// What a failed pass means for the row: the error policy's action. A retry's delay is
-/// drawn from the persisted backoff (full jitter); an outage rechecks after
-/// [`OUTAGE_RECHECK`] at the latest (the heal signal makes the row due at once).
+/// drawn from the persisted backoff (full jitter), capped at [`FLY_TROUBLE_CAP`] when the
+/// failure was Fly's own trouble; an outage rechecks after [`OUTAGE_RECHECK`] at the latest
+/// (the heal signal makes the row due at once).
 pub fn error_action(
     s: &Settings,
     row: &PreviewRow,
+    e: &ReconcileError,
     policy: Policy,
     now: DateTime<Utc>,
     rng: &mut impl Rng,
 ) -> PreviewAction {
-    policy_action(policy, row.attempts, &s.backoff, now, rng)
+    let backoff = if e.is_fly_trouble() {
+        Backoff { cap: s.backoff.cap.min(FLY_TROUBLE_CAP.max(s.backoff.base)), ..s.backoff }
+    } else {
+        s.backoff
+    };
+    policy_action(policy, row.attempts, &backoff, now, rng)
 }
 
 /// The action a policy calls for, given the persisted attempt count (shared by every

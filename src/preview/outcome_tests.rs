@@ -24,7 +24,7 @@ fn ok(r: &PreviewRow, o: Outcome) -> StatusWrite {
 #[allow(clippy::needless_pass_by_value)]
 fn failed(r: &PreviewRow, e: ReconcileError) -> Result<StatusWrite, GlobalCondition> {
     let policy = classify(&e, false);
-    match error_action(&settings(), r, policy, now(), &mut StdRng::seed_from_u64(7)) {
+    match error_action(&settings(), r, &e, policy, now(), &mut StdRng::seed_from_u64(7)) {
         Action::Block(c) => Err(c),
         action => Ok(error_write(r, &e, policy, action)),
     }
@@ -280,4 +280,28 @@ fn a_retry_names_its_time_as_at_only_where_the_claim_keeps_it() {
         assert!(msg.contains(&named), "{} → {msg}", r.status);
         assert_eq!(ranks_with_started_work(&r, &w), word == "at", "{msg}");
     }
+}
+
+#[test]
+fn a_retry_after_flys_own_trouble_waits_at_most_the_fly_trouble_cap() {
+    let mut s = settings();
+    s.backoff = Backoff { base: Duration::from_secs(1), cap: Duration::from_secs(300) };
+    let r = row(Status::Initializing, 9); // ceiling 256 s under the row backoff
+    let delays = |e: &ReconcileError| -> Vec<Duration> {
+        let policy = classify(e, false);
+        assert_eq!(policy, Policy::Retry, "{e:?}");
+        (0..200)
+            .map(|seed| {
+                let a = error_action(&s, &r, e, policy, now(), &mut StdRng::seed_from_u64(seed));
+                let due = a.due_at().expect("a retry has a due time");
+                (due - now()).to_std().expect("due after now")
+            })
+            .collect()
+    };
+    let fly = ReconcileError::Fly(FlyError::Transient(info(503)));
+    assert!(fly.is_fly_trouble());
+    assert!(delays(&fly).iter().all(|d| *d <= FLY_TROUBLE_CAP), "Fly's 503: at most 30 s");
+    let store = ReconcileError::Store(crate::store::StoreError::Connect("refused".into()));
+    assert!(!store.is_fly_trouble());
+    assert!(delays(&store).iter().any(|d| *d > FLY_TROUBLE_CAP), "other failures: the row backoff");
 }

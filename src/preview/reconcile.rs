@@ -155,7 +155,7 @@ impl Reconciler for Previews {
 
     fn error_policy(&self, row: &PreviewRow, e: &ReconcileError) -> PreviewAction {
         let s = &self.ctx.settings;
-        outcome::error_action(s, row, self.policy(e), Utc::now(), &mut rand::rng())
+        outcome::error_action(s, row, e, self.policy(e), Utc::now(), &mut rand::rng())
     }
 
     async fn record_error(
