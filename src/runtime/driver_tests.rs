@@ -129,6 +129,17 @@ fn runtime(rows: Vec<Row>) -> Runtime<MemQueue, Scripted> {
     }
 }
 
+/// Runs `rt` for `after` (of paused time), then shuts it down.
+async fn run_for(rt: &Runtime<MemQueue, Scripted>, after: Duration) {
+    let shutdown = Shutdown::new();
+    let phase = shutdown.subscribe();
+    let stop = async {
+        tokio::time::sleep(after).await;
+        shutdown.trigger();
+    };
+    tokio::join!(rt.run(phase), stop);
+}
+
 #[tokio::test(start_paused = true)]
 async fn each_pass_ends_in_exactly_one_of_write_record_or_release() {
     let (ok, retry, block) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
@@ -138,13 +149,7 @@ async fn each_pass_ends_in_exactly_one_of_write_record_or_release() {
         Row { id: block, script: Script::Block },
     ];
     let rt = runtime(rows);
-    let shutdown = Shutdown::new();
-    let phase = shutdown.subscribe();
-    let stop = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        shutdown.trigger();
-    };
-    tokio::join!(rt.run(phase), stop);
+    run_for(&rt, Duration::from_millis(100)).await;
 
     let r = &rt.reconciler;
     assert_eq!(*r.oks.lock().unwrap(), 1, "the successful pass proves the gate");
@@ -169,13 +174,7 @@ async fn an_overdue_row_no_claim_returns_is_claimed_again_after_a_growing_pause(
     let mut rt = runtime(Vec::new());
     rt.queue = Arc::new(MemQueue { overdue: true, ..MemQueue::default() });
     rt.timing.poll_interval = Duration::from_secs(30);
-    let shutdown = Shutdown::new();
-    let phase = shutdown.subscribe();
-    let stop = async {
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        shutdown.trigger();
-    };
-    tokio::join!(rt.run(phase), stop);
+    run_for(&rt, Duration::from_secs(10)).await;
 
     // 5 ms doubling to 1.28 s: 9 claims in the first 2.56 s, then one per 1.28 s (about 15).
     // Every 5 ms, as before, would be 2,000.
