@@ -40,65 +40,119 @@ pub const FLY_ACTIONS: &[&str] = &[
 /// row's (its name has a row again, or it holds machines we did not create for that row).
 pub const TEARDOWN_RESULTS: &[&str] = &["destroyed", "absent", "kept"];
 
-#[derive(Clone)]
-pub struct Metrics {
-    registry: Registry,
-    pub reconciles: IntCounterVec,
+/// Declares [`Metrics`]: each line is a field, its type and how it is made and registered
+/// (`maker(name, help, labels or buckets)`, the makers below); `fleet` and the registry follow.
+macro_rules! metrics {
+    ($($(#[doc = $doc:literal])* $field:ident: $ty:ty = $make:ident($($arg:expr),*);)*) => {
+        #[derive(Clone)]
+        pub struct Metrics {
+            registry: Registry,
+            $($(#[doc = $doc])* pub $field: $ty,)*
+            /// Machines by state and size, and what they cost.
+            pub fleet: super::fleet_metrics::Fleet,
+        }
+
+        /// Every metric, registered in `r`.
+        fn build(r: Registry) -> Metrics {
+            Metrics {
+                $($field: $make(&r, $($arg),*),)*
+                fleet: super::fleet_metrics::Fleet::new(&r),
+                registry: r,
+            }
+        }
+    };
+}
+
+metrics! {
+    reconciles: IntCounterVec = counter_vec("fly_preview_reconciles_total",
+        "Reconcile passes by result.", &["result"]);
     /// Passes whose final write changed nothing the row already said and left it waiting
     /// for a change (`preview::quiet`): above zero at rest means a loop.
-    pub reconciles_unchanged: IntCounter,
-    pub reconcile_duration: HistogramVec,
-    pub previews: IntGaugeVec,
-    pub due_rows: IntGauge,
-    pub queue_lag: Gauge,
-    pub rows_in_backoff: IntGauge,
-    pub time_to_running: Histogram,
+    reconciles_unchanged: IntCounter = counter("fly_preview_reconciles_unchanged_total",
+        "Reconcile passes whose final write changed nothing the row already said \
+        (a loop if it keeps rising at rest).");
+    reconcile_duration: HistogramVec = histogram_vec("fly_preview_reconcile_duration_seconds",
+        "Duration of one reconcile pass.", &["result"], FAST);
+    previews: IntGaugeVec = int_gauge_vec("fly_preview_previews", "Rows by status.", &["status"]);
+    due_rows: IntGauge = int_gauge("fly_preview_due_rows", "Rows whose next attempt is due now.");
+    queue_lag: Gauge = gauge("fly_preview_queue_lag_seconds",
+        "Age of the oldest due, unleased row.");
+    rows_in_backoff: IntGauge = int_gauge("fly_preview_rows_in_backoff",
+        "Rows in error waiting for a retry.");
+    time_to_running: Histogram = histogram("fly_preview_time_to_running_seconds",
+        "Time from a (re)deploy request to status running.", SLOW);
     /// Time-to-running by phase: each timeline milestone's elapsed time since the previous
     /// one (`phase` = the milestone that ended it, a fixed set).
-    pub phase_seconds: HistogramVec,
-    pub inflight: IntGauge,
-    pub fly_requests: IntCounterVec,
-    pub fly_request_duration: HistogramVec,
-    pub fly_throttled: IntCounterVec,
-    pub fly_rate_limited: IntCounter,
-    pub leader: IntGauge,
+    phase_seconds: HistogramVec = histogram_vec("fly_preview_phase_seconds",
+        "Time from a preview's previous milestone to this one (phase of time-to-running).",
+        &["phase"], PHASE);
+    inflight: IntGauge = int_gauge("fly_preview_inflight_reconciles", "Reconciles running now.");
+    fly_requests: IntCounterVec = counter_vec("fly_preview_fly_requests_total",
+        "Fly Machines API requests by action and status class.", &["action", "status_class"]);
+    fly_request_duration: HistogramVec = histogram_vec("fly_preview_fly_request_duration_seconds",
+        "Fly Machines API request duration.", &["action"], FAST);
+    fly_throttled: IntCounterVec = counter_vec("fly_preview_fly_throttled_total",
+        "Requests delayed by the client-side rate limiter.", &["action"]);
+    fly_rate_limited: IntCounter = counter("fly_preview_fly_rate_limited_total",
+        "HTTP 429 responses received from Fly.");
+    leader: IntGauge = int_gauge("fly_preview_leader",
+        "1 while this replica holds the leader lease.");
     /// 1 while the Fly API is considered down (the client's circuit breaker is open).
-    pub fly_down: IntGauge,
+    fly_down: IntGauge = int_gauge("fly_preview_fly_unavailable",
+        "1 while the Fly API fails platform-wide and calls are down to probes.");
     /// Times the client's circuit breaker opened.
-    pub fly_breaker_trips: IntCounter,
+    fly_breaker_trips: IntCounter = counter("fly_preview_fly_breaker_trips_total",
+        "Times the Fly circuit breaker opened (platform failures in a row).");
     /// 1 while our own Fly configuration (token, org, runner image) is refused: no work.
-    pub blocked: IntGauge,
+    blocked: IntGauge = int_gauge("fly_preview_blocked",
+        "1 while Fly refuses the controller's token, org or runner image (no work is done).");
     /// Preview apps on the org's shared private network (Fly cannot move them to their own).
-    pub apps_on_shared_network: IntGauge,
-    pub orphans_destroyed: IntCounter,
+    apps_on_shared_network: IntGauge = int_gauge("fly_preview_apps_on_shared_network",
+        "Preview apps on the org's shared private network (seen by the last full resync).");
+    orphans_destroyed: IntCounter = counter("fly_preview_orphans_destroyed_total",
+        "Orphaned Fly apps destroyed by the sweep.");
     /// Deleted rows whose teardown is not finished (tombstones left).
-    pub tombstones_pending: IntGauge,
+    tombstones_pending: IntGauge = int_gauge("fly_preview_tombstones_pending",
+        "Deleted rows whose Fly app is not confirmed gone yet (tombstones).");
     /// Finished teardowns of deleted rows, by result ([`TEARDOWN_RESULTS`]).
-    pub teardowns: IntCounterVec,
-    pub notifications: IntCounter,
-    pub resyncs: IntCounterVec,
-    pub drift_repairs: IntCounter,
-    pub last_sync: Gauge,
-    pub db_errors: IntCounter,
+    teardowns: IntCounterVec = counter_vec("fly_preview_teardowns_completed_total",
+        "Finished teardowns of deleted rows, by result (destroyed, absent, kept).", &["result"]);
+    notifications: IntCounter = counter("fly_preview_notifications_total",
+        "Postgres notifications received.");
+    resyncs: IntCounterVec = counter_vec("fly_preview_resyncs_total",
+        "Full resyncs by reason.", &["reason"]);
+    drift_repairs: IntCounter = counter("fly_preview_drift_detected_total",
+        "Rows requeued because Fly drifted from them.");
+    last_sync: Gauge = gauge("fly_preview_last_sync_timestamp_seconds",
+        "Unix time of the last successful sync with the database.");
+    db_errors: IntCounter = counter("fly_preview_db_errors_total",
+        "Database errors seen by the queue runtime and the background loops.");
     /// Deploys refused because the user has `MAX_PREVIEWS_PER_USER` previews already.
-    pub quota_refusals: IntCounter,
+    quota_refusals: IntCounter = counter("fly_preview_quota_refusals_total",
+        "Deploys refused because the user already has MAX_PREVIEWS_PER_USER previews.");
     /// Passes that left a change for later: the row used its redeploy budget.
-    pub redeploys_throttled: IntCounter,
+    redeploys_throttled: IntCounter = counter("fly_preview_redeploys_throttled_total",
+        "Passes that left a change for later because the row used its redeploy budget.");
     /// Failed passes by error kind (a fixed label set: `preview::error::KINDS`).
-    pub reconcile_errors: IntCounterVec,
+    reconcile_errors: IntCounterVec = counter_vec("fly_preview_reconcile_errors_total",
+        "Reconcile passes that ended in an error, by error kind.", &["kind"]);
     /// Sync on save: one exec of the runner's `sync` through the row write (seconds).
-    pub sync_duration: Histogram,
+    sync_duration: Histogram = histogram("fly_preview_sync_duration_seconds",
+        "Sync on save: claim, exec of the runner's sync and the row write.", FAST);
     /// Sync on save attempts that did not confirm the revision, by a fixed kind.
-    pub sync_failures: IntCounterVec,
+    sync_failures: IntCounterVec = counter_vec("fly_preview_sync_failures_total",
+        "Sync on save attempts that did not confirm the revision, by kind.", &["kind"]);
     /// Previews torn down after PREVIEW_IDLE_TTL unused (status `stopped`, reason `Expired`).
-    pub expired: IntCounter,
+    expired: IntCounter = counter("fly_preview_expired_total",
+        "Previews torn down because nobody opened them for PREVIEW_IDLE_TTL.");
     /// Opened previews whose machine, suspended or stopped by autostop, was started.
-    pub wakes: IntCounter,
+    wakes: IntCounter = counter("fly_preview_wakes_total",
+        "Opened previews whose machine, asleep by autostop, was started at once.");
     /// From the user's open (`opened_at`) to the woken machine started (seconds).
-    pub wake_seconds: Histogram,
-    pub build_info: IntGaugeVec,
-    /// Machines by state and size, and what they cost.
-    pub fleet: super::fleet_metrics::Fleet,
+    wake_seconds: Histogram = histogram("fly_preview_wake_seconds",
+        "From the user's open (opened_at) to the woken machine started.", FAST);
+    build_info: IntGaugeVec = int_gauge_vec("fly_preview_build_info",
+        "Build information.", &["version"]);
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -139,6 +193,12 @@ fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str], b: &[f64
     h
 }
 
+fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| bug(name, e));
+    reg(r, name, Box::new(g.clone()));
+    g
+}
+
 const FAST: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 const PHASE: &[f64] = &[0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0];
 const SLOW: &[f64] = &[1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0];
@@ -149,216 +209,7 @@ impl Metrics {
         #[cfg(target_os = "linux")]
         reg(&r, "process", Box::new(prometheus::process_collector::ProcessCollector::for_self()));
         reg(&r, super::db_statements::NAME, super::db_statements::collector());
-        let m = Metrics {
-            reconciles: counter_vec(
-                &r,
-                "fly_preview_reconciles_total",
-                "Reconcile passes by result.",
-                &["result"],
-            ),
-            reconciles_unchanged: counter(
-                &r,
-                "fly_preview_reconciles_unchanged_total",
-                "Reconcile passes whose final write changed nothing the row already said (a loop if it keeps rising at rest).",
-            ),
-            reconcile_duration: histogram_vec(
-                &r,
-                "fly_preview_reconcile_duration_seconds",
-                "Duration of one reconcile pass.",
-                &["result"],
-                FAST,
-            ),
-            previews: {
-                let g = IntGaugeVec::new(
-                    Opts::new("fly_preview_previews", "Rows by status."),
-                    &["status"],
-                )
-                .unwrap_or_else(|e| bug("previews", e));
-                reg(&r, "previews", Box::new(g.clone()));
-                g
-            },
-            due_rows: int_gauge(&r, "fly_preview_due_rows", "Rows whose next attempt is due now."),
-            queue_lag: gauge(
-                &r,
-                "fly_preview_queue_lag_seconds",
-                "Age of the oldest due, unleased row.",
-            ),
-            rows_in_backoff: int_gauge(
-                &r,
-                "fly_preview_rows_in_backoff",
-                "Rows in error waiting for a retry.",
-            ),
-            time_to_running: {
-                let h = Histogram::with_opts(
-                    HistogramOpts::new(
-                        "fly_preview_time_to_running_seconds",
-                        "Time from a (re)deploy request to status running.",
-                    )
-                    .buckets(SLOW.to_vec()),
-                )
-                .unwrap_or_else(|e| bug("ttr", e));
-                reg(&r, "ttr", Box::new(h.clone()));
-                h
-            },
-            inflight: int_gauge(&r, "fly_preview_inflight_reconciles", "Reconciles running now."),
-            fly_requests: counter_vec(
-                &r,
-                "fly_preview_fly_requests_total",
-                "Fly Machines API requests by action and status class.",
-                &["action", "status_class"],
-            ),
-            phase_seconds: histogram_vec(
-                &r,
-                "fly_preview_phase_seconds",
-                "Time from a preview's previous milestone to this one (phase of time-to-running).",
-                &["phase"],
-                PHASE,
-            ),
-            fly_request_duration: histogram_vec(
-                &r,
-                "fly_preview_fly_request_duration_seconds",
-                "Fly Machines API request duration.",
-                &["action"],
-                FAST,
-            ),
-            fly_throttled: counter_vec(
-                &r,
-                "fly_preview_fly_throttled_total",
-                "Requests delayed by the client-side rate limiter.",
-                &["action"],
-            ),
-            fly_rate_limited: counter(
-                &r,
-                "fly_preview_fly_rate_limited_total",
-                "HTTP 429 responses received from Fly.",
-            ),
-            leader: int_gauge(
-                &r,
-                "fly_preview_leader",
-                "1 while this replica holds the leader lease.",
-            ),
-            fly_down: int_gauge(
-                &r,
-                "fly_preview_fly_unavailable",
-                "1 while the Fly API fails platform-wide and calls are down to probes.",
-            ),
-            fly_breaker_trips: counter(
-                &r,
-                "fly_preview_fly_breaker_trips_total",
-                "Times the Fly circuit breaker opened (platform failures in a row).",
-            ),
-            blocked: int_gauge(
-                &r,
-                "fly_preview_blocked",
-                "1 while Fly refuses the controller's token, org or runner image (no work is done).",
-            ),
-            apps_on_shared_network: int_gauge(
-                &r,
-                "fly_preview_apps_on_shared_network",
-                "Preview apps on the org's shared private network (seen by the last full resync).",
-            ),
-            orphans_destroyed: counter(
-                &r,
-                "fly_preview_orphans_destroyed_total",
-                "Orphaned Fly apps destroyed by the sweep.",
-            ),
-            tombstones_pending: int_gauge(
-                &r,
-                "fly_preview_tombstones_pending",
-                "Deleted rows whose Fly app is not confirmed gone yet (tombstones).",
-            ),
-            teardowns: counter_vec(
-                &r,
-                "fly_preview_teardowns_completed_total",
-                "Finished teardowns of deleted rows, by result (destroyed, absent, kept).",
-                &["result"],
-            ),
-            notifications: counter(
-                &r,
-                "fly_preview_notifications_total",
-                "Postgres notifications received.",
-            ),
-            resyncs: counter_vec(
-                &r,
-                "fly_preview_resyncs_total",
-                "Full resyncs by reason.",
-                &["reason"],
-            ),
-            drift_repairs: counter(
-                &r,
-                "fly_preview_drift_detected_total",
-                "Rows requeued because Fly drifted from them.",
-            ),
-            last_sync: gauge(
-                &r,
-                "fly_preview_last_sync_timestamp_seconds",
-                "Unix time of the last successful sync with the database.",
-            ),
-            db_errors: counter(
-                &r,
-                "fly_preview_db_errors_total",
-                "Database errors seen by the queue runtime and the background loops.",
-            ),
-            quota_refusals: counter(
-                &r,
-                "fly_preview_quota_refusals_total",
-                "Deploys refused because the user already has MAX_PREVIEWS_PER_USER previews.",
-            ),
-            redeploys_throttled: counter(
-                &r,
-                "fly_preview_redeploys_throttled_total",
-                "Passes that left a change for later because the row used its redeploy budget.",
-            ),
-            reconcile_errors: counter_vec(
-                &r,
-                "fly_preview_reconcile_errors_total",
-                "Reconcile passes that ended in an error, by error kind.",
-                &["kind"],
-            ),
-            expired: counter(
-                &r,
-                "fly_preview_expired_total",
-                "Previews torn down because nobody opened them for PREVIEW_IDLE_TTL.",
-            ),
-            wakes: counter(
-                &r,
-                "fly_preview_wakes_total",
-                "Opened previews whose machine, asleep by autostop, was started at once.",
-            ),
-            wake_seconds: histogram(
-                &r,
-                "fly_preview_wake_seconds",
-                "From the user's open (opened_at) to the woken machine started.",
-                FAST,
-            ),
-            sync_duration: {
-                let opts = HistogramOpts::new(
-                    "fly_preview_sync_duration_seconds",
-                    "Sync on save: claim, exec of the runner's sync and the row write.",
-                );
-                let h = Histogram::with_opts(opts.buckets(FAST.to_vec()))
-                    .unwrap_or_else(|e| bug("sync", e));
-                reg(&r, "sync", Box::new(h.clone()));
-                h
-            },
-            sync_failures: counter_vec(
-                &r,
-                "fly_preview_sync_failures_total",
-                "Sync on save attempts that did not confirm the revision, by kind.",
-                &["kind"],
-            ),
-            build_info: {
-                let g = IntGaugeVec::new(
-                    Opts::new("fly_preview_build_info", "Build information."),
-                    &["version"],
-                )
-                .unwrap_or_else(|e| bug("build", e));
-                reg(&r, "build", Box::new(g.clone()));
-                g
-            },
-            fleet: super::fleet_metrics::Fleet::new(&r),
-            registry: r,
-        };
+        let m = build(r);
         m.init_series();
         m
     }
