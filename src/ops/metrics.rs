@@ -62,6 +62,8 @@ pub struct Metrics {
     pub fly_throttled: IntCounterVec,
     pub fly_rate_limited: IntCounter,
     pub leader: IntGauge,
+    /// Statements this replica sent for leadership (session set-up, waits, checks, step-downs).
+    pub leader_statements: IntCounter,
     /// 1 while the Fly API is considered down (the client's circuit breaker is open).
     pub fly_down: IntGauge,
     /// Times the client's circuit breaker opened.
@@ -235,7 +237,12 @@ impl Metrics {
             leader: int_gauge(
                 &r,
                 "fly_preview_leader",
-                "1 while this replica holds the leader lease.",
+                "1 while this replica holds the leadership lock.",
+            ),
+            leader_statements: counter(
+                &r,
+                "fly_preview_leader_statements_total",
+                "Statements sent for leadership: session set-up, lock waits, checks, step-downs.",
             ),
             fly_down: int_gauge(
                 &r,
