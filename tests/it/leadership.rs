@@ -141,3 +141,26 @@ async fn at_rest_the_leader_checks_once_per_renewal_and_a_follower_sends_nothing
     a.stop().await;
     b.stop().await;
 }
+
+#[sqlx::test]
+async fn a_waiting_follower_waits_again_on_a_fresh_connection_every_rearm(pool: PgPool) {
+    // LEADER_TTL 1 s: a follower re-arms its wait every 5 s.
+    let settings =
+        Settings { leader_ttl: Duration::from_secs(1), ..Settings::for_tests("personal") };
+    let rearm = settings.leader_rearm();
+    let h = Harness::with_settings(pool.clone(), SimConfig::default(), settings).await;
+    let a = h.start("a");
+    leads(&h, &a, "a leads").await;
+    let b = h.start("b");
+    waiting(&h, &b, 0).await;
+    let before = b.metrics.leader_statements.get();
+    tokio::time::sleep(rearm + Duration::from_secs(1)).await;
+    let sent = b.metrics.leader_statements.get() - before;
+    assert_eq!(sent, 2, "one re-arm in {rearm:?}: a connection's set-up and a new wait");
+    assert_eq!((a.metrics.leader.get(), b.metrics.leader.get()), (1, 0));
+    terminate(&pool, lock_holder(&pool).await.expect("a holds the lock")).await;
+    let moved = leads(&h, &b, "b leads").await;
+    assert!(moved < Duration::from_secs(3), "the re-armed wait takes over: {moved:?}");
+    a.stop().await;
+    b.stop().await;
+}
