@@ -34,8 +34,9 @@ use crate::ops::metrics::Metrics;
 use crate::preview::ctx::Ctx;
 use crate::store::{LeaderConn, StoreError};
 
-/// How long a leader's check may take before the connection counts as lost.
-pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a leader's check may take before the connection counts as lost: as long as the
+/// pool waits for a connection, so a database slow under load does not make leadership flap.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the (local, statement-free) gate is looked at while waiting or leading.
 const GATE_POLL: Duration = Duration::from_millis(250);
 /// Reconnect back-off after a failed connection or statement: doubles up to the maximum.
