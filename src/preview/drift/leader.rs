@@ -46,7 +46,10 @@ const RETRY: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs
 enum End {
     GateShut,
     Rearm,
+    /// The connection failed before this replica led (back-off grows).
     Lost(String),
+    /// The connection failed while it led (back-off starts over).
+    Deposed(String),
 }
 
 /// Waits for and holds leadership, forever, publishing whether this replica leads on `tx`
@@ -66,6 +69,10 @@ pub async fn hold(ctx: &Ctx, metrics: &Metrics, tx: watch::Sender<bool>) {
                 tracing::warn!(error = %e, retry_in = ?retry, "leadership connection lost");
                 tokio::time::sleep(retry).await;
                 retry = (retry * 2).min(RETRY.1);
+            }
+            End::Deposed(_) => {
+                tokio::time::sleep(RETRY.0).await;
+                retry = RETRY.0 * 2;
             }
             End::GateShut | End::Rearm => retry = RETRY.0,
         }
@@ -91,8 +98,8 @@ async fn reign(ctx: &Ctx, m: &Metrics, tx: &watch::Sender<bool>, c: &mut LeaderC
     publish(m, tx, false);
     match &end {
         End::GateShut => step_down(m, c).await,
-        End::Lost(e) => tracing::warn!(error = %e, "no longer leading: the check failed"),
-        End::Rearm => {}
+        End::Deposed(e) => tracing::warn!(error = %e, "no longer leading: the check failed"),
+        End::Lost(_) | End::Rearm => {}
     }
     end
 }
@@ -109,9 +116,9 @@ async fn lead(ctx: &Ctx, m: &Metrics, c: &mut LeaderConn) -> End {
         m.leader_statements.inc();
         match tokio::time::timeout(CHECK_TIMEOUT, c.note(ctx.settings.leader_ttl)).await {
             Ok(Ok(true)) => {}
-            Ok(Ok(false)) => return End::Lost("the session no longer holds the lock".into()),
-            Ok(Err(e)) => return End::Lost(e.to_string()),
-            Err(_) => return End::Lost(format!("no answer within {CHECK_TIMEOUT:?}")),
+            Ok(Ok(false)) => return End::Deposed("the session no longer holds the lock".into()),
+            Ok(Err(e)) => return End::Deposed(e.to_string()),
+            Err(_) => return End::Deposed(format!("no answer within {CHECK_TIMEOUT:?}")),
         }
     }
 }
