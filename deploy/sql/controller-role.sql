@@ -4,7 +4,8 @@
 --   public.fly_preview_apps                    SELECT, UPDATE (claims, leases, status writes)
 --   public.fly_preview_events                  SELECT, INSERT (the timeline, written with the
 --                                              status; pruning is the table's own trigger)
---   fly_preview_controller.leader              SELECT, INSERT, UPDATE, DELETE (leader election)
+--   fly_preview_controller.leader              SELECT, INSERT, UPDATE, DELETE (who leads; the
+--                                              leadership lock itself, pg_advisory_lock, needs no grant)
 --   fly_preview_controller.tombstones          SELECT, UPDATE, DELETE (teardown of deleted rows:
 --                                              claims, leases, retries; a finished one is deleted;
 --                                              the delete trigger, not this role, inserts them)

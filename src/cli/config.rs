@@ -141,9 +141,10 @@ pub struct ControllerArgs {
     /// How often the org-wide machines listing is checked for drift.
     #[arg(long, env = "DRIFT_INTERVAL", value_parser = humantime::parse_duration, default_value = "15s")]
     pub drift_interval: Duration,
-    /// How long leadership (drift checks, full verification, orphan sweep) lasts without
-    /// renewal; renewed every third of it. Row work never waits for a leader, so a crashed
-    /// leader being replaced within ~1⅓ of this only pauses drift checks.
+    /// How long the leader row names the leader (drift checks, full verification, orphan
+    /// sweep) without renewal; the leader checks its lock connection and renews the row every
+    /// third of it. Leadership itself is an advisory lock that moves when its holder's
+    /// connection dies, without waiting for this.
     #[arg(long, env = "LEADER_TTL", value_parser = humantime::parse_duration, default_value = "60s")]
     pub leader_ttl: Duration,
     /// How often every app is verified against Fly, and the orphan sweep runs.

@@ -96,7 +96,10 @@ metrics! {
     fly_rate_limited: IntCounter = counter("fly_preview_fly_rate_limited_total",
         "HTTP 429 responses received from Fly.");
     leader: IntGauge = int_gauge("fly_preview_leader",
-        "1 while this replica holds the leader lease.");
+        "1 while this replica holds the leadership lock.");
+    /// Statements this replica sent for leadership (session set-up, waits, checks, step-downs).
+    leader_statements: IntCounter = counter("fly_preview_leader_statements_total",
+        "Statements sent for leadership: session set-up, lock waits, checks, step-downs.");
     /// 1 while the Fly API is considered down (the client's circuit breaker is open).
     fly_down: IntGauge = int_gauge("fly_preview_fly_unavailable",
         "1 while the Fly API fails platform-wide and calls are down to probes.");

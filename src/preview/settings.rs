@@ -43,8 +43,8 @@ pub struct Settings {
     /// How often queue figures may be refreshed for metrics: at this cadence while rows
     /// change, at least every [`Settings::stats_max_age`] at rest.
     pub stats_interval: Duration,
-    /// How long leadership (drift checks, orphan sweep) lasts without renewal; a crashed
-    /// leader is replaced within this plus a third of it. Row work never waits for it.
+    /// How long the leader row names the leader without renewal (the row only says who
+    /// leads; the advisory lock decides, and a dead leader's lock goes with its connection).
     pub leader_ttl: Duration,
     /// Sync on save (`preview::sync`).
     pub sync: SyncSettings,
@@ -84,10 +84,16 @@ impl Settings {
         self.backstop_poll() * 4
     }
 
-    /// How often the leader renews its leadership (and a follower tries to take it): a
-    /// third of `leader_ttl`.
+    /// How often the leader checks its lock connection (one statement, which also renews the
+    /// leader row): a third of `leader_ttl`.
     pub fn leader_renew(&self) -> Duration {
         (self.leader_ttl / 3).max(Duration::from_millis(100))
+    }
+
+    /// How long a follower waits on one connection before it reconnects and waits again (a
+    /// silently dead connection never reports the lock): five `leader_ttl`s.
+    pub fn leader_rearm(&self) -> Duration {
+        self.leader_ttl * 5
     }
 
     /// At rest (no pass, notification or drift repair since the last refresh) the queue and

@@ -1,5 +1,5 @@
 //! The database as the work queue: rows, leases, fenced status writes (with the preview's
-//! timeline events, `timeline`), tombstones of deleted rows (`tombstones`), notifications, leader election and migrations, and the checks made
+//! timeline events, `timeline`), tombstones of deleted rows (`tombstones`), notifications, leadership (an advisory lock on its own connection) and migrations, and the checks made
 //! when connecting (`preflight`: no transaction pooler; the role sees and writes every row).
 //! Every statement is runtime-checked and exercised by a test in `tests/it/` (`store.rs`,
 //! `store_tombstones.rs`, `controller_role.rs`, `supabase_*.rs`).
@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 pub use env::EnvVar;
 pub use fleet::DriftRow;
+pub use leader::{LEADER_KEY, LeaderConn};
 pub use limits::Admission;
 pub use listen::{ListenEvent, Listener, Notification, Op};
 pub use preflight::{

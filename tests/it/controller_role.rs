@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::*;
-use fly_preview_controller::store::{self, Lease, StatusWrite, Store, Tombstones};
+use fly_preview_controller::store::{self, LeaderConn, Lease, StatusWrite, Store, Tombstones};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
@@ -114,7 +114,10 @@ async fn the_documented_role_is_least_privilege_and_can_do_what_run_does(pool: P
     store::check_row_access(&as_role).await.unwrap();
     assert!(store::migrate::pending(&as_role).await.unwrap().is_empty());
     let s = Store::new(as_role.clone(), "least-privilege");
-    assert!(s.try_lead(Duration::from_secs(30)).await.unwrap());
+    // leadership: its session settings, the lock (no grant needed) and the row
+    let mut leader = LeaderConn::connect(&as_role, "least-privilege").await.unwrap();
+    leader.lock().await.unwrap();
+    assert!(leader.note(Duration::from_secs(30)).await.unwrap());
     let claimed = s.claim(10, Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(claimed.len(), 1, "sees every row");
     let w = StatusWrite {
@@ -130,6 +133,7 @@ async fn the_documented_role_is_least_privilege_and_can_do_what_run_does(pool: P
         next_attempt_at: None,
     };
     assert!(s.write_status(id, 1, &w, Lease::Release).await.unwrap().is_some());
+    leader.unlock().await.unwrap();
     s.resign().await.unwrap();
     // the teardown of deleted rows: every statement of the tombstone queue
     let t = Tombstones::new(as_role.clone(), "least-privilege", Duration::from_secs(30));

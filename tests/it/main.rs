@@ -26,6 +26,7 @@ mod fly_client_wait;
 mod fly_outage;
 mod gauges;
 mod isolation;
+mod leadership;
 mod legacy_bounds;
 mod limits;
 mod measure_db;
