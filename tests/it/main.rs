@@ -18,6 +18,7 @@ mod dev_server_recovery;
 mod drift_walk;
 mod env_delivery;
 mod expiry;
+mod expiry_failed;
 mod failover;
 mod fly_budget;
 mod fly_client;

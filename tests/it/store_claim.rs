@@ -271,3 +271,21 @@ async fn a_claim_keeps_slots_for_started_work(pool: PgPool) {
     controller_set(&pool, booting, "next_attempt_at = now()").await;
     assert_eq!(ids(s.claim_keeping(2, 2, LEASE, NO_CAP).await.unwrap()), vec![booting]);
 }
+
+/// Scenario "a booting machine's re-check and a deploy's retry fall due together, one slot
+/// free": the retry goes first (its message named its time; the re-check named none), the
+/// re-check due earlier included; a user's turn ranks the same way.
+#[sqlx::test]
+async fn a_retry_that_named_its_time_goes_before_a_re_check(pool: PgPool) {
+    let recheck = insert_row(&pool, USER_A, "recheck", Some(REPO), "main").await;
+    let set = "observed_generation = generation, status = 'initializing', \
+               next_attempt_at = now() - interval '1 minute'";
+    controller_set(&pool, recheck, set).await;
+    let retry = insert_row(&pool, USER_A, "retry", Some(REPO), "main").await;
+    let set = "observed_generation = generation, status = 'initializing', attempts = 1, \
+               status_reason = 'FlyApiError', next_attempt_at = now()";
+    controller_set(&pool, retry, set).await;
+    let s = Store::new(pool.clone(), "a");
+    assert_eq!(ids(s.claim(1, LEASE, 1).await.unwrap()), vec![retry], "the user's first turn");
+    assert_eq!(ids(s.claim(1, LEASE, NO_CAP).await.unwrap()), vec![recheck]);
+}
