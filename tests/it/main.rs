@@ -54,6 +54,7 @@ mod stop;
 mod store;
 mod store_claim;
 mod store_expiry;
+mod store_failed_expiry;
 mod store_fleet;
 mod store_parked;
 mod store_tombstones;
