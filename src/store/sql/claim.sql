@@ -14,7 +14,9 @@
 -- time) and every user's first row goes before anyone's second, so one account's backlog
 -- cannot starve another's first preview. Then by due time. A user never has more than $5
 -- rows leased at once (counting leases already held), so one account cannot fill every
--- worker and database connection either, whatever priority its rows have. At most $6 of the
+-- worker and database connection either, whatever priority its rows have; one more only for
+-- a retry of started work, whose message named its time (the user's own rows in flight do
+-- not make it late; a second such retry waits). At most $6 of the
 -- rows are not started work: the runtime keeps a share of its free slots for started work
 -- that falls due between claims, and runs started work in a reserve of slots beyond its
 -- concurrency (src/preview/reconcile.rs, PreviewQueue).
@@ -175,7 +177,8 @@ picked AS (
                    r.priority = 0 AND r.unpromised AS later
             FROM ranked r
             LEFT JOIN leased l USING (user_id)
-            WHERE r.turn + coalesce(l.n, 0) <= $5
+            WHERE r.turn + coalesce(l.n, 0)
+                  <= $5 + CASE WHEN r.priority = 0 AND NOT r.unpromised THEN 1 ELSE 0 END
             ORDER BY r.priority, r.priority = 0 AND r.unpromised, r.turn, r.next_attempt_at, r.id
             LIMIT $2
         ) t
