@@ -286,8 +286,14 @@ async fn a_retry_that_named_its_time_goes_before_a_re_check(pool: PgPool) {
     let set = "observed_generation = generation, status = 'initializing', attempts = 1, \
                status_reason = 'FlyApiError', next_attempt_at = now()";
     controller_set(&pool, retry, set).await;
+    // a Fly budget wait keeps the attempt count (0 here) and named its time too
+    let waited = insert_row(&pool, USER_B, "waited", Some(REPO), "main").await;
+    let set = "observed_generation = generation, status = 'initializing', attempts = 0, \
+               status_reason = 'FlyApiError', next_attempt_at = now()";
+    controller_set(&pool, waited, set).await;
     let s = Store::new(pool.clone(), "a");
     assert_eq!(ids(s.claim(1, LEASE, 1).await.unwrap()), vec![retry], "the user's first turn");
+    assert_eq!(ids(s.claim(1, LEASE, NO_CAP).await.unwrap()), vec![waited]);
     assert_eq!(ids(s.claim(1, LEASE, NO_CAP).await.unwrap()), vec![recheck]);
 }
 

@@ -140,9 +140,10 @@ due AS (
                 WHEN status = $4 AND (observed_generation = generation OR attempts > 0) THEN 0
                 WHEN observed_generation < generation THEN 1
                 ELSE 2 END AS priority,
-           -- within started work, a failed pass's retry (its message promised its time)
-           -- goes before a re-check or a wake (which promised none)
-           attempts = 0 AS unpromised
+           -- within started work, a failed pass's retry (its message promised its time:
+           -- a failure counted in attempts, or a Fly budget wait, which keeps the count and
+           -- writes 'FlyApiError') goes before a re-check or a wake (which promised none)
+           attempts = 0 AND status_reason IS DISTINCT FROM 'FlyApiError' AS unpromised
     FROM (SELECT * FROM urgent UNION SELECT * FROM retried UNION SELECT * FROM wanted
           UNION SELECT * FROM oldest UNION SELECT * FROM firsts) AS window_rows
 ),
