@@ -60,6 +60,7 @@ pub async fn run(p: Parts, shutdown: &Shutdown) {
             lease: s.lease,
             per_user: s.per_user_inflight(),
             keep: s.kept_for_started(),
+            reserve: s.reserved_for_started(),
             gate,
             only_kept_free: AtomicBool::new(false),
         }),

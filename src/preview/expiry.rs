@@ -1,13 +1,22 @@
 //! Idle expiry and wake on open, decided (pure): a settled running preview nobody opened for
-//! `PREVIEW_IDLE_TTL` is torn down (status `stopped`, reason `Expired`); a user's open of a
+//! `PREVIEW_IDLE_TTL` is torn down (status `stopped`, reason `Expired`), and so is a settled
+//! preview in `error` that may still hold a Fly app ([`holds_fly`]); a user's open of a
 //! running preview (the open trigger's `WakeRequested`) starts its machine if Fly's autostop
 //! suspended or stopped it, and a wake whose Fly call failed is retried until it succeeds
 //! (within [`WAKE_RETRY_WINDOW`] of the open). The executor is [`idle`](crate::preview::idle).
 //!
 //! # Guarantees
-//! A settled running row is due exactly when it expires ([`due`]), so no sweep reads the
+//! A settled running row, and a row in `error` that waits for a change and may hold a Fly
+//! app, is due exactly when it expires ([`due`], [`error_due`]), so no sweep reads the
 //! table. An expired row is never deployed again by a pass alone: only a new generation
 //! (writing `opened_at` or status 'pending') brings it back.
+//! # Caveats
+//! A row in `error` that holds nothing on Fly never expires and keeps its message: refused
+//! for the quota (`QuotaExceeded`: the quota is asked before any Fly call, and a refused row's
+//! machine goes with its app), invalid (`InvalidSpec`: its pass stops at validation, before
+//! Fly), a name owned by another org (`NameOwnedElsewhere`: the app is not ours), or a row
+//! that never had an app (`fly_app_created` false). They wait for the row to change, due
+//! never (`'infinity'`), as before.
 //! # Assumptions
 //! `opened_at` comes from the web app's clock (normally the database's `now()`); a row
 //! settled under an older TTL is re-decided with the current one when it comes due.
@@ -52,15 +61,34 @@ pub fn due(ttl: Duration, row: &PreviewRow) -> Option<DateTime<Utc>> {
     last_used(row).checked_add_signed(ttl)
 }
 
+/// Reasons of a row in `error` that holds nothing on Fly (see the module's caveats).
+pub const HOLDS_NOTHING: &[Reason] =
+    &[Reason::QuotaExceeded, Reason::InvalidSpec, Reason::NameOwnedElsewhere];
+
+/// Whether a row in `error` for `reason` may hold a Fly app of ours (and a machine in it):
+/// it may have had one, and its failure is not one that holds nothing.
+pub fn holds_fly(row: &PreviewRow, reason: Option<Reason>) -> bool {
+    row.fly_app_created && reason.is_none_or(|r| !HOLDS_NOTHING.contains(&r))
+}
+
+/// When a settled row written in `error` for `reason`, waiting for a change, expires:
+/// [`due`] if it wants to run and may hold a Fly app, else `None` (it waits for a change).
+pub fn error_due(ttl: Duration, row: &PreviewRow, reason: Reason) -> Option<DateTime<Utc>> {
+    let wants = row.desired_state == DesiredState::Running;
+    if wants && holds_fly(row, Some(reason)) { due(ttl, row) } else { None }
+}
+
 /// The step idleness asks of a pass over `row` at `now`. Only a settled row counts (wanting
 /// to run, its generation applied): a deploy in progress or requested is never expired.
 pub fn step(ttl: Duration, row: &PreviewRow, now: DateTime<Utc>) -> Idle {
     if row.desired_state != DesiredState::Running || row.observed_generation != row.generation {
         return Idle::Active;
     }
+    let expired = due(ttl, row).is_some_and(|d| d <= now);
     match row.status {
         Status::Stopped if row.status_reason == Some(Reason::Expired) => Idle::StayExpired,
-        Status::Running if due(ttl, row).is_some_and(|d| d <= now) => Idle::Expire,
+        Status::Running if expired => Idle::Expire,
+        Status::Error if expired && holds_fly(row, row.status_reason) => Idle::Expire,
         Status::Running if wake_asked(row, now) => Idle::Wake,
         _ => Idle::Active,
     }

@@ -44,14 +44,14 @@ fn a_zero_ttl_never_expires() {
 }
 
 #[test]
-fn only_a_settled_running_row_expires_or_wakes() {
+fn only_a_settled_running_or_failed_row_expires_and_only_a_running_one_wakes() {
     let old = running(24 * 30, None, Reason::WakeRequested);
     assert_eq!(step(WEEK, &old, now()), Idle::Expire, "expired before it was opened");
     let asked = running(1, Some(0), Reason::WakeRequested);
     assert_eq!(step(WEEK, &asked, now()), Idle::Wake);
     let redeploying = PreviewRow { observed_generation: 2, ..old.clone() };
     assert_eq!(step(WEEK, &redeploying, now()), Idle::Active, "a deploy is requested");
-    for status in [Status::Initializing, Status::Error, Status::Pending] {
+    for status in [Status::Initializing, Status::Pending] {
         let r = PreviewRow { status, ..old.clone() };
         assert_eq!(step(WEEK, &r, now()), Idle::Active, "{status}");
     }
@@ -64,6 +64,49 @@ fn only_a_settled_running_row_expires_or_wakes() {
     assert_eq!(step(WEEK, &reopened, now()), Idle::Active, "reopened: deploy it");
     let stopped = PreviewRow { status_reason: Some(Reason::Stopped), ..expired };
     assert_eq!(step(WEEK, &stopped, now()), Idle::Active);
+}
+
+/// A settled preview in `error`, last deployed `deployed_ago` hours before now.
+fn failed(deployed_ago: i64, reason: Reason) -> PreviewRow {
+    PreviewRow { status: Status::Error, ..running(deployed_ago, None, reason) }
+}
+
+#[test]
+fn a_failed_preview_that_may_hold_an_app_expires_like_a_running_one() {
+    for reason in [Reason::MachineExited, Reason::DevServerCrashed, Reason::ConfigRejected] {
+        let old = failed(24 * 8, reason);
+        assert_eq!(step(WEEK, &old, now()), Idle::Expire, "{reason}");
+        assert_eq!(error_due(WEEK, &old, reason), Some(now() - Span::hours(24)), "{reason}");
+        let recent = failed(24 * 6, reason);
+        assert_eq!(step(WEEK, &recent, now()), Idle::Active, "{reason}: used 6 days ago");
+        assert_eq!(error_due(WEEK, &recent, reason), Some(now() + Span::hours(24)));
+        let opened = PreviewRow { opened_at: Some(now() - Span::hours(1)), ..old.clone() };
+        assert_eq!(step(WEEK, &opened, now()), Idle::Active, "{reason}: opened an hour ago");
+        assert_eq!(step(Duration::ZERO, &old, now()), Idle::Active, "a zero TTL: never");
+        assert_eq!(error_due(Duration::ZERO, &old, reason), None);
+    }
+    let retried = failed(24 * 8, Reason::DatabaseError);
+    assert_eq!(step(WEEK, &retried, now()), Idle::Expire, "a retry that comes due past it");
+    let redeploying = PreviewRow { generation: 4, ..failed(24 * 8, Reason::MachineExited) };
+    assert_eq!(step(WEEK, &redeploying, now()), Idle::Active, "a deploy is requested");
+}
+
+#[test]
+fn a_failed_row_that_holds_nothing_on_fly_never_expires() {
+    for reason in [Reason::QuotaExceeded, Reason::InvalidSpec, Reason::NameOwnedElsewhere] {
+        let r = failed(24 * 30, reason);
+        assert_eq!(step(WEEK, &r, now()), Idle::Active, "{reason}");
+        assert_eq!(error_due(WEEK, &r, reason), None, "{reason}: waits for a change");
+    }
+    let never_deployed =
+        PreviewRow { fly_app_created: false, ..failed(24 * 30, Reason::MachineExited) };
+    assert_eq!(step(WEEK, &never_deployed, now()), Idle::Active, "no app ever created");
+    assert_eq!(error_due(WEEK, &never_deployed, Reason::DatabaseError), None);
+    let stopping = PreviewRow {
+        desired_state: DesiredState::Stopped,
+        ..failed(24 * 30, Reason::MachineExited)
+    };
+    assert_eq!(error_due(WEEK, &stopping, Reason::MachineExited), None, "the stop's");
 }
 
 #[test]

@@ -170,7 +170,9 @@ pub const FLY_TROUBLE_CAP: Duration = Duration::from_secs(30);
 /// What a failed pass means for the row: the error policy's action. A retry's delay is
 /// drawn from the persisted backoff (full jitter), capped at [`FLY_TROUBLE_CAP`] when the
 /// failure was Fly's own trouble; an outage rechecks after [`OUTAGE_RECHECK`] at the latest
-/// (the heal signal makes the row due at once).
+/// (the heal signal makes the row due at once). A failure that waits for a change is due
+/// when the row expires if it may still hold a Fly app ([`expiry::error_due`]): a crashed or
+/// failed preview is not billed past `PREVIEW_IDLE_TTL`.
 pub fn error_action(
     s: &Settings,
     row: &PreviewRow,
@@ -179,6 +181,11 @@ pub fn error_action(
     now: DateTime<Utc>,
     rng: &mut impl Rng,
 ) -> PreviewAction {
+    if policy == Policy::WaitForChange
+        && let Some(at) = expiry::error_due(s.idle_ttl, row, e.reason(policy))
+    {
+        return Action::RequeueAt(at);
+    }
     let backoff = if e.is_fly_trouble() {
         Backoff { cap: s.backoff.cap.min(FLY_TROUBLE_CAP.max(s.backoff.base)), ..s.backoff }
     } else {
@@ -286,11 +293,11 @@ pub fn error_write(
 /// queued before it (src/store/sql/claim.sql).
 /// # Caveats
 /// "at" is kept to the second only while a worker slot is free for it. An eighth of the
-/// slots is kept free of other work for started work (`PreviewQueue`), but started work
-/// alone can fill them (booting machines' re-checks, retries of deploys in progress), a
-/// user never has more than the per-user cap of rows in flight, and nothing is claimed while
-/// the replica is blocked (a global condition, a Fly outage); then the retry starts when a
-/// slot frees. Under 8 workers no slot is kept.
+/// slots is kept free of other work for started work, and a quarter more run only started
+/// work beyond the concurrency, retries first (`PreviewQueue`); but retries alone can fill
+/// them all, a user never has more than the per-user cap of rows in flight, and nothing is
+/// claimed while the replica is blocked (a global condition, a Fly outage); then the retry
+/// starts when a slot frees. Under 4 workers no slot is kept or reserved.
 fn with_retry_message(
     row: &PreviewRow,
     summary: &str,

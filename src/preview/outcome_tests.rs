@@ -127,6 +127,36 @@ fn permanent_failures_wait_for_a_change() {
     assert!(!msg.contains("01REQ-ID-SECRET"), "request ids stay in the logs: {msg}");
 }
 
+/// A failure that waits for a change is due when the row expires if it may hold a Fly app
+/// (a crashed machine, a configuration Fly refused), never if it holds nothing.
+#[test]
+fn a_failure_that_may_hold_an_app_is_due_when_the_row_expires() {
+    let mut s = settings();
+    s.idle_ttl = Duration::from_secs(7 * 86_400);
+    let week = now() + chrono::Duration::days(7);
+    let r = PreviewRow { opened_at: Some(now()), ..row(Status::Initializing, 0) };
+    let rejected = |reason| {
+        let rejection = Rejection { reason, message: "m".into(), detail: None, machine: None };
+        ReconcileError::Rejected(rejection)
+    };
+    let fail = |r: &PreviewRow, e: ReconcileError| {
+        let policy = classify(&e, false);
+        let action = error_action(&s, r, &e, policy, now(), &mut StdRng::seed_from_u64(7));
+        error_write(r, &e, policy, action)
+    };
+    for e in [rejected(Reason::MachineExited), FlyError::Permanent(info(422)).into()] {
+        let w = fail(&r, e);
+        assert_eq!((w.status, w.next_attempt_at), (Status::Error, Some(week)), "{:?}", w.reason);
+    }
+    for reason in [Reason::InvalidSpec, Reason::NameOwnedElsewhere] {
+        assert_eq!(fail(&r, rejected(reason)).next_attempt_at, None, "{reason}");
+    }
+    let no_app = PreviewRow { fly_app_created: false, ..r.clone() };
+    assert_eq!(fail(&no_app, rejected(Reason::MachineExited)).next_attempt_at, None);
+    let refused = Outcome::Refused { message: "quota".into() };
+    assert_eq!(decide(&s, &r, &refused, now()).next_attempt_at, None, "parked");
+}
+
 #[test]
 fn transient_errors_back_off_deterministically() {
     let r = row(Status::Initializing, 3);

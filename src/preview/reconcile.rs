@@ -208,20 +208,28 @@ impl Claimed for PreviewRow {
 ///
 /// # Guarantees
 /// `keep` of the free worker slots are kept for started work (a booting machine's re-check,
-/// a wake, a retry of a deploy in progress): other work is claimed only into the slots
-/// beyond them, so a retry falls due into a free slot and starts at the time its message
-/// names even while new rows fill every other slot. While only kept slots are free, the
-/// loop sleeps until started work is due (or a pass ends, or a row changes), not until the
-/// other work that waits for a slot.
+/// a wake, a retry of a deploy in progress), and `reserve` more slots beyond the loop's
+/// concurrency ([`Queue::reserve`]) take only started work: other work is claimed only into
+/// the slots beyond both, so a retry falls due into a free slot and starts at the time its
+/// message names even while new rows fill every other slot and other started work fills the
+/// kept ones. Among started work a failed pass's retry (which named its time) goes before a
+/// re-check or a wake (which named none). While only kept or reserve slots are free, the loop
+/// sleeps until started work is due (or a pass ends, or a row changes), not until the other
+/// work that waits for a slot.
 /// # Caveats
-/// More started work due at once than `keep` slots waits for the next slot like any row.
-/// Nothing is kept while the gate is not open (a global condition's probe pass may be any row).
+/// More retries due at once than the kept and reserve slots left free by other started work
+/// wait for the next slot like any row, and so does a retry of a user who has the per-user
+/// cap of rows in flight plus one such retry (the claim allows one beyond the cap). Nothing is kept or reserved while the gate is not open (a global
+/// condition's probe pass may be any row).
 pub struct PreviewQueue {
     pub store: Store,
     pub lease: Duration,
     pub per_user: i64,
     /// Free slots kept for started work ([`crate::preview::settings::Settings::kept_for_started`]).
     pub keep: usize,
+    /// Slots beyond the concurrency for started work only
+    /// ([`crate::preview::settings::Settings::reserved_for_started`]).
+    pub reserve: usize,
     /// Whether work runs normally (slots are kept only then).
     pub gate: Arc<FlyGate>,
     /// Whether the last claim left only kept slots free: the next due time that matters is
@@ -232,9 +240,13 @@ pub struct PreviewQueue {
 impl Queue for PreviewQueue {
     type Row = PreviewRow;
 
+    fn reserve(&self) -> usize {
+        if self.gate.open() { self.reserve } else { 0 }
+    }
+
     async fn claim(&self, limit: usize) -> Result<Vec<PreviewRow>, QueueError> {
         let as_i64 = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
-        let keep = if self.gate.open() { self.keep } else { 0 };
+        let keep = if self.gate.open() { self.keep + self.reserve } else { 0 };
         let rows = self
             .store
             .claim_keeping(as_i64(limit), as_i64(keep), self.lease, self.per_user)

@@ -69,6 +69,14 @@ impl Settings {
         self.concurrency / 8
     }
 
+    /// Passes of started work the preview loop may run beyond `concurrency` (a quarter of the
+    /// workers, rounded down): a retry whose message named its time starts then even while
+    /// every worker is busy, however long the passes that hold them take. Other work never
+    /// runs in them, so new rows' throughput is unchanged.
+    pub fn reserved_for_started(&self) -> usize {
+        self.concurrency / 4
+    }
+
     /// The preview loop's longest sleep between claims: `poll_interval`. It only bounds what
     /// a lost notification can delay: the loop also sleeps until the earliest due row, and
     /// `next_due` counts a row another replica holds as due when its lease expires, so the

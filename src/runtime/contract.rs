@@ -77,7 +77,15 @@ pub type QueueError = Box<dyn std::error::Error + Send + Sync>;
 pub trait Queue: Send + Sync + 'static {
     /// What a claim returns.
     type Row: Claimed;
-    /// Leases up to `limit` due, unleased rows to this replica.
+    /// Passes the loop may run beyond its concurrency, only for rows the queue itself ranks
+    /// first (see [`Queue::claim`]): a queue that makes promises about when a row runs keeps
+    /// them with these while every other slot is busy. The loop adds them to the free slots
+    /// it asks `claim` to fill; `claim` fills them only with such rows.
+    fn reserve(&self) -> usize {
+        0
+    }
+    /// Leases up to `limit` due, unleased rows to this replica (`limit` counts the free
+    /// [`Queue::reserve`] slots too).
     fn claim(
         &self,
         limit: usize,

@@ -6,6 +6,9 @@
 //! opening), a finished pass, the earliest due row (asked of the queue after a claim that
 //! left slots free), or the backstop `poll_interval`.
 //! # Guarantees
+//! At most `concurrency` passes run at once, plus the queue's [`Queue::reserve`] of passes
+//! the queue fills only with the rows it ranks first (a row due while every other slot is busy
+//! starts at once in a free reserve slot, not when a pass ends).
 //! Every claimed row gets exactly one [`pass`]; its lease is renewed while the pass runs
 //! ([`renew_leases`]) and released when the pass ends without a write (a block, a failed
 //! write), at the latest when the replica drains.
@@ -91,7 +94,7 @@ where
             // claimed per loop (one round trip per row instead of one per batch).
             while workers.try_join_next().is_some() {}
             let limit = self.reconciler.pass_limit(self.timing.concurrency);
-            let free = limit.saturating_sub(workers.len());
+            let free = (limit + self.queue.reserve()).saturating_sub(workers.len());
             let (claimed, due_in) =
                 if free > 0 { self.claim_into(&mut workers, free).await } else { (0, None) };
             // Overdue rows that a claim does not return (their user is at the per-user cap,

@@ -11,11 +11,23 @@ enum Script {
     Ok,
     Retry,
     Block,
+    /// Succeeds after this long (a pass in a slow Fly call).
+    Slow(Duration),
 }
 
 struct Row {
     id: Uuid,
     script: Script,
+    /// Due this long after the queue's first claim.
+    due: Duration,
+    /// A row the queue ranks first (may take a reserve slot).
+    first: bool,
+}
+
+impl Row {
+    fn new(id: Uuid, script: Script) -> Self {
+        Self { id, script, due: Duration::ZERO, first: false }
+    }
 }
 
 impl Claimed for Row {
@@ -27,26 +39,53 @@ impl Claimed for Row {
     }
 }
 
-/// Rows handed out once; every release recorded. With `overdue`, it also says a row is due
-/// now that no claim returns (its user at the per-user cap, say).
+/// Rows handed out once, when due; every release recorded. With `overdue`, it also says a
+/// row is due now that no claim returns (its user at the per-user cap, say). Of a claim's
+/// `limit`, `reserve` go only to rows ranked first.
 #[derive(Default)]
 struct MemQueue {
     due: Mutex<Vec<Row>>,
     released: Mutex<Vec<Uuid>>,
     overdue: bool,
     claims: Mutex<usize>,
+    reserve: usize,
+    epoch: Mutex<Option<tokio::time::Instant>>,
+}
+
+impl MemQueue {
+    /// Time since the first claim.
+    fn elapsed(&self) -> Duration {
+        self.epoch.lock().unwrap().get_or_insert_with(tokio::time::Instant::now).elapsed()
+    }
 }
 
 impl Queue for MemQueue {
     type Row = Row;
+    fn reserve(&self) -> usize {
+        self.reserve
+    }
     async fn claim(&self, limit: usize) -> Result<Vec<Row>, crate::runtime::QueueError> {
         *self.claims.lock().unwrap() += 1;
+        let now = self.elapsed();
         let mut due = self.due.lock().unwrap();
-        let n = limit.min(due.len());
-        Ok(due.drain(..n).collect())
+        due.sort_by_key(|r| !r.first);
+        let (mut rest, mut out) = (limit.saturating_sub(self.reserve), Vec::new());
+        let mut i = 0;
+        while i < due.len() && out.len() < limit {
+            let r = &due[i];
+            if r.due <= now && (r.first || rest > 0) {
+                rest = rest.saturating_sub(usize::from(!r.first));
+                out.push(due.remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        Ok(out)
     }
     async fn next_due(&self) -> Result<Option<Duration>, crate::runtime::QueueError> {
-        Ok(self.overdue.then_some(Duration::ZERO))
+        let now = self.elapsed();
+        let later = self.due.lock().unwrap().iter().map(|r| r.due.saturating_sub(now)).min();
+        Ok(if self.overdue { Some(Duration::ZERO) } else { later })
     }
     async fn renew(&self, ids: &[Uuid]) -> Result<Vec<Uuid>, crate::runtime::QueueError> {
         Ok(ids.to_vec())
@@ -67,6 +106,8 @@ struct Failure;
 /// Records what the runtime asked of it.
 #[derive(Default)]
 struct Scripted {
+    /// When each pass started.
+    started: Mutex<Vec<(Uuid, tokio::time::Instant)>>,
     recorded: Mutex<Vec<(Uuid, Action<&'static str>)>>,
     blocked: Mutex<Vec<&'static str>>,
     oks: Mutex<usize>,
@@ -78,8 +119,13 @@ impl Reconciler for Scripted {
     type Block = &'static str;
 
     async fn reconcile(&self, row: &Row) -> Result<Action<&'static str>, Failure> {
+        self.started.lock().unwrap().push((row.id, tokio::time::Instant::now()));
         match row.script {
             Script::Ok => Ok(Action::AwaitChange),
+            Script::Slow(d) => {
+                tokio::time::sleep(d).await;
+                Ok(Action::AwaitChange)
+            }
             Script::Retry | Script::Block => Err(Failure),
         }
     }
@@ -144,9 +190,9 @@ async fn run_for(rt: &Runtime<MemQueue, Scripted>, after: Duration) {
 async fn each_pass_ends_in_exactly_one_of_write_record_or_release() {
     let (ok, retry, block) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let rows = vec![
-        Row { id: ok, script: Script::Ok },
-        Row { id: retry, script: Script::Retry },
-        Row { id: block, script: Script::Block },
+        Row::new(ok, Script::Ok),
+        Row::new(retry, Script::Retry),
+        Row::new(block, Script::Block),
     ];
     let rt = runtime(rows);
     run_for(&rt, Duration::from_millis(100)).await;
@@ -193,4 +239,51 @@ fn the_pause_is_the_due_time_within_its_floor_and_the_poll() {
     assert_eq!(pause(Some(ms(0)), 40, poll), MAX_FRUITLESS_SLEEP);
     assert_eq!(pause(Some(ms(300)), 0, poll), ms(300), "a row due later: its due time");
     assert_eq!(pause(Some(Duration::from_secs(90)), 0, poll), poll);
+}
+
+/// Scenario "every slot busy in a 10 s pass, then a retry that named its time falls due at
+/// 1 s, with other work due then too": the retry starts at 1 s in a reserve slot; the other
+/// work waits for a slot of the concurrency (10 s).
+#[tokio::test(start_paused = true)]
+async fn a_row_ranked_first_starts_in_a_reserve_slot_while_every_slot_is_busy() {
+    let slow = Script::Slow(Duration::from_secs(10));
+    let busy: Vec<Row> = (0..4).map(|_| Row::new(Uuid::new_v4(), slow)).collect();
+    let busy_ids: Vec<Uuid> = busy.iter().map(|r| r.id).collect();
+    let second = Duration::from_secs(1);
+    let retry = Row { due: second, first: true, ..Row::new(Uuid::new_v4(), Script::Ok) };
+    let other = Row { due: second, ..Row::new(Uuid::new_v4(), Script::Ok) };
+    let (retry_id, other_id) = (retry.id, other.id);
+    let mut rt = runtime(Vec::new());
+    let rows = busy.into_iter().chain([retry, other]).collect();
+    rt.queue = Arc::new(MemQueue { due: Mutex::new(rows), reserve: 1, ..MemQueue::default() });
+    let t0 = tokio::time::Instant::now();
+    run_for(&rt, Duration::from_secs(15)).await;
+
+    let started = rt.reconciler.started.lock().unwrap().clone();
+    let at = |id| started.iter().find(|(r, _)| *r == id).map(|(_, t)| *t - t0);
+    assert_eq!(started.len(), 6, "every row had its pass");
+    for id in busy_ids {
+        assert_eq!(at(id), Some(Duration::ZERO), "every slot of the concurrency is busy");
+    }
+    let retry_at = at(retry_id).unwrap();
+    assert!(retry_at >= second && retry_at < second + MIN_SLEEP * 2, "retry at {retry_at:?}");
+    let other_at = at(other_id).unwrap();
+    assert!(other_at >= Duration::from_secs(10), "other work waits for a slot: {other_at:?}");
+}
+
+/// Without a reserve, the same retry waits for the first slot to free (10 s): what the
+/// reserve is for.
+#[tokio::test(start_paused = true)]
+async fn without_a_reserve_a_row_ranked_first_waits_for_a_busy_slot() {
+    let slow = Script::Slow(Duration::from_secs(10));
+    let busy: Vec<Row> = (0..4).map(|_| Row::new(Uuid::new_v4(), slow)).collect();
+    let retry =
+        Row { due: Duration::from_secs(1), first: true, ..Row::new(Uuid::new_v4(), Script::Ok) };
+    let retry_id = retry.id;
+    let rt = runtime(busy.into_iter().chain([retry]).collect());
+    let t0 = tokio::time::Instant::now();
+    run_for(&rt, Duration::from_secs(15)).await;
+    let started = rt.reconciler.started.lock().unwrap().clone();
+    let at = started.iter().find(|(r, _)| *r == retry_id).map(|(_, t)| *t - t0).unwrap();
+    assert!(at >= Duration::from_secs(10), "{at:?}");
 }

@@ -60,6 +60,23 @@ pub const MACHINE_ERRORS: &[Reason] = &[
     Reason::OutOfMemory,
 ];
 
+/// Errors that wait for a change to the row (or its idle expiry), never for a retry: a row in
+/// `error` for one of them is not in backoff, whatever its due time.
+pub const WAITING_ERRORS: &[Reason] = &[
+    Reason::MachineExited,
+    Reason::HealthDeadlineExceeded,
+    Reason::CloneFailed,
+    Reason::InstallFailed,
+    Reason::NoDevScript,
+    Reason::DevServerNeverServed,
+    Reason::DevServerCrashed,
+    Reason::OutOfMemory,
+    Reason::ConfigRejected,
+    Reason::InvalidSpec,
+    Reason::NameOwnedElsewhere,
+    Reason::QuotaExceeded,
+];
+
 /// What happens to the row's lease with a status write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lease {
@@ -246,6 +263,7 @@ impl Store {
             .bind(repair_from.iter().map(MachineState::as_str).collect::<Vec<_>>())
             .bind(MachineState::Started.as_str())
             .bind(MACHINE_ERRORS)
+            .bind(Reason::ConfigRejected)
             .execute(&self.pool)
             .await?
             .rows_affected())
@@ -290,7 +308,11 @@ impl Store {
             i64,
             Vec<Status>,
             Vec<i64>,
-        ) = sqlx::query_as(named_query!("stats")).bind(Status::Error).fetch_one(&self.pool).await?;
+        ) = sqlx::query_as(named_query!("stats"))
+            .bind(Status::Error)
+            .bind(WAITING_ERRORS)
+            .fetch_one(&self.pool)
+            .await?;
         let by_status = Status::ALL
             .iter()
             .map(|s| {

@@ -184,10 +184,11 @@ async fn one_users_failing_deploys_do_not_starve_another_users_new_row(pool: PgP
     }
     let victim = insert_row(&pool, USER_B, "new", Some(REPO), "main").await;
     let s = Store::new(pool.clone(), "a");
-    let got = ids(s.claim(4, LEASE, 2).await.unwrap());
-    assert_eq!(got.len(), 3, "two of the failing rows and the new one: {got:?}");
+    let got = ids(s.claim(5, LEASE, 2).await.unwrap());
+    // the cap, plus one retry whose message named its time
+    assert_eq!(got.len(), 4, "three of the failing rows and the new one: {got:?}");
     assert!(got.contains(&victim), "{got:?}");
-    assert_eq!(ids(s.claim(4, LEASE, 2).await.unwrap()), Vec::<Uuid>::new(), "the cap holds");
+    assert_eq!(ids(s.claim(5, LEASE, 2).await.unwrap()), Vec::<Uuid>::new(), "the cap holds");
 }
 
 #[sqlx::test]
@@ -270,4 +271,54 @@ async fn a_claim_keeps_slots_for_started_work(pool: PgPool) {
     assert!(d > Duration::from_secs(9) && d <= Duration::from_secs(10), "{d:?}");
     controller_set(&pool, booting, "next_attempt_at = now()").await;
     assert_eq!(ids(s.claim_keeping(2, 2, LEASE, NO_CAP).await.unwrap()), vec![booting]);
+}
+
+/// Scenario "a booting machine's re-check and a deploy's retry fall due together, one slot
+/// free": the retry goes first (its message named its time; the re-check named none), the
+/// re-check due earlier included; a user's turn ranks the same way.
+#[sqlx::test]
+async fn a_retry_that_named_its_time_goes_before_a_re_check(pool: PgPool) {
+    let recheck = insert_row(&pool, USER_A, "recheck", Some(REPO), "main").await;
+    let set = "observed_generation = generation, status = 'initializing', \
+               next_attempt_at = now() - interval '1 minute'";
+    controller_set(&pool, recheck, set).await;
+    let retry = insert_row(&pool, USER_A, "retry", Some(REPO), "main").await;
+    let set = "observed_generation = generation, status = 'initializing', attempts = 1, \
+               status_reason = 'FlyApiError', next_attempt_at = now()";
+    controller_set(&pool, retry, set).await;
+    // a Fly budget wait keeps the attempt count (0 here) and named its time too
+    let waited = insert_row(&pool, USER_B, "waited", Some(REPO), "main").await;
+    let set = "observed_generation = generation, status = 'initializing', attempts = 0, \
+               status_reason = 'FlyApiError', next_attempt_at = now()";
+    controller_set(&pool, waited, set).await;
+    let s = Store::new(pool.clone(), "a");
+    assert_eq!(ids(s.claim(1, LEASE, 1).await.unwrap()), vec![retry], "the user's first turn");
+    assert_eq!(ids(s.claim(1, LEASE, NO_CAP).await.unwrap()), vec![waited]);
+    assert_eq!(ids(s.claim(1, LEASE, NO_CAP).await.unwrap()), vec![recheck]);
+}
+
+/// Scenario "a user has the cap of rows in flight when one of its retries falls due": the
+/// retry, whose message named its time, is claimed beyond the cap by one; a re-check (which
+/// named none) and a second retry wait for the user's rows to end.
+#[sqlx::test]
+async fn a_retry_that_named_its_time_may_exceed_the_per_user_cap_by_one(pool: PgPool) {
+    let s = Store::new(pool.clone(), "a");
+    for i in 0..2 {
+        insert_row(&pool, USER_A, &format!("busy-{i}"), Some(REPO), "main").await;
+    }
+    assert_eq!(s.claim(2, LEASE, 2).await.unwrap().len(), 2, "the cap in flight");
+    let mut retries = Vec::new();
+    for i in 0..2 {
+        let id = insert_row(&pool, USER_A, &format!("retry-{i}"), Some(REPO), "main").await;
+        let set = format!(
+            "observed_generation = generation, status = 'initializing', attempts = 1,              status_reason = 'FlyApiError', next_attempt_at = now() - interval '{i} second'"
+        );
+        controller_set(&pool, id, &set).await;
+        retries.push(id);
+    }
+    let recheck = insert_row(&pool, USER_A, "recheck", Some(REPO), "main").await;
+    let set = "observed_generation = generation, status = 'initializing', next_attempt_at = now()";
+    controller_set(&pool, recheck, set).await;
+    assert_eq!(ids(s.claim(4, LEASE, 2).await.unwrap()), vec![retries[1]], "the earlier retry");
+    assert!(s.claim(4, LEASE, 2).await.unwrap().is_empty(), "cap + 1 in flight: nothing more");
 }

@@ -71,12 +71,12 @@ fn periodic() -> Vec<(&'static str, &'static str, String)> {
     let apps = ["l0", "l1", "l2"].map(|p| naming::app_name("roseram", USER_B, p)).join(",");
     let seen = format!("'{{{apps}}}', '{{m-l0,m-l1,m-l2}}', '{{stopped,stopped,stopped}}'");
     vec![
-        ("stats", "(text)", "('error')".into()),
+        ("stats", "(text, text[])", "('error', '{MachineExited}')".into()),
         (
             "mark_due",
-            "(text[], text[], text[], text, text, text, text[], text, text[])",
+            "(text[], text[], text[], text, text, text, text[], text, text[], text)",
             format!(
-                "({seen}, 'running', 'stopped', 'error', '{{stopped}}', 'started', '{{MachineExited}}')"
+                "({seen}, 'running', 'stopped', 'error', '{{stopped}}', 'started', '{{MachineExited}}', 'ConfigRejected')"
             ),
         ),
         (

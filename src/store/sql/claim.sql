@@ -5,6 +5,8 @@
 -- pass reached Fly with its current spec). Finishing started work first is what gets previews
 -- running soonest, and it is what keeps a retry's promised time: a retry is due after rows
 -- that queued before it, so in any later priority it waits for all of them.
+-- Within priority 0 a failed pass's retry goes first: its message named its time ("retrying
+-- automatically at HH:MM:SS"), a re-check or a wake named none.
 -- Priority 1: other work someone waits for (a new row, a spec change, a status request), with
 -- its retries (attempts > 0, not started on Fly).
 -- Priority 2: periodic verification and its retries.
@@ -12,9 +14,12 @@
 -- time) and every user's first row goes before anyone's second, so one account's backlog
 -- cannot starve another's first preview. Then by due time. A user never has more than $5
 -- rows leased at once (counting leases already held), so one account cannot fill every
--- worker and database connection either, whatever priority its rows have. At most $6 of the
+-- worker and database connection either, whatever priority its rows have; one more only for
+-- a retry of started work, whose message named its time (the user's own rows in flight do
+-- not make it late; a second such retry waits). At most $6 of the
 -- rows are not started work: the runtime keeps a share of its free slots for started work
--- that falls due between claims (src/preview/reconcile.rs, PreviewQueue).
+-- that falls due between claims, and runs started work in a reserve of slots beyond its
+-- concurrency (src/preview/reconcile.rs, PreviewQueue).
 -- The cost is bounded by five windows, never by the number of due rows (each window reads the
 -- first rows of one index in due order, so parked rows, due at 'infinity', are never read):
 -- - the 64 earliest-due priority-0 rows with no failure yet (fly_preview_apps_urgent_due_idx):
@@ -134,7 +139,11 @@ due AS (
            CASE WHEN status_reason = 'WakeRequested' AND attempts = 0 THEN 0
                 WHEN status = $4 AND (observed_generation = generation OR attempts > 0) THEN 0
                 WHEN observed_generation < generation THEN 1
-                ELSE 2 END AS priority
+                ELSE 2 END AS priority,
+           -- within started work, a failed pass's retry (its message promised its time:
+           -- a failure counted in attempts, or a Fly budget wait, which keeps the count and
+           -- writes 'FlyApiError') goes before a re-check or a wake (which promised none)
+           attempts = 0 AND status_reason IS DISTINCT FROM 'FlyApiError' AS unpromised
     FROM (SELECT * FROM urgent UNION SELECT * FROM retried UNION SELECT * FROM wanted
           UNION SELECT * FROM oldest UNION SELECT * FROM firsts) AS window_rows
 ),
@@ -150,7 +159,10 @@ ranked AS (
            user_id,
            priority,
            next_attempt_at,
-           row_number() OVER (PARTITION BY user_id ORDER BY priority, next_attempt_at, id) AS turn
+           unpromised,
+           row_number() OVER (PARTITION BY user_id
+                              ORDER BY priority, priority = 0 AND unpromised, next_attempt_at, id)
+               AS turn
     FROM due
 ),
 picked AS (
@@ -160,13 +172,15 @@ picked AS (
     FROM (
         SELECT t.id,
                t.priority,
-               row_number() OVER (ORDER BY t.priority, t.turn, t.next_attempt_at, t.id) AS k
+               row_number() OVER (ORDER BY t.priority, t.later, t.turn, t.next_attempt_at, t.id) AS k
         FROM (
-            SELECT r.id, r.priority, r.turn, r.next_attempt_at
+            SELECT r.id, r.priority, r.turn, r.next_attempt_at,
+                   r.priority = 0 AND r.unpromised AS later
             FROM ranked r
             LEFT JOIN leased l USING (user_id)
-            WHERE r.turn + coalesce(l.n, 0) <= $5
-            ORDER BY r.priority, r.turn, r.next_attempt_at, r.id
+            WHERE r.turn + coalesce(l.n, 0)
+                  <= $5 + CASE WHEN r.priority = 0 AND NOT r.unpromised THEN 1 ELSE 0 END
+            ORDER BY r.priority, r.priority = 0 AND r.unpromised, r.turn, r.next_attempt_at, r.id
             LIMIT $2
         ) t
     ) c

@@ -5,13 +5,15 @@
 -- $1 app names, $2 machine ids, $3 machine states: one entry per machine seen; a NULL id and
 -- state mean the app, or every machine of ours in it, is gone. $4 the 'running' desired
 -- state, $5 'stopped' and $6 'error' statuses, $7 the states a running preview is repaired
--- from, $8 the 'started' state, $9 the error reasons about the machine itself.
+-- from, $8 the 'started' state, $9 the error reasons about the machine itself, $10 the error
+-- reason of a configuration Fly refused.
 -- A row that should run, is not due already, and whose recorded machine (if any) is the one
 -- seen, in a state other than the one it recorded, is made due when:
---  * it waits for a change in error for a reason of $9 (the machine exited or never became
---    healthy): the machine started again (it may have recovered);
+--  * it is in error for a reason of $9 (the machine exited or never became healthy; it waits
+--    for a change, or for its idle expiry): the machine started again (it may have recovered);
 --  * it is stopped, or waits for a change in error for any other reason (an invalid spec, a
---    name owned elsewhere): never, only a change to the row brings it back;
+--    name owned elsewhere, a configuration Fly refused, due at its idle expiry): never, only a change to the row
+--    (or the expiry) brings it back;
 --  * otherwise (running, deploying, retrying): the machine is in a state of $7, or gone.
 -- The rows are found by app name (the unique index, one probe per sighting), so the cost is
 -- that of the sightings, never of the rows drift did not see (parked, stopped).
@@ -29,8 +31,9 @@ WHERE r.fly_app_name = ANY($1::text[])
         AND seen.state IS DISTINCT FROM r.machine_state
         AND CASE
                 WHEN r.status = $5 THEN false
-                WHEN r.status = $6 AND NOT isfinite(r.next_attempt_at)
-                    THEN r.status_reason = ANY($9) AND seen.state = $8
+                WHEN r.status = $6 AND r.status_reason = ANY($9) THEN seen.state = $8
+                WHEN r.status = $6
+                     AND (NOT isfinite(r.next_attempt_at) OR r.status_reason = $10) THEN false
                 ELSE seen.state IS NULL OR seen.state = ANY($7)
             END
   )

@@ -1,4 +1,5 @@
--- stats: queue figures for the metrics in one statement. $1 = the 'error' status.
+-- stats: queue figures for the metrics in one statement. $1 = the 'error' status, $2 = the
+-- error reasons that wait for a change (or the row's idle expiry), not for a retry.
 -- Reads no row that waits for a change (due `infinity`: parked, stopped, settled): the due
 -- figures and the backoff count are ranges of fly_preview_apps_due_idx below `infinity`, and
 -- rows by status come from the counts the table's triggers keep
@@ -18,6 +19,7 @@ SELECT
         AS oldest_due_seconds,
     (SELECT count(*) FROM public.fly_preview_apps
       WHERE status = $1 AND next_attempt_at > now()
-        AND next_attempt_at < 'infinity'::timestamptz) AS in_backoff,
+        AND next_attempt_at < 'infinity'::timestamptz
+        AND coalesce(status_reason, '') <> ALL ($2)) AS in_backoff,
     coalesce((SELECT array_agg(status ORDER BY status) FROM by_status), '{}') AS statuses,
     coalesce((SELECT array_agg(n ORDER BY status) FROM by_status), '{}') AS counts
