@@ -53,6 +53,10 @@ impl SharedNetworkApps {
             self.string_byte(b);
             return Ok(());
         }
+        let between_apps = matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b',' | b'{' | b']');
+        if self.in_apps && self.depth == 2 && !between_apps {
+            return Err(serde_json::Error::custom("an app that is not an object"));
+        }
         match b {
             b'"' => {
                 self.in_string = true;
@@ -62,10 +66,6 @@ impl SharedNetworkApps {
             }
             b'{' | b'[' => self.open(b),
             b'}' | b']' => self.close()?,
-            b' ' | b'\t' | b'\r' | b'\n' | b',' | b':' => {}
-            _ if self.in_apps && self.depth == 2 => {
-                return Err(serde_json::Error::custom("an app that is not an object"));
-            }
             _ => {}
         }
         Ok(())
@@ -159,9 +159,14 @@ mod tests {
 
     #[test]
     fn an_unfinished_or_malformed_listing_is_an_error() {
-        for bad in
-            [r#"{"apps": [{"name": "a"}"#, r#"{"apps": [{"name": "a}]}"#, "]", r#"{"apps": [1]}"#]
-        {
+        for bad in [
+            r#"{"apps": [{"name": "a"}"#,
+            r#"{"apps": [{"name": "a}]}"#,
+            "]",
+            r#"{"apps": [1]}"#,
+            r#"{"apps": ["a"]}"#,
+            r#"{"apps": [[]]}"#,
+        ] {
             assert!(decode(bad, 4).is_err(), "{bad}");
         }
     }
