@@ -175,7 +175,7 @@ mod tests {
     #[test]
     fn a_long_listing_is_held_one_app_at_a_time() {
         let app = |i: usize| {
-            let net = if i % 1000 == 0 { "default" } else { "own-net" };
+            let net = if i.is_multiple_of(1000) { "default" } else { "own-net" };
             format!(
                 r#"{{"id": "id{i}", "name": "pfx-{i}", "network": "{net}", "organization": {{"slug": "o", "name": "O"}}, "machine_count": 1}}"#
             )
