@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::runtime::backoff::Backoff;
 
-use super::app_list::AppsEnvelope;
+use super::app_list::SharedNetworkApps;
 use super::lenient::{nullable, opt_string};
 use super::transport::{Action, Request, Transport};
 use super::types::{App, CreateMachineRequest, IpAssignment, IpType, Machine, OrgMachinesPage};
@@ -151,11 +151,14 @@ impl FlyClient {
     }
 
     /// `GET /apps`: the names of the org's apps on its shared private network (created
-    /// without a network of their own); the other apps are decoded and dropped one by one.
+    /// without a network of their own). The body (every app of the org) is decoded as it
+    /// arrives, one app at a time, and never held whole.
     pub async fn list_apps_on_shared_network(&self, org: &str) -> Result<Vec<String>, FlyError> {
         let mut req = Request::new(Action::ListApps, Method::GET, &["apps"], org);
         req.query.push(("org_slug".into(), org.to_owned()));
-        Ok(self.inner.send(&req).await?.json::<AppsEnvelope>("app list")?.apps.0)
+        let mut apps = SharedNetworkApps::default();
+        self.inner.send_streamed(&req, &mut apps, "app list").await?;
+        Ok(apps.into_names())
     }
 
     pub async fn list_ips(&self, app: &str) -> Result<Vec<IpAssignment>, FlyError> {

@@ -17,6 +17,7 @@ pub mod exec;
 mod lenient;
 mod ratelimit;
 pub mod secrets;
+mod streamed;
 mod transport;
 pub mod types;
 

@@ -16,6 +16,7 @@ pub(crate) use super::action::Action;
 use super::breaker::{Breaker, Signal};
 use super::error::{Classify, FlyError, parse_retry_after};
 use super::ratelimit::RateLimiter;
+use super::streamed::{Sink, Streamed};
 use crate::ops::metrics::Metrics;
 
 /// A `Retry-After` longer than this is not slept on inside the client; the error goes
@@ -181,10 +182,29 @@ impl Transport {
     /// Send, retrying idempotent actions on transient failures (honouring short
     /// `Retry-After`s); non-idempotent actions are sent exactly once.
     pub async fn send(&self, req: &Request<'_>) -> Result<Response, FlyError> {
+        self.send_to(req, None).await
+    }
+
+    /// As [`Self::send`], a 2xx body fed to `sink` as it arrives, never held whole (the
+    /// returned response's `body` is empty); `what` names it in a decoding error.
+    pub async fn send_streamed(
+        &self,
+        req: &Request<'_>,
+        sink: &mut dyn Sink,
+        what: &'static str,
+    ) -> Result<Response, FlyError> {
+        self.send_to(req, Some(&Streamed::new(sink, what))).await
+    }
+
+    async fn send_to(
+        &self,
+        req: &Request<'_>,
+        to: Option<&Streamed<'_>>,
+    ) -> Result<Response, FlyError> {
         if !req.action.idempotent() {
-            return self.send_once(req).await;
+            return self.send_once(req, to).await;
         }
-        (|| self.send_once(req))
+        (|| self.send_once(req, to))
             .retry(REQUEST_BACKOFF.retries(3))
             .sleep(tokio::time::sleep)
             .when(|e| req.action.should_retry(e) && !e.is_unsent_throttle())
@@ -197,10 +217,14 @@ impl Transport {
 
     /// One attempt, no retries (health probes).
     pub async fn send_probe(&self, req: &Request<'_>) -> Result<Response, FlyError> {
-        self.send_once(req).await
+        self.send_once(req, None).await
     }
 
-    async fn send_once(&self, req: &Request<'_>) -> Result<Response, FlyError> {
+    async fn send_once(
+        &self,
+        req: &Request<'_>,
+        to: Option<&Streamed<'_>>,
+    ) -> Result<Response, FlyError> {
         if !self.breaker.admit(req.probe) {
             let mut e = FlyError::unavailable();
             e.info_mut().call = Some(req.action.as_str());
@@ -218,7 +242,7 @@ impl Transport {
             rb = rb.timeout(t);
         }
         let started = Instant::now();
-        let result = self.execute(rb, req.action.classify()).await.map_err(|mut e| {
+        let result = self.execute(rb, req.action.classify(), to).await.map_err(|mut e| {
             e.info_mut().call = Some(req.action.as_str());
             e
         });
@@ -240,6 +264,7 @@ impl Transport {
         &self,
         rb: reqwest::RequestBuilder,
         how: Classify,
+        to: Option<&Streamed<'_>>,
     ) -> Result<Response, FlyError> {
         let token = self.token.expose();
         let resp = rb.send().await.map_err(|e| FlyError::from_transport(&e, how, token))?;
@@ -249,6 +274,11 @@ impl Transport {
         };
         let request_id = header("fly-request-id");
         let retry_after = header(RETRY_AFTER.as_str()).as_deref().and_then(parse_retry_after);
+        if let Some(to) = to
+            && (200..300).contains(&status)
+        {
+            return to.read(resp, request_id, how, token).await;
+        }
         let body = match resp.bytes().await {
             Ok(b) => b.to_vec(),
             Err(e) => {
@@ -335,7 +365,11 @@ fn api_base(base_url: &str) -> Result<Url, FlyError> {
     Ok(url)
 }
 
-fn with_response(mut err: FlyError, status: u16, request_id: Option<String>) -> FlyError {
+pub(super) fn with_response(
+    mut err: FlyError,
+    status: u16,
+    request_id: Option<String>,
+) -> FlyError {
     let info = err.info_mut();
     info.status = Some(status);
     info.request_id = request_id;

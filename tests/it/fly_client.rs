@@ -146,6 +146,26 @@ async fn delete_app_list_apps_and_ips() {
     assert_eq!(m.count(), 6, "assign_ip is not retried");
 }
 
+/// The app listing is decoded as it streams in: a retried attempt starts over (no name
+/// twice), and a listing that is not one is a decoding error, not an empty list.
+#[tokio::test]
+async fn list_apps_retried_and_malformed() {
+    let listing = json!({"total_apps": 3, "apps": [{"name": "a", "network": "default"},
+        {"name": "b", "network": "b-net", "organization": {"slug": "personal"}}, {"name": "c"}]});
+    let m = Mock::start([
+        err(503, "try again"),
+        reply(200, listing),
+        reply(200, json!({"apps": [{"name": "a"}, "not-an-app"]})),
+    ])
+    .await;
+    let c = client(&m);
+    assert_eq!(c.list_apps_on_shared_network("personal").await.unwrap(), ["a", "c"]);
+    assert_eq!(m.count(), 2, "the 503 was retried");
+    let e = c.list_apps_on_shared_network("personal").await.unwrap_err();
+    assert!(matches!(e, FlyError::Decode(_)), "{e:?}");
+    assert!(e.message().contains("app list"), "{e:?}");
+}
+
 // ---------------------------------------------------------------- contract (prism)
 
 /// Drives every client call through a Prism validating proxy in front of the simulator.

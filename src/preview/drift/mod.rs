@@ -268,7 +268,7 @@ impl Drift {
     /// 'pending') recreates such an app on its own network. One app listing at the start of
     /// each walk (apps are created on their own network, so the count only falls, as such
     /// apps are recreated; the listing's body holds every app of the org and is decoded app
-    /// by app).
+    /// by app as it arrives, never held whole).
     async fn report_shared_network(&self) -> Result<(), FlyError> {
         let prefix = self.prefix();
         let names = self.ctx.fly.list_apps_on_shared_network(&self.ctx.settings.org).await?;
