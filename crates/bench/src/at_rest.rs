@@ -101,7 +101,9 @@ async fn insert(db: &BenchDb, n: usize) -> anyhow::Result<u64> {
     Ok(r.rows_affected())
 }
 
-/// Waits until every row is `running` or in `error`; (running, errors, time).
+/// Waits until every row is `running` or in `error` because its machine exited (waiting for a
+/// change or its idle expiry: no longer due never, since failed previews expire); (running,
+/// errors, time).
 async fn settle_fleet(
     db: &BenchDb,
     n: u64,
@@ -112,7 +114,7 @@ async fn settle_fleet(
         db.count(1);
         let (running, errors): (i64, i64) = sqlx::query_as(
             "SELECT count(*) FILTER (WHERE status = 'running' AND observed_generation = generation), \
-                    count(*) FILTER (WHERE status = 'error' AND next_attempt_at = 'infinity') \
+                    count(*) FILTER (WHERE status = 'error' AND status_reason = 'MachineExited') \
              FROM public.fly_preview_apps",
         )
         .fetch_one(&db.pool)
