@@ -9,18 +9,6 @@ use fly_preview_controller::store::{ListenEvent, Listener, Op, PreviewRow, Store
 use sqlx::PgPool;
 use uuid::Uuid;
 
-/// Sets the row as the controller would (its writes are exempt from the request triggers).
-async fn as_controller(pool: &PgPool, id: Uuid, set: &str) {
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('fly_preview.controller', 'on', true)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    let sql = format!("UPDATE public.fly_preview_apps SET {set} WHERE id = $1");
-    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(&mut *tx).await.unwrap();
-    tx.commit().await.unwrap();
-}
-
 /// A settled running preview (its machine recorded `machine_state`), not due.
 async fn running(pool: &PgPool, id: Uuid, reason: &str, machine_state: &str) {
     let set = format!(

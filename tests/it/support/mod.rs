@@ -45,6 +45,18 @@ pub async fn insert_row(
     .unwrap()
 }
 
+/// Sets the row as the controller would (its writes are exempt from the request triggers).
+pub async fn as_controller(pool: &PgPool, id: Uuid, set: &str) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT set_config('fly_preview.controller', 'on', true)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let sql = format!("UPDATE public.fly_preview_apps SET {set} WHERE id = $1");
+    sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
 /// The web app's write when the user opens the project (`opened_at`).
 pub async fn open_project(pool: &PgPool, id: Uuid) {
     sqlx::query("UPDATE public.fly_preview_apps SET opened_at = now() WHERE id = $1")
