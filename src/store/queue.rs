@@ -60,22 +60,20 @@ pub const MACHINE_ERRORS: &[Reason] = &[
     Reason::OutOfMemory,
 ];
 
-/// Errors that wait for a change to the row (or its idle expiry), never for a retry: a row in
-/// `error` for one of them is not in backoff, whatever its due time.
-pub const WAITING_ERRORS: &[Reason] = &[
-    Reason::MachineExited,
-    Reason::HealthDeadlineExceeded,
-    Reason::CloneFailed,
-    Reason::InstallFailed,
-    Reason::NoDevScript,
-    Reason::DevServerNeverServed,
-    Reason::DevServerCrashed,
-    Reason::OutOfMemory,
+/// Errors besides [`MACHINE_ERRORS`] that wait for a change to the row (or its idle expiry),
+/// never for a retry; [`waiting_errors`] is both lists.
+const CHANGE_ERRORS: &[Reason] = &[
     Reason::ConfigRejected,
     Reason::InvalidSpec,
     Reason::NameOwnedElsewhere,
     Reason::QuotaExceeded,
 ];
+
+/// Errors that wait for a change to the row (or its idle expiry), never for a retry: a row in
+/// `error` for one of them is not in backoff, whatever its due time.
+pub fn waiting_errors() -> Vec<Reason> {
+    MACHINE_ERRORS.iter().chain(CHANGE_ERRORS).copied().collect()
+}
 
 /// What happens to the row's lease with a status write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,7 +308,7 @@ impl Store {
             Vec<i64>,
         ) = sqlx::query_as(named_query!("stats"))
             .bind(Status::Error)
-            .bind(WAITING_ERRORS)
+            .bind(waiting_errors())
             .fetch_one(&self.pool)
             .await?;
         let by_status = Status::ALL
