@@ -115,6 +115,14 @@ impl FlyError {
         }
     }
 
+    /// This error with the response it came with (a body that failed mid-read).
+    pub(crate) fn with_response(mut self, status: u16, request_id: Option<String>) -> Self {
+        let info = self.info_mut();
+        info.status = Some(status);
+        info.request_id = request_id;
+        self
+    }
+
     pub(crate) fn info_mut(&mut self) -> &mut ErrorInfo {
         match self {
             FlyError::NotFound(i)

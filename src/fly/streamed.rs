@@ -9,7 +9,6 @@
 use std::sync::{Mutex, PoisonError};
 
 use super::error::{Classify, FlyError};
-use super::transport::{Response, with_response};
 
 /// Where a 2xx body goes as it arrives, instead of being held whole.
 pub(crate) trait Sink: Send {
@@ -36,18 +35,17 @@ impl<'s> Streamed<'s> {
         f(&mut **sink)
     }
 
-    /// Feeds `resp`'s body to the sink chunk by chunk; the returned response's `body` is
-    /// empty.
+    /// Feeds `resp`'s body (a `status` response) to the sink chunk by chunk.
     pub async fn read(
         &self,
         mut resp: reqwest::Response,
-        request_id: Option<String>,
+        status: u16,
+        request_id: Option<&str>,
         how: Classify,
         token: &str,
-    ) -> Result<Response, FlyError> {
-        let status = resp.status().as_u16();
-        let decode =
-            |e: serde_json::Error| FlyError::decode(status, request_id.clone(), self.what, &e);
+    ) -> Result<(), FlyError> {
+        let id = || request_id.map(str::to_owned);
+        let decode = |e: serde_json::Error| FlyError::decode(status, id(), self.what, &e);
         self.with(|s| s.reset());
         loop {
             match resp.chunk().await {
@@ -55,11 +53,10 @@ impl<'s> Streamed<'s> {
                 Ok(None) => break,
                 Err(e) => {
                     let err = FlyError::from_transport(&e, how, token);
-                    return Err(with_response(err, status, request_id));
+                    return Err(err.with_response(status, id()));
                 }
             }
         }
-        self.with(|s| s.finish()).map_err(decode)?;
-        Ok(Response { status, request_id, body: Vec::new() })
+        self.with(|s| s.finish()).map_err(decode)
     }
 }

@@ -277,16 +277,14 @@ impl Transport {
         if let Some(to) = to
             && (200..300).contains(&status)
         {
-            return to.read(resp, request_id, how, token).await;
+            to.read(resp, status, request_id.as_deref(), how, token).await?;
+            return Ok(Response { status, request_id, body: Vec::new() });
         }
         let body = match resp.bytes().await {
             Ok(b) => b.to_vec(),
             Err(e) => {
-                return Err(with_response(
-                    FlyError::from_transport(&e, how, token),
-                    status,
-                    request_id,
-                ));
+                let err = FlyError::from_transport(&e, how, token);
+                return Err(err.with_response(status, request_id));
             }
         };
         if (200..300).contains(&status) {
@@ -363,17 +361,6 @@ fn api_base(base_url: &str) -> Result<Url, FlyError> {
     }
     drop(segs);
     Ok(url)
-}
-
-pub(super) fn with_response(
-    mut err: FlyError,
-    status: u16,
-    request_id: Option<String>,
-) -> FlyError {
-    let info = err.info_mut();
-    info.status = Some(status);
-    info.request_id = request_id;
-    err
 }
 
 /// Sleep at least `Retry-After` when one was sent, but give up (return to the caller)
