@@ -38,20 +38,9 @@ fn refused(r: &PreviewRow) -> bool {
 /// The time passes: the row was last deployed two hours ago and its expiry (an hour after
 /// that) is due now, as the controller wrote it (`next_attempt_at`) would have come due.
 async fn two_hours_later(pool: &PgPool, id: Uuid) {
-    let mut tx = pool.begin().await.unwrap();
-    sqlx::query("SELECT set_config('fly_preview.controller', 'on', true)")
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-    sqlx::query(
-        "UPDATE public.fly_preview_apps SET requested_at = requested_at - interval '2 hours', \
-         next_attempt_at = requested_at - interval '1 hour' WHERE id = $1",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    let set = "requested_at = requested_at - interval '2 hours', \
+               next_attempt_at = requested_at - interval '1 hour'";
+    as_controller(pool, id, set).await;
 }
 
 #[sqlx::test]
