@@ -219,8 +219,9 @@ impl Claimed for PreviewRow {
 /// # Caveats
 /// More retries due at once than the kept and reserve slots left free by other started work
 /// wait for the next slot like any row, and so does a retry of a user who has the per-user
-/// cap of rows in flight plus one such retry (the claim allows one beyond the cap). Nothing is kept or reserved while the gate is not open (a global
-/// condition's probe pass may be any row).
+/// cap of rows in flight plus one such retry (the claim allows one beyond the cap). Nothing is
+/// kept or reserved while the gate is not open (a global condition's probe pass may be any
+/// row).
 pub struct PreviewQueue {
     pub store: Store,
     pub lease: Duration,
