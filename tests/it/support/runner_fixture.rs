@@ -168,7 +168,7 @@ impl Fixture {
 
     /// Spawn the runner with the fixture's environment plus `extra`; cwd is the temp dir.
     pub fn runner(&self, extra: &[(&str, &str)]) -> Runner {
-        let port = free_port();
+        let (port, dev_port) = free_ports();
         let mut cmd = Command::new("node");
         cmd.arg(entrypoint())
             .current_dir(&self.tmp.0)
@@ -178,6 +178,7 @@ impl Fixture {
             .env("REPO_URL", "https://github.com/o/r")
             .env("REPO_BRANCH", "main")
             .env("PORT", port.to_string())
+            .env("DEV_PORT", dev_port.to_string())
             .env("SYNC_INTERVAL", format!("{}ms", SYNC_INTERVAL.as_millis()))
             // Terminal phases keep the status page up this long before the exit the tests await.
             .env("FAILURE_LINGER", "1s")
@@ -212,8 +213,13 @@ impl Fixture {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Two ports free now, for the runner and its dev server. Both are the system's choice: the
+/// runner's default dev port (PORT + 1) may be any socket's, a test's connection included
+/// (CI once saw the dev server fail with EADDRINUSE there).
+fn free_ports() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").unwrap();
+    let b = TcpListener::bind("127.0.0.1:0").unwrap();
+    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
 }
 
 fn capture(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
