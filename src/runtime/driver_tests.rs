@@ -287,3 +287,15 @@ async fn without_a_reserve_a_row_ranked_first_waits_for_a_busy_slot() {
     let at = started.iter().find(|(r, _)| *r == retry_id).map(|(_, t)| *t - t0).unwrap();
     assert!(at >= Duration::from_secs(10), "{at:?}");
 }
+
+#[test]
+fn a_lease_given_back_by_a_finished_pass_is_not_counted_lost() {
+    let (kept, finished, taken) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let inflight = InFlight::default();
+    lock(&inflight).extend([kept, finished, taken]);
+    let asked = [kept, finished, taken];
+    // The renewal held only `kept`; meanwhile `finished`'s pass wrote its row and ended.
+    lock(&inflight).remove(&finished);
+    assert_eq!(lost_leases(&inflight, &asked, &[kept]), 1, "only `taken` is lost");
+    assert_eq!(lost_leases(&inflight, &asked, &asked), 0);
+}

@@ -14,18 +14,24 @@ use tokio::time::Instant;
 
 const TTL: Duration = Duration::from_secs(30);
 
-/// The backend holding the leadership lock of this test's database, if any (`pg_locks` shows
-/// every database's).
-async fn lock_holder(pool: &PgPool) -> Option<i32> {
+/// The backends holding (`granted`) or waiting for the leadership lock of this test's
+/// database (`pg_locks` shows every database's).
+async fn lock_backends(pool: &PgPool, granted: bool) -> Vec<i32> {
     sqlx::query_scalar(
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1 \
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted = $2 AND objsubid = 1 \
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
          AND ((classid::bigint << 32) | objid::bigint) = $1",
     )
     .bind(LEADER_KEY)
-    .fetch_optional(pool)
+    .bind(granted)
+    .fetch_all(pool)
     .await
     .unwrap()
+}
+
+/// The backend holding the leadership lock, if any.
+async fn lock_holder(pool: &PgPool) -> Option<i32> {
+    lock_backends(pool, true).await.first().copied()
 }
 
 async fn row_holder(pool: &PgPool) -> Option<String> {
@@ -86,13 +92,22 @@ async fn leads(h: &Harness, r: &Replica, what: &str) -> Duration {
     t.elapsed()
 }
 
-/// Waits until a follower has set a connection up and sent its `pg_advisory_lock` (two
-/// statements) since it had sent `before`.
+/// Waits until a follower has sent its `pg_advisory_lock` (a connection's set-up and the wait:
+/// two statements) since it had sent `before`, and the server shows the wait.
 async fn waiting(h: &Harness, r: &Replica, before: u64) {
     let sent = || r.metrics.leader_statements.get();
-    h.eventually("the follower waits for the lock", || sent() >= before + 2).await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // the statement reaches the server
+    h.eventually("the follower sends its wait", || sent() >= before + 2).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lock_backends(&h.pool, false).await.is_empty() {
+        assert!(Instant::now() < deadline, "the server never showed the follower's wait");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
+
+/// What shows that leadership did not wait for `LEADER_TTL`: a row-based election moves it
+/// `TTL` or more after the leader's last renewal. Far below that, so a loaded host's
+/// scheduling cannot fail it; the figures themselves are the bench's (BENCHMARKS.md).
+const NOT_THE_TTL: Duration = Duration::from_secs(10);
 
 #[sqlx::test]
 async fn leadership_moves_in_seconds_when_the_leaders_connection_dies_whatever_the_ttl(
@@ -109,7 +124,7 @@ async fn leadership_moves_in_seconds_when_the_leaders_connection_dies_whatever_t
     terminate(&pool, lock_holder(&pool).await.expect("a holds the lock")).await;
     let moved = leads(&h, &b, "b leads").await;
     println!("a's backend ended: b led after {moved:?}");
-    assert!(moved < Duration::from_secs(3), "leadership moved after {moved:?}");
+    assert!(moved < NOT_THE_TTL, "leadership moved after {moved:?}");
     assert_eq!(row_holder(&pool).await.as_deref(), Some("b"));
     let t = Instant::now();
     h.eventually("a notices at its next check", || a.metrics.leader.get() == 0).await;
@@ -118,7 +133,7 @@ async fn leadership_moves_in_seconds_when_the_leaders_connection_dies_whatever_t
     b.stop().await;
     let moved = leads(&h, &a, "a leads again").await;
     println!("b stopped: a led after {moved:?}");
-    assert!(moved < Duration::from_secs(3), "a stopping leader hands over at once: {moved:?}");
+    assert!(moved < NOT_THE_TTL, "a stopping leader hands over at once: {moved:?}");
     a.stop().await;
 }
 
@@ -160,7 +175,7 @@ async fn a_waiting_follower_waits_again_on_a_fresh_connection_every_rearm(pool: 
     assert_eq!((a.metrics.leader.get(), b.metrics.leader.get()), (1, 0));
     terminate(&pool, lock_holder(&pool).await.expect("a holds the lock")).await;
     let moved = leads(&h, &b, "b leads").await;
-    assert!(moved < Duration::from_secs(3), "the re-armed wait takes over: {moved:?}");
+    assert!(moved < NOT_THE_TTL, "the re-armed wait takes over: {moved:?}");
     a.stop().await;
     b.stop().await;
 }
