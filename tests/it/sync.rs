@@ -103,7 +103,8 @@ async fn revision_written_sets_served_revision_with_one_exec(pool: PgPool) {
     let t0 = tokio::time::Instant::now();
     save(&pool, id, SHA1).await;
     let c = wait_cols(&pool, id, "served", |c| c.served_revision.as_deref() == Some(SHA1)).await;
-    assert!(t0.elapsed() < Duration::from_secs(2), "took {:?}", t0.elapsed());
+    // With no sweep for an hour only the notification explains it (bench: the latency).
+    assert!(t0.elapsed() < Duration::from_secs(10), "took {:?}", t0.elapsed());
     assert!(c.served_revision_at.is_some());
     assert_eq!(c.revision, c.served_revision, "served_revision is revision, verbatim");
     assert_eq!(
