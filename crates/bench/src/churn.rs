@@ -11,6 +11,7 @@
 //! (due now); every [`BACKLOG_EVERY`] s, the deleted rows' backlog ([`drain`]). After D: how
 //! long until none is due, and the backlog watched until it is gone ([`drain::observe`]).
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -48,6 +49,8 @@ pub struct ChurnRun {
     pub settled_in: Option<Duration>,
     pub drain: Drain,
     pub rows_in_error_max: i64,
+    /// Every distinct reason and message seen on a row in `error` (not QuotaExceeded).
+    pub error_reasons: BTreeSet<String>,
     pub fly_requests: u64,
     pub app_deletes: u64,
     pub machine_destroys: u64,
@@ -109,6 +112,7 @@ async fn scenario(
         settled_in,
         drain,
         rows_in_error_max: samples.max_errors,
+        error_reasons: samples.error_reasons,
         fly_requests: new.len() as u64,
         app_deletes: count("delete_app"),
         machine_destroys: count("destroy_machine"),
@@ -135,6 +139,7 @@ struct Samples {
     max_due: i64,
     due_at_end: i64,
     max_errors: i64,
+    error_reasons: BTreeSet<String>,
     backlog: Backlog,
     taken: u32,
 }
@@ -145,6 +150,9 @@ impl Samples {
         let (due, _, errors) = d.db.due_and_errors().await?;
         (self.max_due, self.max_errors, self.due_at_end) =
             (self.max_due.max(due), self.max_errors.max(errors), due);
+        if errors > 0 {
+            self.error_reasons.extend(d.db.error_reasons().await?);
+        }
         self.taken += 1;
         if self.taken.is_multiple_of(BACKLOG_EVERY) {
             self.backlog = self.backlog.max(d.backlog().await?);
@@ -285,6 +293,7 @@ pub fn render(r: &ChurnRun, a: &BenchArgs) -> String {
          | rows due (waiting for work), sampled each second: max / at the end | {} / {} |\n\
          | churn end → no row due / every preview converged | {drained} / {settled} |\n\
          | rows in `error`, max of the samples | {} |\n\
+         | their reasons and messages | {} |\n\
          {}\
          | Fly requests during the churn (per s) | {} ({:.1}) |\n\
          | app deletes / machine destroys / 429s from the simulator | {} / {} / {} |\n\
@@ -300,6 +309,7 @@ pub fn render(r: &ChurnRun, a: &BenchArgs) -> String {
         r.max_due,
         r.due_at_end,
         r.rows_in_error_max,
+        reasons(&r.error_reasons),
         drain::rows(&r.drain, r.wall.as_secs_f64() / 60.0),
         r.fly_requests,
         r.fly_requests as f64 / r.wall.as_secs_f64().max(1.0),
@@ -308,4 +318,13 @@ pub fn render(r: &ChurnRun, a: &BenchArgs) -> String {
         r.sim_429,
         r.breaker_trips,
     )
+}
+
+/// The reasons seen in `error`, one table cell.
+fn reasons(seen: &BTreeSet<String>) -> String {
+    if seen.is_empty() {
+        return "none".to_owned();
+    }
+    let cell: Vec<String> = seen.iter().map(|r| r.replace('|', "\\|")).collect();
+    cell.join("; ")
 }

@@ -200,6 +200,20 @@ impl BenchDb {
             .await?)
     }
 
+    /// The distinct `reason: message` of rows in `error` (QuotaExceeded left out, as above).
+    pub async fn error_reasons(&self) -> anyhow::Result<Vec<String>> {
+        let sql = "SELECT DISTINCT coalesce(status_reason::text, '-') || ': ' \
+                          || left(coalesce(error_message, ''), 160) \
+                   FROM public.fly_preview_apps \
+                   WHERE status = $1 AND status_reason IS DISTINCT FROM $2";
+        self.count(1);
+        Ok(sqlx::query_scalar(sql)
+            .bind(Status::Error)
+            .bind(Reason::QuotaExceeded)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Every row's app name.
     pub async fn all_app_names(&self) -> anyhow::Result<Vec<String>> {
         self.count(1);
