@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use fly_preview_controller::store::{Admission, Store};
-use sqlx::PgPool;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::QueryScalar;
+use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 const LEASE: Duration = Duration::from_secs(300);
@@ -35,6 +37,22 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// A claim statement with the parameters every measurement here gives it: owner `measure`,
+/// 16 rows, a 300 s lease, per-user cap 2, and (where the claim has it) no slot kept for
+/// started work.
+fn bound_claim<O>(sql: &str) -> QueryScalar<'static, Postgres, O, PgArguments>
+where
+    (O,): for<'r> sqlx::FromRow<'r, PgRow>,
+{
+    let q = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+        .bind("measure")
+        .bind(16i64)
+        .bind(300.0f64)
+        .bind(Status::Initializing)
+        .bind(2i64);
+    if sql.contains("$6") { q.bind(16i64) } else { q }
+}
+
 /// Median of 21 claims of 16 rows (per-user cap 2), each given back after; `old` runs the
 /// claim of commit 5bfd9a4 (a window over every due row) instead, for comparison.
 async fn claim_time(pool: &PgPool, old: Option<&str>) -> Duration {
@@ -44,15 +62,7 @@ async fn claim_time(pool: &PgPool, old: Option<&str>) -> Duration {
         let t = Instant::now();
         let ids: Vec<Uuid> = match old {
             None => s.claim(16, LEASE, 2).await.unwrap().into_iter().map(|r| r.id).collect(),
-            Some(sql) => sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-                .bind("measure")
-                .bind(16i64)
-                .bind(300.0f64)
-                .bind(Status::Initializing)
-                .bind(2i64)
-                .fetch_all(pool)
-                .await
-                .unwrap(),
+            Some(sql) => bound_claim(sql).fetch_all(pool).await.unwrap(),
         };
         times.push(t.elapsed());
         assert_eq!(ids.len(), 16);
@@ -107,16 +117,7 @@ async fn server_time(pool: &PgPool, claim: &str) -> (Duration, u64) {
     for i in 0..12 {
         let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
         let explain = format!("EXPLAIN (ANALYZE, BUFFERS) {claim}");
-        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
-            .bind("measure")
-            .bind(16i64)
-            .bind(300.0f64)
-            .bind(Status::Initializing)
-            .bind(2i64);
-        if claim.contains("$6") {
-            q = q.bind(16i64); // no slot kept for started work
-        }
-        let plan: Vec<String> = q.fetch_all(&mut *tx).await.unwrap();
+        let plan: Vec<String> = bound_claim(&explain).fetch_all(&mut *tx).await.unwrap();
         tx.rollback().await.unwrap();
         let ms = plan.iter().find_map(|l| l.strip_prefix("Execution Time: "));
         let ms: f64 = ms.and_then(|m| m.trim_end_matches(" ms").parse().ok()).unwrap();
@@ -155,16 +156,7 @@ async fn cpu_per_claim(pool: &PgPool, claim: &str) -> Duration {
     for i in 0..=N {
         let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
         let before = backend_cpu(pid);
-        let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(claim.to_string()))
-            .bind("measure")
-            .bind(16i64)
-            .bind(300.0f64)
-            .bind(Status::Initializing)
-            .bind(2i64);
-        if claim.contains("$6") {
-            q = q.bind(16i64); // no slot kept for started work
-        }
-        let ids: Vec<Uuid> = q.fetch_all(&mut *tx).await.unwrap();
+        let ids: Vec<Uuid> = bound_claim(claim).fetch_all(&mut *tx).await.unwrap();
         if i > 0 {
             cpu += backend_cpu(pid) - before;
         }

@@ -55,7 +55,8 @@ fn free_port() -> anyhow::Result<SocketAddr> {
 }
 
 impl Daemon {
-    /// Starts `run` with the given concurrency; its logs go to a file in the temp dir.
+    /// Starts `run` with the given concurrency; its logs go to a file in the temp dir, named
+    /// by this bench's pid and `tag`, so benches run side by side never share one.
     pub async fn spawn(
         exe: &std::path::Path,
         db_url: &str,
@@ -65,7 +66,8 @@ impl Daemon {
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
         let admin = free_port()?;
-        let log_path = std::env::temp_dir().join(format!("fly-preview-bench-{tag}.log"));
+        let name = format!("fly-preview-bench-{}-{tag}.log", std::process::id());
+        let log_path = std::env::temp_dir().join(name);
         let log = std::fs::File::create(&log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
         let child = Command::new(exe)
