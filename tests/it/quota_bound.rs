@@ -153,3 +153,40 @@ async fn a_stop_frees_its_slot_only_when_the_machine_is_gone(pool: PgPool) {
     assert_eq!(h.row(a).await.status, Status::Stopped);
     r.stop().await;
 }
+
+/// The web app's writes to a refused row, in one transaction.
+async fn web_app_writes(pool: &PgPool, id: uuid::Uuid, sets: &[&str]) {
+    let mut tx = pool.begin().await.unwrap();
+    for set in sets {
+        let sql = format!("UPDATE public.fly_preview_apps SET {set} WHERE id = $1");
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).execute(&mut *tx).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+}
+
+#[sqlx::test]
+async fn a_refused_row_its_user_changes_stays_refused_until_a_slot_frees(pool: PgPool) {
+    let mut s = Settings::for_tests("personal");
+    s.max_previews_per_user = 1;
+    let h = Harness::with_settings(pool.clone(), SimConfig::default(), s).await;
+    let held = insert_row(&pool, USER_A, "held", Some(REPO), "main").await;
+    let r = h.start("a");
+    h.wait_row(held, "the first preview runs", is_running).await;
+    let waiting = insert_row(&pool, USER_A, "waiting", Some(REPO), "main").await;
+    h.wait_row(waiting, "the second is refused", refused).await;
+    // A branch change; a stop undone before the controller saw it.
+    let changes: [&[&str]; 2] =
+        [&["github_branch = 'dev'"], &["status = 'stopped'", "desired_state = 'running'"]];
+    for sets in changes {
+        web_app_writes(&pool, waiting, sets).await;
+        let row = h.row(waiting).await;
+        assert_eq!(row.status_reason, Some(Reason::QuotaExceeded), "{sets:?}: still refused");
+        let seen = |r: &PreviewRow| r.observed_generation == r.generation;
+        let row = h.wait_row(waiting, "the controller's pass", seen).await;
+        assert!(refused(&row), "{sets:?}: refused again, not deployed: {row:#?}");
+        assert!(h.sim.machines(&row.fly_app_name).is_empty(), "{sets:?}: no machine");
+    }
+    web_app_writes(&pool, held, &["status = 'stopped'"]).await;
+    h.wait_row(waiting, "the freed slot goes to the refused row", is_running).await;
+    r.stop().await;
+}
