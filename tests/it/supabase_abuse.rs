@@ -217,7 +217,8 @@ async fn a_slot_is_freed_only_when_its_machine_is_gone() {
     mark_running(&p.postgres, p.a, 2).await; // q-0, q-1 run; q-2..q-4 refused, parked
     let due = || async {
         let sql = "SELECT count(*) FROM public.fly_preview_apps WHERE user_id = $1 \
-                   AND status_reason = 'QuotaExceeded' AND next_attempt_at <= now()";
+                   AND status_reason = 'QuotaExceeded' AND desired_state = 'running' \
+                   AND next_attempt_at <= now()"; // woken refused rows (not a stop's own pass)
         sqlx::query_scalar::<_, i64>(sql).bind(p.a).fetch_one(&p.postgres).await.unwrap()
     };
     let stop = json!({"status": "stopped"});
