@@ -96,12 +96,15 @@ fn per_run(o: &mut String, r: &ControllerRun, i: Option<&IdealRun>) {
     let (_, p99, _) = r.wake.summary();
     line(o, &format!("wake p99 ≤ 25 ms ({n} rows)"), format!("{p99:.1} ms"), p99 <= 25.0);
     if let Some(s) = &r.steady {
-        let v = format!("{:.2} transactions/s, {:.2} Fly calls/s", s.db_per_s, s.fly_per_s);
+        // The daemon's own statements (its counter), not `pg_stat_database`, which counts
+        // every client of the database, the bench's own sampling included.
+        let stmts = s.statements.per_s();
+        let v = format!("{stmts:.3} statements/s, {:.2} Fly calls/s", s.fly_per_s);
         line(
             o,
-            &format!("idle ≤ 0.2 DB transactions/s and ≤ 0.1 Fly calls/s ({n} rows)"),
+            &format!("idle ≤ 0.2 of the daemon's statements/s and ≤ 0.1 Fly calls/s ({n} rows)"),
             v,
-            s.db_per_s <= 0.2 && s.fly_per_s <= 0.1,
+            stmts <= 0.2 && s.fly_per_s <= 0.1,
         );
     }
 }
