@@ -147,12 +147,10 @@ struct Samples {
 impl Samples {
     /// One sample a second: rows due and in `error`; every [`BACKLOG_EVERY`]th, the backlog.
     async fn take(&mut self, d: &Driver<'_>) -> anyhow::Result<()> {
-        let (due, _, errors) = d.db.due_and_errors().await?;
+        let (due, _, errors, reasons) = d.db.due_and_errors().await?;
         (self.max_due, self.max_errors, self.due_at_end) =
             (self.max_due.max(due), self.max_errors.max(errors), due);
-        if errors > 0 {
-            self.error_reasons.extend(d.db.error_reasons().await?);
-        }
+        self.error_reasons.extend(reasons);
         self.taken += 1;
         if self.taken.is_multiple_of(BACKLOG_EVERY) {
             self.backlog = self.backlog.max(d.backlog().await?);
@@ -254,7 +252,7 @@ impl Driver<'_> {
 async fn wait_drained(db: &BenchDb, settled: bool) -> anyhow::Result<Duration> {
     let t0 = Instant::now();
     loop {
-        let (due, soon, _) = db.due_and_errors().await?;
+        let (due, soon, _, _) = db.due_and_errors().await?;
         let left = if settled { soon } else { due };
         if left == 0 {
             return Ok(t0.elapsed());

@@ -186,31 +186,21 @@ impl BenchDb {
     }
 
     /// (rows due now, rows due within a minute (work under way), rows in `error` for
-    /// anything but the quota).
-    pub async fn due_and_errors(&self) -> anyhow::Result<(i64, i64, i64)> {
+    /// anything but the quota, and their distinct `reason: message`), one snapshot.
+    pub async fn due_and_errors(&self) -> anyhow::Result<(i64, i64, i64, Vec<String>)> {
         let sql = "SELECT count(*) FILTER (WHERE next_attempt_at <= now()), \
                           count(*) FILTER (WHERE next_attempt_at <= now() + interval '1 minute'), \
-                          count(*) FILTER (WHERE status = $1 AND status_reason IS DISTINCT FROM $2) \
-                   FROM public.fly_preview_apps";
+                          count(*) FILTER (WHERE failed), \
+                          coalesce(array_agg(DISTINCT coalesce(status_reason::text, '-') || ': ' \
+                                   || left(coalesce(error_message, ''), 160)) \
+                                   FILTER (WHERE failed), '{}') \
+                   FROM (SELECT *, status = $1 AND status_reason IS DISTINCT FROM $2 AS failed \
+                         FROM public.fly_preview_apps) r";
         self.count(1);
         Ok(sqlx::query_as(sql)
             .bind(Status::Error)
             .bind(Reason::QuotaExceeded)
             .fetch_one(&self.pool)
-            .await?)
-    }
-
-    /// The distinct `reason: message` of rows in `error` (QuotaExceeded left out, as above).
-    pub async fn error_reasons(&self) -> anyhow::Result<Vec<String>> {
-        let sql = "SELECT DISTINCT coalesce(status_reason::text, '-') || ': ' \
-                          || left(coalesce(error_message, ''), 160) \
-                   FROM public.fly_preview_apps \
-                   WHERE status = $1 AND status_reason IS DISTINCT FROM $2";
-        self.count(1);
-        Ok(sqlx::query_scalar(sql)
-            .bind(Status::Error)
-            .bind(Reason::QuotaExceeded)
-            .fetch_all(&self.pool)
             .await?)
     }
 
