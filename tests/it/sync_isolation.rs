@@ -35,11 +35,11 @@ fn sha(i: usize) -> String {
     format!("{i:040x}")
 }
 
-/// One user (A) has 6 previews whose syncs never answer (exec 408 after 4 s); the lane has 4
-/// slots, 3 per user. Another user's saves stay prompt, and the breaker never trips.
 /// How long a hung sync's exec lasts before Fly answers 408.
 const HANG: Duration = Duration::from_secs(6);
 
+/// One user (A) has 6 previews whose syncs never answer (exec 408 after [`HANG`]); the lane
+/// has 4 slots, 3 per user. Another user's saves stay prompt, and the breaker never trips.
 #[sqlx::test]
 async fn one_users_hanging_syncs_do_not_slow_another_users_saves(pool: PgPool) {
     let sync = SyncSettings {
